@@ -1,0 +1,8 @@
+declare module '*.wasm' {
+  const mod: WebAssembly.Module;
+  export default mod;
+}
+declare module '*.gguf' {
+  const data: ArrayBuffer;
+  export default data;
+}
