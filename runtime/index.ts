@@ -1,0 +1,126 @@
+/**
+ * edgelm's public API, the same in a Worker, in Node and in a browser. The caller brings the
+ * compiled kernels (`WebAssembly.Module`: a Worker imports `edgelm/kernels.wasm`, Node and browsers
+ * compile it) and the model's GGUF bytes; edgelm does the rest.
+ *
+ * @example
+ * import { createRuntime } from 'edgelm';
+ * const runtime = createRuntime(kernelsModule);
+ * const model = runtime.loadModel(ggufBytes);
+ * for await (const ev of model.generate('Once upon a time', { maxNewTokens: 32, numBeams: 4 })) {
+ *   if (ev.type === 'done') console.log(ev.result.sequences[0].text);
+ * }
+ */
+import { type ChatMessage, compileChatTemplate } from './chat.ts';
+import { OptionsError } from './errors.ts';
+import { type GenerateEvent, type GenerateOptions, generate } from './generate.ts';
+import { type GGUFFile, parseGGUF } from './gguf.ts';
+import { createKernels, detectRelaxedSimd, type Kernels } from './kernels.ts';
+import { Model, type ModelInfo } from './model.ts';
+import { type Tokenizer, tokenizerFromGGUF } from './tokenizer.ts';
+
+export type { ChatMessage } from './chat.ts';
+export { compileChatTemplate } from './chat.ts';
+export * from './errors.ts';
+export type { GenerateEvent, GenerateOptions, GenerateResult } from './generate.ts';
+export { resolveOptions } from './generate.ts';
+export type { GGUFFile, GGUFMetaValue, GGUFTensor } from './gguf.ts';
+export { meta, parseGGUF, writeGGUF } from './gguf.ts';
+export type { Kernels } from './kernels.ts';
+export { createKernels, detectRelaxedSimd } from './kernels.ts';
+export type { ModelInfo, Sequence } from './model.ts';
+export { Model } from './model.ts';
+export type { Tokenizer } from './tokenizer.ts';
+export { tokenizerFromGGUF } from './tokenizer.ts';
+
+/** Options for `Runtime.loadModel`. */
+export interface LoadOptions {
+  /** bytes of WASM memory the model may use in all: weights, KV cache, scratch (default 128 MiB) */
+  budgetBytes?: number;
+  /** cap on the context, below the model's own (smaller KV cache) */
+  maxContext?: number;
+  /** sequences (beams × concurrent requests) the KV pool must hold at full context */
+  maxSequences?: number;
+  /** KV blocks in the pool (overrides maxSequences sizing) */
+  kvBlocks?: number;
+}
+
+/** A model ready to generate. */
+export interface LoadedModel {
+  readonly info: ModelInfo;
+  readonly tokenizer: Tokenizer;
+  readonly model: Model;
+  readonly file: GGUFFile;
+  /** the model's own chat template (`tokenizer.chat_template`), if it has one */
+  readonly chatTemplate: string | undefined;
+  /** true when the relaxed-SIMD kernels were chosen */
+  readonly relaxedSimd: boolean;
+  /** prompt text (tokenized with BOS as the model wants, specials not parsed) or token ids */
+  generate(prompt: string | number[], options?: Partial<GenerateOptions>): AsyncGenerator<GenerateEvent>;
+  /** renders messages with the model's chat template and tokenizes them, specials parsed */
+  chatPromptIds(messages: ChatMessage[]): number[];
+  /** prompt ids for text as `generate` would make them */
+  promptIds(text: string): number[];
+}
+
+/** The kernels and the models loaded with them. */
+export interface Runtime {
+  loadModel(bytes: Uint8Array | ArrayBuffer, options?: LoadOptions): LoadedModel;
+}
+
+type KernelModules = WebAssembly.Module | { simd: WebAssembly.Module; relaxed?: WebAssembly.Module };
+
+/**
+ * Creates a runtime from the compiled kernels. Pass `{ simd, relaxed }` to let edgelm pick the
+ * relaxed-SIMD build when the host validates it (Node 22, workerd, Chrome 114+), else plain SIMD.
+ * @example
+ * const runtime = createRuntime({ simd: new WebAssembly.Module(simdBytes), relaxed: new WebAssembly.Module(relaxedBytes) });
+ */
+export function createRuntime(modules: KernelModules): Runtime {
+  const pick = (): WebAssembly.Module => {
+    if (modules instanceof WebAssembly.Module) return modules;
+    if (modules.relaxed && detectRelaxedSimd()) return modules.relaxed;
+    return modules.simd;
+  };
+  return {
+    loadModel(bytes, options = {}) {
+      const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+      const file = parseGGUF(u8);
+      const tokenizer = tokenizerFromGGUF(file);
+      // each model owns one kernels instance: one linear memory, grown once, so a model's
+      // arena never holds another model's (or request's) data
+      const kernels: Kernels = createKernels(pick());
+      const model = Model.load(kernels, file, options);
+      const chatTemplate = file.get<string>('tokenizer.chat_template');
+      let chat: ReturnType<typeof compileChatTemplate> | undefined;
+      const tokenText = (id: number | undefined) =>
+        id === undefined ? '' : new TextDecoder().decode(tokenizer.tokenBytes(id));
+      const promptIds = (text: string) => tokenizer.encode(text, { addBos: tokenizer.addBos });
+      return {
+        info: model.info,
+        tokenizer,
+        model,
+        file,
+        chatTemplate,
+        relaxedSimd: kernels.relaxed,
+        promptIds,
+        chatPromptIds(messages) {
+          if (!chatTemplate)
+            throw new OptionsError('this model has no chat template', {
+              field: 'messages',
+              hint: 'use a plain completion prompt instead',
+            });
+          chat ??= compileChatTemplate(chatTemplate, {
+            bos: tokenText(tokenizer.bos),
+            eos: tokenText(tokenizer.eos),
+          });
+          return tokenizer.encode(chat(messages), { parseSpecial: true, addBos: false });
+        },
+        generate(prompt, opts = {}) {
+          const ids = typeof prompt === 'string' ? promptIds(prompt) : prompt;
+          return generate(model, tokenizer, ids, opts);
+        },
+      };
+    },
+  };
+}
