@@ -1,0 +1,905 @@
+// The decoder: configuration from GGUF metadata, weights placed in WASM memory once, a paged KV
+// cache, and the forward pass for prefill (T prompt rows as matrix–matrix work) and decode (one row
+// per live sequence, all sequences in one batch so each weight is read once per step).
+//
+// Shapes (GGUF stores linear weights as (out, in) row-major, dims fastest-first [in, out]):
+//   V vocab, D dim (embedding length), H heads, Hkv kv heads, hd = D / H, F ffn dim, C context.
+//
+// One layer, llama:                           one layer, gpt2:
+//   xb = rmsnorm(x) · attn_norm                 xb = layernorm(x) · attn_norm + b
+//   q, k, v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ            q|k|v = xb·Wqkvᵀ + b   (fused rows, split at load)
+//   rope(q, k) (adjacent pairs)                 (learned positions were added to x at the input)
+//   kv cache ← k, v; att = causal attention     kv cache ← k, v; att = causal attention
+//   x += att·Woᵀ                                x += att·Woᵀ + b
+//   xb = rmsnorm(x) · ffn_norm                  xb = layernorm(x) · ffn_norm + b
+//   x += (silu(xb·Wgᵀ) * xb·Wuᵀ)·Wdᵀ            x += gelu(xb·Wuᵀ + b)·Wdᵀ + b
+// then logits = norm(x)·Woutᵀ (Wout = token_embd when `output.weight` is absent).
+import { BudgetError, FormatError, OptionsError, UnsupportedError } from './errors.ts';
+import { GGMLType, ggmlTypeName, tensorByteSize, toF32, unsupportedTensorType } from './ggml.ts';
+import type { GGUFFile, GGUFTensor } from './gguf.ts';
+import type { EmbeddingTable, Kernels, LinearWeight, WeightType } from './kernels.ts';
+import { KvCache, type KvLayout, type KvSequence } from './kv-cache.ts';
+
+export interface ModelInfo {
+  architecture: 'llama' | 'gpt2';
+  vocabSize: number;
+  contextLength: number;
+  dim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  ffnDim: number;
+  quantization: string;
+  parameters: number;
+  memory: { weights: number; kvCache: number; scratch: number; total: number };
+}
+
+/** Opaque handle to one sequence's KV cache. */
+export interface Sequence {
+  readonly id: number;
+  readonly length: number;
+}
+
+export interface ModelOptions {
+  /** cap on the context (default: the model's trained context) */
+  maxContext?: number;
+  /** sequences alive at once, and the most rows one decode step takes (default 4) */
+  maxSequences?: number;
+  /** refuse to load when weights + KV cache + scratch exceed this (default 128 MiB) */
+  budgetBytes?: number;
+  /**
+   * KV blocks in the shared pool (default: maxSequences × ceil(context / blockSize), reduced to what
+   * fits the budget but never below one full context)
+   */
+  kvBlocks?: number;
+  /** prompt rows per forward chunk; scratch is sized for max(prefillChunk, maxSequences) rows (default 64) */
+  prefillChunk?: number;
+}
+
+const MiB = 1024 * 1024;
+const DEFAULT_BUDGET = 128 * MiB;
+const DEFAULT_MAX_SEQUENCES = 4;
+const DEFAULT_PREFILL_CHUNK = 64;
+const BLOCK_SIZE = 16;
+const MAX_LOGIT_ROWS = 16; // rows per lm-head product when all logits are asked for
+
+const WEIGHT_TYPES: Record<number, WeightType> = {
+  [GGMLType.F32]: 'f32',
+  [GGMLType.F16]: 'f16',
+  [GGMLType.Q8_0]: 'q8_0',
+  [GGMLType.Q4_0]: 'q4_0',
+};
+
+interface Config {
+  arch: 'llama' | 'gpt2';
+  vocab: number;
+  trainedContext: number;
+  context: number; // after maxContext
+  dim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  ffn: number;
+  eps: number;
+  freqBase: number;
+}
+
+// a weight as found in the file, validated, not yet placed
+interface LinearPlan {
+  name: string;
+  type: WeightType;
+  raw: Uint8Array;
+  n: number;
+  k: number;
+}
+interface VecPlan {
+  tensor: GGUFTensor;
+  start: number; // element offset into the tensor (a slice of the fused gpt2 qkv bias)
+  n: number;
+}
+interface LayerPlan {
+  attnNorm: VecPlan;
+  attnNormB?: VecPlan;
+  wq: LinearPlan;
+  wk: LinearPlan;
+  wv: LinearPlan;
+  bq?: VecPlan;
+  bk?: VecPlan;
+  bv?: VecPlan;
+  wo: LinearPlan;
+  bo?: VecPlan;
+  ffnNorm: VecPlan;
+  ffnNormB?: VecPlan;
+  wGate?: LinearPlan;
+  wUp: LinearPlan;
+  bUp?: VecPlan;
+  wDown: LinearPlan;
+  bDown?: VecPlan;
+}
+
+// a layer as placed in WASM memory: linear weights, and f32 vectors by pointer (0: absent)
+interface Layer {
+  attnNorm: number;
+  attnNormB: number;
+  wq: LinearWeight;
+  wk: LinearWeight;
+  wv: LinearWeight;
+  bq: number;
+  bk: number;
+  bv: number;
+  wo: LinearWeight;
+  bo: number;
+  ffnNorm: number;
+  ffnNormB: number;
+  wGate: LinearWeight | undefined;
+  wUp: LinearWeight;
+  bUp: number;
+  wDown: LinearWeight;
+  bDown: number;
+}
+
+// activations, each sized for `rows` rows; byte pointers into the arena
+interface Scratch {
+  rows: number; // max rows of one forward pass: max(prefill chunk, maxSequences)
+  logitRows: number; // rows of the logits buffer
+  x: number; // (rows, D) residual stream
+  xb: number; // (rows, D) normed x / projection output
+  q: number; // (rows, H*hd) queries
+  kb: number; // (rows, Hkv*hd) keys of the new rows
+  vb: number; // (rows, Hkv*hd) values of the new rows
+  att: number; // (rows, H*hd) attention output
+  hb: number; // (rows, F) ffn hidden
+  hb2: number; // (rows, F) ffn up (llama)
+  tmp: number; // (D) a position embedding row (gpt2)
+  pos: number; // i32 (rows) positions of the decode rows
+  logits: number; // (logitRows, V)
+}
+
+const align64 = (b: number) => Math.ceil(b / 64) * 64 + 64; // an allocation plus its worst alignment gap
+
+/**
+ * A loaded decoder-only model (llama or gpt2 family) with its paged KV cache.
+ * @example
+ * const model = Model.load(kernels, parseGGUF(bytes), { maxContext: 512 });
+ * const seq = model.newSequence();
+ * const logits = model.prefill(seq, promptIds); // [vocab] for the last prompt token
+ * const next = model.decode([seq], [argmax(logits)]); // [1 × vocab]
+ */
+export class Model {
+  readonly info: ModelInfo;
+  readonly blockSize = BLOCK_SIZE;
+  private readonly k: Kernels;
+  private readonly c: Config;
+  private readonly kv: KvCache;
+  private readonly s: Scratch;
+  private readonly prefillChunk: number;
+  private readonly maxSequences: number;
+  private readonly tokEmbd: EmbeddingTable;
+  private readonly posEmbd: EmbeddingTable | undefined;
+  private readonly layers: Layer[];
+  private readonly outNorm: number;
+  private readonly outNormB: number;
+  private readonly output: LinearWeight;
+  private readonly ones: Int32Array;
+
+  private constructor(
+    k: Kernels,
+    c: Config,
+    info: ModelInfo,
+    kv: KvCache,
+    s: Scratch,
+    prefillChunk: number,
+    maxSequences: number,
+    w: {
+      tokEmbd: EmbeddingTable;
+      posEmbd?: EmbeddingTable;
+      layers: Layer[];
+      outNorm: number;
+      outNormB: number;
+      output: LinearWeight;
+    },
+  ) {
+    this.k = k;
+    this.c = c;
+    this.info = info;
+    this.kv = kv;
+    this.s = s;
+    this.prefillChunk = prefillChunk;
+    this.maxSequences = maxSequences;
+    this.tokEmbd = w.tokEmbd;
+    this.posEmbd = w.posEmbd;
+    this.layers = w.layers;
+    this.outNorm = w.outNorm;
+    this.outNormB = w.outNormB;
+    this.output = w.output;
+    this.ones = new Int32Array(maxSequences).fill(1);
+  }
+
+  /**
+   * Validates the file's hyper-parameters and tensors, computes the memory it needs and refuses
+   * (BudgetError, with the numbers) before allocating anything when that exceeds `budgetBytes`;
+   * then reserves the arena once and places the weights.
+   * @example
+   * const model = Model.load(createKernels(wasmModule), parseGGUF(bytes), { budgetBytes: 64 << 20 });
+   * console.log(model.info.memory.total);
+   */
+  static load(k: Kernels, file: GGUFFile, opts: ModelOptions = {}): Model {
+    const maxSequences = optInt(opts.maxSequences, 'maxSequences', 1, 256) ?? DEFAULT_MAX_SEQUENCES;
+    const budget = optInt(opts.budgetBytes, 'budgetBytes', 1, Number.MAX_SAFE_INTEGER) ?? DEFAULT_BUDGET;
+    const maxContext = optInt(opts.maxContext, 'maxContext', 1, 1 << 24);
+    const kvBlocksOpt = optInt(opts.kvBlocks, 'kvBlocks', 1, 1 << 24);
+    const chunkOpt = optInt(opts.prefillChunk, 'prefillChunk', 1, 1 << 16) ?? DEFAULT_PREFILL_CHUNK;
+
+    const c = readConfig(file, maxContext);
+    const { layers: layerPlans, tokEmbd, posEmbd, outNorm, outNormB, output } = planTensors(file, c);
+
+    // ---- memory, before any allocation ----
+    const linearBytes = (p: LinearPlan) => align64(k.linearBytes(p.type, p.n, p.k));
+    const vecBytes = (p: VecPlan | undefined) => (p ? align64(p.n * 4) : 0);
+    const embBytes = (t: GGUFTensor) => align64(embeddingBytes(k, t));
+    let weights = embBytes(tokEmbd) + (posEmbd ? embBytes(posEmbd) : 0);
+    weights += vecBytes(outNorm) + vecBytes(outNormB) + linearBytes(output);
+    for (const L of layerPlans) {
+      for (const p of [L.wq, L.wk, L.wv, L.wo, L.wGate, L.wUp, L.wDown]) if (p) weights += linearBytes(p);
+      for (const v of [
+        L.attnNorm,
+        L.attnNormB,
+        L.bq,
+        L.bk,
+        L.bv,
+        L.bo,
+        L.ffnNorm,
+        L.ffnNormB,
+        L.bUp,
+        L.bDown,
+      ]) {
+        weights += vecBytes(v);
+      }
+    }
+    const chunk = Math.min(chunkOpt, c.context);
+    const rows = Math.max(chunk, maxSequences);
+    const logitRows = Math.max(maxSequences, Math.min(chunk, MAX_LOGIT_ROWS));
+    const kvDim = c.nKvHeads * c.headDim;
+    const scratch =
+      4 * align64(rows * c.dim * 4) +
+      2 * align64(rows * kvDim * 4) +
+      2 * align64(rows * c.ffn * 4) +
+      align64(c.dim * 4) +
+      align64(rows * 4) +
+      align64(logitRows * c.vocab * 4) +
+      align64(k.linearScratchBytes(rows, Math.max(c.dim, c.ffn)));
+    const maxBlocksPerSeq = Math.ceil(c.context / BLOCK_SIZE);
+    const layout = (nBlocks: number): KvLayout => ({
+      nLayers: c.nLayers,
+      nKvHeads: c.nKvHeads,
+      headDim: c.headDim,
+      blockSize: BLOCK_SIZE,
+      nBlocks,
+      maxBlocksPerSeq,
+      maxSequences,
+    });
+    let nBlocks = kvBlocksOpt ?? maxSequences * maxBlocksPerSeq;
+    if (kvBlocksOpt === undefined && weights + scratch + KvCache.bytes(layout(nBlocks)) > budget) {
+      // shrink the default pool to what fits, keeping at least one full context
+      const perBlock = KvCache.bytes(layout(1)) - KvCache.bytes(layout(0));
+      const room = budget - weights - scratch - KvCache.bytes(layout(0));
+      nBlocks = Math.max(maxBlocksPerSeq, Math.floor(room / perBlock));
+    }
+    const kvCache = KvCache.bytes(layout(nBlocks));
+    const total = weights + kvCache + scratch;
+    if (total > budget) {
+      const m = (b: number) => `${(b / MiB).toFixed(1)} MiB`;
+      throw new BudgetError(
+        `model needs ${m(total)} (weights ${m(weights)}, KV cache ${m(kvCache)} for ${nBlocks} blocks of ` +
+          `${BLOCK_SIZE} positions, scratch ${m(scratch)}) but the budget is ${m(budget)}`,
+        {
+          field: 'budgetBytes',
+          hint: 'use a smaller or more quantised model, a smaller maxContext/maxSequences/kvBlocks, or a larger budgetBytes',
+        },
+      );
+    }
+
+    // ---- place ----
+    k.reserve(total);
+    const placeVec = (p: VecPlan | undefined): number => {
+      if (!p) return 0;
+      const all = toF32(p.tensor.type, p.tensor.data, elementCount(p.tensor));
+      const ptr = k.alloc(p.n * 4);
+      k.f32(ptr, p.n).set(all.subarray(p.start, p.start + p.n));
+      return ptr;
+    };
+    const placeLinear = (p: LinearPlan): LinearWeight => k.prepareLinear(p.type, p.raw, p.n, p.k);
+    const placeEmb = (t: GGUFTensor): EmbeddingTable =>
+      k.prepareEmbedding(WEIGHT_TYPES[t.type], t.data, t.dims[1], t.dims[0]);
+    const tokTable = placeEmb(tokEmbd);
+    const posTable = posEmbd ? placeEmb(posEmbd) : undefined;
+    const layers: Layer[] = layerPlans.map((L) => ({
+      attnNorm: placeVec(L.attnNorm),
+      attnNormB: placeVec(L.attnNormB),
+      wq: placeLinear(L.wq),
+      wk: placeLinear(L.wk),
+      wv: placeLinear(L.wv),
+      bq: placeVec(L.bq),
+      bk: placeVec(L.bk),
+      bv: placeVec(L.bv),
+      wo: placeLinear(L.wo),
+      bo: placeVec(L.bo),
+      ffnNorm: placeVec(L.ffnNorm),
+      ffnNormB: placeVec(L.ffnNormB),
+      wGate: L.wGate ? placeLinear(L.wGate) : undefined,
+      wUp: placeLinear(L.wUp),
+      bUp: placeVec(L.bUp),
+      wDown: placeLinear(L.wDown),
+      bDown: placeVec(L.bDown),
+    }));
+    const w = {
+      tokEmbd: tokTable,
+      posEmbd: posTable,
+      layers,
+      outNorm: placeVec(outNorm),
+      outNormB: placeVec(outNormB),
+      output: placeLinear(output),
+    };
+    const kv = new KvCache(k, layout(nBlocks));
+    const s: Scratch = {
+      rows,
+      logitRows,
+      x: k.alloc(rows * c.dim * 4),
+      xb: k.alloc(rows * c.dim * 4),
+      q: k.alloc(rows * c.dim * 4),
+      kb: k.alloc(rows * kvDim * 4),
+      vb: k.alloc(rows * kvDim * 4),
+      att: k.alloc(rows * c.dim * 4),
+      hb: k.alloc(rows * c.ffn * 4),
+      hb2: k.alloc(rows * c.ffn * 4),
+      tmp: k.alloc(c.dim * 4),
+      pos: k.alloc(rows * 4),
+      logits: k.alloc(logitRows * c.vocab * 4),
+    };
+
+    // parameters: every distinct tensor read (a tied output counts once)
+    let parameters = 0;
+    for (const t of file.tensors) if (usedTensor(t.name, c)) parameters += elementCount(t);
+    const info: ModelInfo = {
+      architecture: c.arch,
+      vocabSize: c.vocab,
+      contextLength: c.context,
+      dim: c.dim,
+      nLayers: c.nLayers,
+      nHeads: c.nHeads,
+      nKvHeads: c.nKvHeads,
+      ffnDim: c.ffn,
+      quantization: dominantType(layerPlans, output),
+      parameters,
+      memory: { weights, kvCache, scratch, total },
+    };
+    return new Model(k, c, info, kv, s, chunk, maxSequences, w);
+  }
+
+  /**
+   * A new, empty sequence. BudgetError when `maxSequences` are alive.
+   * @example
+   * const seq = model.newSequence();
+   */
+  newSequence(): Sequence {
+    return this.kv.newSequence();
+  }
+
+  /**
+   * A new sequence sharing every KV block of `seq` (copy-on-write): both continue independently.
+   * @example
+   * const beam2 = model.fork(beam1);
+   */
+  fork(seq: Sequence): Sequence {
+    return this.kv.fork(seq as KvSequence);
+  }
+
+  /**
+   * Returns the sequence's blocks (those no other sequence shares) to the pool.
+   * @example
+   * model.free(seq);
+   */
+  free(seq: Sequence): void {
+    this.kv.free(seq as KvSequence);
+  }
+
+  /**
+   * KV blocks left in the pool (each holds `blockSize` positions of one sequence).
+   * @example
+   * if (model.freeBlocks() * model.blockSize < promptLength + maxNewTokens) refuseAdmission();
+   */
+  freeBlocks(): number {
+    return this.kv.freeBlocks();
+  }
+
+  /**
+   * Runs `tokens` through the model after what `seq` already holds, filling its KV cache. Returns
+   * the logits of the last token ([V], a fresh array), or of every token ([T × V]) when `allLogits`.
+   * @example
+   * const logits = model.prefill(seq, [1, 15043, 29871]);
+   */
+  prefill(seq: Sequence, tokens: ArrayLike<number>, allLogits = false): Float32Array {
+    const s = seq as KvSequence;
+    this.kv.check(s);
+    const T = tokens.length;
+    if (T === 0) throw new OptionsError('prefill needs at least one token', { field: 'tokens' });
+    this.checkTokens(tokens);
+    this.kv.reserve([s], [T]);
+    const V = this.c.vocab;
+    const out = new Float32Array(allLogits ? T * V : V);
+    for (let t0 = 0; t0 < T; t0 += this.prefillChunk) {
+      const m = Math.min(this.prefillChunk, T - t0);
+      const pos0 = s.length;
+      for (let r = 0; r < m; r++) this.embedRow(r, tokens[t0 + r], pos0 + r);
+      this.forward(m, s, pos0, null);
+      this.kv.commit(s, m);
+      if (allLogits) this.logitsRows(0, m, out, t0 * V);
+      else if (t0 + m === T) this.logitsRows(m - 1, 1, out, 0);
+    }
+    return out;
+  }
+
+  /**
+   * Advances B sequences by one token each, as one B-row batch (each weight is read once for all
+   * of them). Returns [B × V] logits, row b for `seqs[b]`.
+   * @example
+   * const logits = model.decode([beamA, beamB], [tokA, tokB]);
+   */
+  decode(seqs: Sequence[], tokens: ArrayLike<number>): Float32Array {
+    const B = seqs.length;
+    if (B === 0 || B > this.maxSequences) {
+      throw new OptionsError(`decode takes 1 to ${this.maxSequences} sequences, got ${B}`, { field: 'seqs' });
+    }
+    if (tokens.length !== B) {
+      throw new OptionsError(`decode got ${B} sequences but ${tokens.length} tokens`, { field: 'tokens' });
+    }
+    const ss = seqs as KvSequence[];
+    for (let b = 0; b < B; b++) {
+      this.kv.check(ss[b]);
+      for (let j = 0; j < b; j++) {
+        if (ss[j] === ss[b])
+          throw new OptionsError('a sequence appears twice in one decode batch', { field: 'seqs' });
+      }
+    }
+    this.checkTokens(tokens);
+    this.kv.reserve(ss, this.ones);
+    const pos = this.k.i32(this.s.pos, B);
+    for (let b = 0; b < B; b++) {
+      pos[b] = ss[b].length;
+      this.embedRow(b, tokens[b], ss[b].length);
+    }
+    this.forward(B, null, 0, ss);
+    for (let b = 0; b < B; b++) this.kv.commit(ss[b], 1);
+    const out = new Float32Array(B * this.c.vocab);
+    this.logitsRows(0, B, out, 0);
+    return out;
+  }
+
+  private checkTokens(tokens: ArrayLike<number>): void {
+    const V = this.c.vocab;
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      if (!Number.isInteger(t) || t < 0 || t >= V) {
+        throw new OptionsError(`token ${i} is ${t}; ids run from 0 to ${V - 1}`, { field: 'tokens' });
+      }
+    }
+  }
+
+  // x[r] = token embedding (+ position embedding for gpt2)
+  private embedRow(r: number, token: number, pos: number): void {
+    const { k, s } = this;
+    const xr = s.x + r * this.c.dim * 4;
+    k.embed(xr, this.tokEmbd, token);
+    if (this.posEmbd) {
+      k.embed(s.tmp, this.posEmbd, pos);
+      k.add(xr, xr, s.tmp, this.c.dim);
+    }
+  }
+
+  // every layer over m rows of s.x. Prefill: the rows are positions pos0.. of `seq`. Decode: row b is
+  // the next position of seqs[b] (its length; s.pos holds the same numbers for RoPE).
+  private forward(m: number, seq: KvSequence | null, pos0: number, seqs: KvSequence[] | null): void {
+    const { k, s, c, kv } = this;
+    const { dim, nHeads, nKvHeads, headDim, ffn, freqBase } = c;
+    const kvDim = nKvHeads * headDim;
+    const llama = c.arch === 'llama';
+    const bs = BLOCK_SIZE;
+    for (let l = 0; l < c.nLayers; l++) {
+      const L = this.layers[l];
+      const kPool = kv.kPools[l];
+      const vPool = kv.vPools[l];
+      // attention norm → q, k, v
+      this.norm(s.xb, s.x, L.attnNorm, L.attnNormB, m);
+      k.linear(s.q, s.xb, L.wq, m);
+      k.linear(s.kb, s.xb, L.wk, m);
+      k.linear(s.vb, s.xb, L.wv, m);
+      if (!llama) {
+        k.addBias(s.q, L.bq, m, dim);
+        k.addBias(s.kb, L.bk, m, kvDim);
+        k.addBias(s.vb, L.bv, m, kvDim);
+      } else if (seq) {
+        k.rope(s.q, m, nHeads, headDim, pos0, 1, freqBase, false);
+        k.rope(s.kb, m, nKvHeads, headDim, pos0, 1, freqBase, false);
+      } else {
+        k.ropeAt(s.q, m, nHeads, headDim, s.pos, freqBase, false);
+        k.ropeAt(s.kb, m, nKvHeads, headDim, s.pos, freqBase, false);
+      }
+      // kv cache ← k, v; causal attention over each sequence's own blocks
+      if (seq) {
+        k.kvWrite(kPool, vPool, seq.tablePtr, pos0, m, s.kb, s.vb, nKvHeads, headDim, bs);
+        k.attention(s.att, s.q, m, kPool, vPool, seq.tablePtr, pos0, nHeads, nKvHeads, headDim, bs);
+      } else {
+        for (let b = 0; b < m; b++) {
+          const sq = seqs![b];
+          const kb = s.kb + b * kvDim * 4;
+          const vb = s.vb + b * kvDim * 4;
+          k.kvWrite(kPool, vPool, sq.tablePtr, sq.length, 1, kb, vb, nKvHeads, headDim, bs);
+          const qb = s.q + b * dim * 4;
+          const ab = s.att + b * dim * 4;
+          k.attention(ab, qb, 1, kPool, vPool, sq.tablePtr, sq.length, nHeads, nKvHeads, headDim, bs);
+        }
+      }
+      // output projection, residual
+      k.linear(s.xb, s.att, L.wo, m);
+      if (L.bo) k.addBias(s.xb, L.bo, m, dim);
+      k.add(s.x, s.x, s.xb, m * dim);
+      // ffn norm → feed-forward, residual
+      this.norm(s.xb, s.x, L.ffnNorm, L.ffnNormB, m);
+      if (llama) {
+        k.linear(s.hb, s.xb, L.wGate!, m);
+        k.linear(s.hb2, s.xb, L.wUp, m);
+        k.siluMul(s.hb, s.hb, s.hb2, m * ffn);
+        k.linear(s.xb, s.hb, L.wDown, m);
+      } else {
+        k.linear(s.hb, s.xb, L.wUp, m);
+        k.addBias(s.hb, L.bUp, m, ffn);
+        k.gelu(s.hb, s.hb, m * ffn);
+        k.linear(s.xb, s.hb, L.wDown, m);
+        k.addBias(s.xb, L.bDown, m, dim);
+      }
+      k.add(s.x, s.x, s.xb, m * dim);
+    }
+  }
+
+  private norm(out: number, x: number, w: number, b: number, m: number): void {
+    if (this.c.arch === 'llama') this.k.rmsnorm(out, x, w, m, this.c.dim, this.c.eps);
+    else this.k.layernorm(out, x, w, b, m, this.c.dim, this.c.eps);
+  }
+
+  // final norm + lm head for rows [r0, r0+n) of s.x, copied into dst at dstOffset (n × V)
+  private logitsRows(r0: number, n: number, dst: Float32Array, dstOffset: number): void {
+    const { k, s } = this;
+    const { dim, vocab } = this.c;
+    for (let g = 0; g < n; g += s.logitRows) {
+      const mm = Math.min(s.logitRows, n - g);
+      this.norm(s.xb, s.x + (r0 + g) * dim * 4, this.outNorm, this.outNormB, mm);
+      k.linear(s.logits, s.xb, this.output, mm);
+      dst.set(k.f32(s.logits, mm * vocab), dstOffset + g * vocab);
+    }
+  }
+}
+
+// ---- configuration and validation ------------------------------------------------------------
+
+function optInt(v: number | undefined, field: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new OptionsError(`${field} must be an integer from ${min} to ${max}, got ${String(v)}`, { field });
+  }
+  return v;
+}
+
+function metaInt(file: GGUFFile, key: string, min: number, max: number, def?: number): number {
+  const v = file.get<unknown>(key);
+  if (v === undefined) {
+    if (def !== undefined) return def;
+    throw new FormatError(`missing metadata key ${key}`, {
+      field: key,
+      hint: 'the file lacks a required hyper-parameter',
+    });
+  }
+  let n: number;
+  if (typeof v === 'bigint') {
+    n = v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER) ? Number.NaN : Number(v);
+    if (Number.isNaN(n)) n = v > 0n ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
+  } else if (typeof v === 'number' && Number.isInteger(v)) {
+    n = v;
+  } else {
+    throw new FormatError(`metadata ${key} must be an integer, got ${describe(v)}`, { field: key });
+  }
+  if (n < min || n > max) {
+    throw new FormatError(`metadata ${key} = ${String(v)} is out of range (${min} to ${max})`, {
+      field: key,
+    });
+  }
+  return n;
+}
+
+function metaFloat(file: GGUFFile, key: string, min: number, max: number, def: number): number {
+  const v = file.get<unknown>(key);
+  if (v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= min || v > max) {
+    throw new FormatError(`metadata ${key} must be a number in (${min}, ${max}], got ${describe(v)}`, {
+      field: key,
+    });
+  }
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : `${typeof v} ${String(v).slice(0, 40)}`;
+}
+
+function readConfig(file: GGUFFile, maxContext: number | undefined): Config {
+  const arch = file.get<unknown>('general.architecture');
+  if (arch === undefined) {
+    throw new FormatError('missing metadata key general.architecture', { field: 'general.architecture' });
+  }
+  if (arch !== 'llama' && arch !== 'gpt2') {
+    throw new UnsupportedError(`architecture ${describe(arch)} is not supported`, {
+      field: 'general.architecture',
+      hint: 'edgelm runs llama and gpt2 models',
+    });
+  }
+  const a = arch;
+  const trainedContext = metaInt(file, `${a}.context_length`, 1, 1 << 24);
+  const dim = metaInt(file, `${a}.embedding_length`, 1, 1 << 16);
+  const nLayers = metaInt(file, `${a}.block_count`, 1, 4096);
+  const ffn = metaInt(file, `${a}.feed_forward_length`, 1, 1 << 20);
+  const nHeads = metaInt(file, `${a}.attention.head_count`, 1, 4096);
+  const nKvHeads = metaInt(file, `${a}.attention.head_count_kv`, 1, 4096, nHeads);
+  if (nKvHeads > nHeads || nHeads % nKvHeads !== 0) {
+    throw new FormatError(
+      `${a}.attention.head_count_kv = ${nKvHeads} does not divide head_count = ${nHeads}`,
+      {
+        field: `${a}.attention.head_count_kv`,
+      },
+    );
+  }
+  if (dim % nHeads !== 0) {
+    throw new FormatError(`${a}.embedding_length = ${dim} is not a multiple of head_count = ${nHeads}`, {
+      field: `${a}.embedding_length`,
+    });
+  }
+  const headDim = dim / nHeads;
+  const keyLength = metaInt(file, `${a}.attention.key_length`, 1, 1 << 16, headDim);
+  const valueLength = metaInt(file, `${a}.attention.value_length`, 1, 1 << 16, headDim);
+  if (keyLength !== headDim || valueLength !== headDim) {
+    throw new UnsupportedError(
+      `head size ${keyLength}/${valueLength} differs from embedding_length / head_count`,
+      {
+        field: `${a}.attention.key_length`,
+      },
+    );
+  }
+  let eps: number;
+  let freqBase = 10000;
+  if (a === 'llama') {
+    if (headDim % 2 !== 0) {
+      throw new FormatError(`head size ${headDim} is odd; RoPE rotates pairs`, {
+        field: 'llama.embedding_length',
+      });
+    }
+    eps = metaFloat(file, 'llama.attention.layer_norm_rms_epsilon', 0, 1, 1e-5);
+    freqBase = metaFloat(file, 'llama.rope.freq_base', 0, 1e12, 10000);
+    const scaling = file.get<unknown>('llama.rope.scaling.type');
+    if (scaling !== undefined && scaling !== 'none') {
+      throw new UnsupportedError(`RoPE scaling ${describe(scaling)} is not supported`, {
+        field: 'llama.rope.scaling.type',
+      });
+    }
+  } else {
+    eps = metaFloat(file, 'gpt2.attention.layer_norm_epsilon', 0, 1, 1e-5);
+  }
+  const context = Math.min(trainedContext, maxContext ?? trainedContext);
+  return {
+    arch: a,
+    vocab: 0, // from token_embd, in planTensors
+    trainedContext,
+    context,
+    dim,
+    nLayers,
+    nHeads,
+    nKvHeads,
+    headDim,
+    ffn,
+    eps,
+    freqBase,
+  };
+}
+
+function elementCount(t: GGUFTensor): number {
+  let n = 1;
+  for (const d of t.dims) n *= d;
+  return n;
+}
+
+// dims compared with trailing 1s dropped ([n] equals [n, 1])
+function sameDims(a: number[], b: number[]): boolean {
+  const trim = (d: number[]) => {
+    let n = d.length;
+    while (n > 1 && d[n - 1] === 1) n--;
+    return d.slice(0, n);
+  };
+  const x = trim(a);
+  const y = trim(b);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+function getTensor(file: GGUFFile, name: string, dims: number[] | null): GGUFTensor {
+  const t = file.tensor(name);
+  if (!t)
+    throw new FormatError(`missing tensor ${name}`, {
+      field: name,
+      hint: 'the file lacks a weight the architecture needs',
+    });
+  if (!WEIGHT_TYPES[t.type]) throw unsupportedTensorType(t.type, name);
+  if (dims && !sameDims(t.dims, dims)) {
+    throw new FormatError(`tensor ${name} has shape [${t.dims.join(', ')}], expected [${dims.join(', ')}]`, {
+      field: name,
+      hint: 'the tensor does not match the hyper-parameters in the metadata',
+    });
+  }
+  return t;
+}
+
+function linearPlan(t: GGUFTensor, name = t.name): LinearPlan {
+  const [k, n] = t.dims;
+  if (t.type === GGMLType.Q8_0 || t.type === GGMLType.Q4_0) {
+    if (k % 32 !== 0) {
+      throw new FormatError(
+        `tensor ${name}: ${ggmlTypeName(t.type)} rows of ${k} are not whole 32-element blocks`,
+        {
+          field: name,
+        },
+      );
+    }
+  }
+  return { name, type: WEIGHT_TYPES[t.type], raw: t.data, n, k };
+}
+
+// rows [row0, row0 + rows) of a fused gpt2 attn_qkv weight (whole rows are contiguous bytes)
+function rowSlice(t: GGUFTensor, label: string, row0: number, rows: number): LinearPlan {
+  const rowBytes = tensorByteSize(t.type, t.dims[0]);
+  const p = linearPlan(t, `${t.name}[${label}]`);
+  return { ...p, raw: t.data.subarray(row0 * rowBytes, (row0 + rows) * rowBytes), n: rows };
+}
+
+const vec = (t: GGUFTensor, start = 0, n = elementCount(t)): VecPlan => ({ tensor: t, start, n });
+
+function planTensors(file: GGUFFile, c: Config) {
+  const { dim, ffn, nLayers, nKvHeads, headDim } = c;
+  const kvDim = nKvHeads * headDim;
+  const tokEmbd = getTensor(file, 'token_embd.weight', null);
+  if (
+    tokEmbd.dims.length !== 2 &&
+    !(tokEmbd.dims.length > 2 && tokEmbd.dims.slice(2).every((d) => d === 1))
+  ) {
+    throw new FormatError(`tensor token_embd.weight has ${tokEmbd.dims.length} dims, expected 2`, {
+      field: 'token_embd.weight',
+    });
+  }
+  if (tokEmbd.dims[0] !== dim) {
+    throw new FormatError(
+      `${c.arch}.embedding_length = ${dim} but token_embd.weight rows have ${tokEmbd.dims[0]} elements`,
+      { field: `${c.arch}.embedding_length` },
+    );
+  }
+  const vocab = tokEmbd.dims[1];
+  if (vocab < 1 || vocab > 1 << 22) {
+    throw new FormatError(`vocabulary of ${vocab} tokens is out of range`, { field: 'token_embd.weight' });
+  }
+  const tokens = file.get<unknown>('tokenizer.ggml.tokens');
+  if (Array.isArray(tokens) && tokens.length !== vocab) {
+    throw new FormatError(`tokenizer has ${tokens.length} tokens but token_embd.weight has ${vocab} rows`, {
+      field: 'tokenizer.ggml.tokens',
+    });
+  }
+  c.vocab = vocab;
+  const outputT = file.tensor('output.weight') ? getTensor(file, 'output.weight', [dim, vocab]) : undefined;
+  const output = linearPlan(outputT ?? tokEmbd);
+  let posEmbd: GGUFTensor | undefined;
+  const layers: LayerPlan[] = [];
+  const lin = (name: string, k: number, n: number) => linearPlan(getTensor(file, name, [k, n]));
+  const v = (name: string, n: number) => vec(getTensor(file, name, [n]));
+  if (c.arch === 'llama') {
+    for (let i = 0; i < nLayers; i++) {
+      const p = `blk.${i}.`;
+      layers.push({
+        attnNorm: v(`${p}attn_norm.weight`, dim),
+        wq: lin(`${p}attn_q.weight`, dim, dim),
+        wk: lin(`${p}attn_k.weight`, dim, kvDim),
+        wv: lin(`${p}attn_v.weight`, dim, kvDim),
+        wo: lin(`${p}attn_output.weight`, dim, dim),
+        ffnNorm: v(`${p}ffn_norm.weight`, dim),
+        wGate: lin(`${p}ffn_gate.weight`, dim, ffn),
+        wUp: lin(`${p}ffn_up.weight`, dim, ffn),
+        wDown: lin(`${p}ffn_down.weight`, ffn, dim),
+      });
+    }
+    return {
+      layers,
+      tokEmbd,
+      posEmbd,
+      outNorm: v('output_norm.weight', dim),
+      outNormB: undefined,
+      output,
+    };
+  }
+  posEmbd = getTensor(file, 'position_embd.weight', null);
+  if (posEmbd.dims[0] !== dim || posEmbd.dims.length < 2 || posEmbd.dims[1] < c.trainedContext) {
+    throw new FormatError(
+      `tensor position_embd.weight has shape [${posEmbd.dims.join(', ')}], expected [${dim}, ≥ ${c.trainedContext}]`,
+      { field: 'position_embd.weight' },
+    );
+  }
+  for (let i = 0; i < nLayers; i++) {
+    const p = `blk.${i}.`;
+    const qkv = getTensor(file, `${p}attn_qkv.weight`, [dim, dim + 2 * kvDim]);
+    const qkvB = getTensor(file, `${p}attn_qkv.bias`, [dim + 2 * kvDim]);
+    layers.push({
+      attnNorm: v(`${p}attn_norm.weight`, dim),
+      attnNormB: v(`${p}attn_norm.bias`, dim),
+      wq: rowSlice(qkv, 'q', 0, dim),
+      wk: rowSlice(qkv, 'k', dim, kvDim),
+      wv: rowSlice(qkv, 'v', dim + kvDim, kvDim),
+      bq: vec(qkvB, 0, dim),
+      bk: vec(qkvB, dim, kvDim),
+      bv: vec(qkvB, dim + kvDim, kvDim),
+      wo: lin(`${p}attn_output.weight`, dim, dim),
+      bo: v(`${p}attn_output.bias`, dim),
+      ffnNorm: v(`${p}ffn_norm.weight`, dim),
+      ffnNormB: v(`${p}ffn_norm.bias`, dim),
+      wUp: lin(`${p}ffn_up.weight`, dim, ffn),
+      bUp: v(`${p}ffn_up.bias`, ffn),
+      wDown: lin(`${p}ffn_down.weight`, ffn, dim),
+      bDown: v(`${p}ffn_down.bias`, dim),
+    });
+  }
+  return {
+    layers,
+    tokEmbd,
+    posEmbd,
+    outNorm: v('output_norm.weight', dim),
+    outNormB: v('output_norm.bias', dim),
+    output,
+    tied: !outputT,
+  };
+}
+
+// arena bytes of an embedding table: the kernels' own figure when they publish one, else the raw size
+function embeddingBytes(k: Kernels, t: GGUFTensor): number {
+  const f = (k as Partial<{ embeddingBytes(type: WeightType, rows: number, dim: number): number }>)
+    .embeddingBytes;
+  if (typeof f === 'function') return f.call(k, WEIGHT_TYPES[t.type], t.dims[1], t.dims[0]);
+  return tensorByteSize(t.type, elementCount(t));
+}
+
+function usedTensor(name: string, c: Config): boolean {
+  if (name === 'token_embd.weight' || name === 'position_embd.weight' || name === 'output.weight')
+    return true;
+  if (name === 'output_norm.weight' || name === 'output_norm.bias') return true;
+  const m = /^blk\.(\d+)\./.exec(name);
+  return m !== null && Number(m[1]) < c.nLayers;
+}
+
+// the weight type of most linear-weight elements
+function dominantType(layers: LayerPlan[], output: LinearPlan): string {
+  const count = new Map<string, number>();
+  const add = (p: LinearPlan | undefined) => {
+    if (p) count.set(p.type, (count.get(p.type) ?? 0) + p.n * p.k);
+  };
+  for (const L of layers) for (const p of [L.wq, L.wk, L.wv, L.wo, L.wGate, L.wUp, L.wDown]) add(p);
+  add(output);
+  let best = 'f32';
+  let bestN = -1;
+  for (const [t, n] of count) {
+    if (n > bestN) {
+      best = t;
+      bestN = n;
+    }
+  }
+  return best;
+}
