@@ -871,3 +871,51 @@ export const meta = {
   /** an array; for an array of arrays pass itemType 'array' and GGUFMetaValue items (meta.arr(...)) */
   arr: (itemType: GGUFValueType, v: unknown[]): GGUFMetaValue => ({ type: 'array', itemType, value: v }),
 };
+
+export interface GGUFSummary {
+  architecture: string | undefined;
+  name: string | undefined;
+  version: number;
+  alignment: number;
+  metadataCount: number;
+  tensorCount: number;
+  /** tensor count per type name, e.g. { F32: 5, Q8_0: 14 } */
+  types: Record<string, number>;
+  /** total elements over all tensors */
+  parameters: number;
+  /** total tensor data bytes (without padding) */
+  tensorBytes: number;
+}
+
+/**
+ * A short summary of a parsed GGUF file, for scripts and logs.
+ * @example
+ * const s = describeGGUF(parseGGUF(bytes))
+ * console.log(`${s.architecture}: ${s.parameters} parameters in ${s.tensorCount} tensors`, s.types)
+ */
+export function describeGGUF(file: GGUFFile): GGUFSummary {
+  const types: Record<string, number> = {};
+  let parameters = 0;
+  let tensorBytes = 0;
+  for (const t of file.tensors) {
+    const k = ggmlTypeName(t.type);
+    types[k] = (types[k] ?? 0) + 1;
+    parameters += t.dims.reduce((a, b) => a * b, 1);
+    tensorBytes += t.byteSize;
+  }
+  const str = (key: string) => {
+    const v = file.metadata.get(key);
+    return v?.type === 'string' ? (v.value as string) : undefined;
+  };
+  return {
+    architecture: str('general.architecture'),
+    name: str('general.name'),
+    version: file.version,
+    alignment: file.alignment,
+    metadataCount: file.metadata.size,
+    tensorCount: file.tensors.length,
+    types,
+    parameters,
+    tensorBytes,
+  };
+}
