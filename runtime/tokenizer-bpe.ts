@@ -1,0 +1,175 @@
+// BPE merging shared by both tokenizers: a doubly linked list of symbols and a binary heap of
+// candidate pairs (highest key first, ties to the leftmost pair), with stale entries skipped on pop.
+// Each merge costs O(log n), so a word of n symbols costs O(n log n) whatever its content.
+// The scheme is SentencePiece's bpe_model.cc agenda (score desc, left position asc); for GPT-2 the
+// key is minus the merge rank, which picks the same pair as tiktoken's "lowest rank, leftmost".
+
+/** A candidate lookup: for adjacent symbols l and r, a code ≥ 0 for their merge, or -1. */
+export type PairLookup = (l: number, r: number) => number;
+
+/** Growable max-heap of (key, left, right, end, code); ties on key go to the smaller `left`. */
+class PairHeap {
+  key = new Float64Array(64);
+  left = new Int32Array(64);
+  right = new Int32Array(64);
+  end = new Int32Array(64);
+  code = new Int32Array(64);
+  size = 0;
+
+  reset(): void {
+    this.size = 0;
+  }
+
+  private grow(): void {
+    const cap = this.key.length * 2;
+    const k = new Float64Array(cap);
+    k.set(this.key);
+    this.key = k;
+    for (const name of ['left', 'right', 'end', 'code'] as const) {
+      const a = new Int32Array(cap);
+      a.set(this[name]);
+      this[name] = a;
+    }
+  }
+
+  // true when entry a should come out before entry b
+  private before(ka: number, la: number, kb: number, lb: number): boolean {
+    return ka > kb || (ka === kb && la < lb);
+  }
+
+  push(key: number, left: number, right: number, end: number, code: number): void {
+    if (this.size === this.key.length) this.grow();
+    let i = this.size++;
+    const K = this.key;
+    const L = this.left;
+    // sift up: move parents down until the slot fits
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.before(key, left, K[p], L[p])) break;
+      this.move(p, i);
+      i = p;
+    }
+    K[i] = key;
+    L[i] = left;
+    this.right[i] = right;
+    this.end[i] = end;
+    this.code[i] = code;
+  }
+
+  private move(from: number, to: number): void {
+    this.key[to] = this.key[from];
+    this.left[to] = this.left[from];
+    this.right[to] = this.right[from];
+    this.end[to] = this.end[from];
+    this.code[to] = this.code[from];
+  }
+
+  // top entry is read from slot 0 before calling pop()
+  pop(): void {
+    const n = --this.size;
+    if (n === 0) return;
+    const K = this.key;
+    const L = this.left;
+    const key = K[n];
+    const left = L[n];
+    const right = this.right[n];
+    const end = this.end[n];
+    const code = this.code[n];
+    let i = 0;
+    for (;;) {
+      const a = 2 * i + 1;
+      if (a >= n) break;
+      const b = a + 1;
+      const c = b < n && this.before(K[b], L[b], K[a], L[a]) ? b : a;
+      if (!this.before(K[c], L[c], key, left)) break;
+      this.move(c, i);
+      i = c;
+    }
+    K[i] = key;
+    L[i] = left;
+    this.right[i] = right;
+    this.end[i] = end;
+    this.code[i] = code;
+  }
+}
+
+/**
+ * Symbols of one word or text segment during merging. `start`/`end` are positions in the caller's
+ * units (UTF-16 indices or byte indices), `id` the symbol's token id (-1 when not in the vocabulary).
+ */
+export class SymbolList {
+  start = new Int32Array(64);
+  end = new Int32Array(64);
+  id = new Int32Array(64);
+  next = new Int32Array(64);
+  prev = new Int32Array(64);
+  n = 0;
+
+  reset(): void {
+    this.n = 0;
+  }
+
+  add(start: number, end: number, id: number): void {
+    if (this.n === this.start.length) {
+      const cap = this.n * 2;
+      for (const name of ['start', 'end', 'id', 'next', 'prev'] as const) {
+        const a = new Int32Array(cap);
+        a.set(this[name]);
+        this[name] = a;
+      }
+    }
+    const i = this.n++;
+    this.start[i] = start;
+    this.end[i] = end;
+    this.id[i] = id;
+    this.prev[i] = i - 1;
+    this.next[i] = i + 1;
+  }
+}
+
+/**
+ * Merges `syms` in place. `lookup(l, r)` gives a code for the pair or -1; `keyOf(code)` its
+ * priority (higher merges first); `tokenOf(code)` the id of the merged symbol. Afterwards walk the
+ * list from symbol 0 with `next` (a merged-away symbol has `end` = -1).
+ */
+export class BPEMerger {
+  private heap = new PairHeap();
+
+  merge(
+    syms: SymbolList,
+    lookup: PairLookup,
+    keyOf: (code: number) => number,
+    tokenOf: (code: number) => number,
+  ): void {
+    const n = syms.n;
+    if (n === 0) return;
+    syms.next[n - 1] = -1;
+    if (n < 2) return;
+    const heap = this.heap;
+    heap.reset();
+    const offer = (l: number, r: number): void => {
+      const c = lookup(l, r);
+      if (c >= 0) heap.push(keyOf(c), l, r, syms.end[r], c);
+    };
+    for (let i = 0; i + 1 < n; i++) offer(i, i + 1);
+    const { end, next, prev, id } = syms;
+    while (heap.size > 0) {
+      const l = heap.left[0];
+      const r = heap.right[0];
+      const e = heap.end[0];
+      const code = heap.code[0];
+      heap.pop();
+      // stale: l merged away, l's neighbour changed, or r grew since the entry was made
+      if (end[l] < 0 || next[l] !== r || end[r] !== e) continue;
+      end[l] = e;
+      id[l] = tokenOf(code);
+      end[r] = -1;
+      const rn = next[r];
+      next[l] = rn;
+      if (rn >= 0) prev[rn] = l;
+      const lp = prev[l];
+      if (lp >= 0) offer(lp, l);
+      if (rn >= 0) offer(l, rn);
+    }
+  }
+}

@@ -1,0 +1,747 @@
+// Tokenizers built from GGUF metadata: "llama" (SentencePiece-style BPE over scores, ▁ for spaces,
+// <0xNN> byte fallback) and "gpt2" (byte-level BPE over ranked merges, GPT-2 pre-tokenizer).
+//
+// Metadata is untrusted: every array is checked for type, length and range before use, and nothing
+// from the file is ever compiled (no regex from `tokenizer.ggml.pre`). Text is untrusted too:
+// merging is O(n log n) (tokenizer-bpe.ts), pre-tokenizing O(n) (tokenizer-gpt2.ts), and input is
+// capped at MAX_INPUT_CHARS.
+
+import { BudgetError, FormatError, OptionsError, UnsupportedError } from './errors.ts';
+import type { GGUFFile } from './gguf.ts';
+import { BPEMerger, SymbolList } from './tokenizer-bpe.ts';
+import { gpt2ByteToUnicode, gpt2Pieces } from './tokenizer-gpt2.ts';
+
+/** A tokenizer built by tokenizerFromGGUF. */
+export interface Tokenizer {
+  readonly vocabSize: number;
+  readonly bos: number | undefined;
+  readonly eos: number | undefined;
+  readonly addBos: boolean;
+  readonly model: 'llama' | 'gpt2';
+  /**
+   * Text → ids. Special-token strings (`<s>`, `<|endoftext|>`, added markers) are plain text unless
+   * `parseSpecial` is true. `addBos` defaults to the model's `tokenizer.ggml.add_bos_token`.
+   */
+  encode(text: string, opts?: EncodeOptions): number[];
+  /**
+   * Ids → text. Special tokens are written as their text unless `skipSpecial`. For "llama" with
+   * add_space_prefix, the one space the encoder put in front is removed (`stripLeadingSpace`,
+   * default true), as SentencePiece does. Invalid UTF-8 from byte tokens becomes U+FFFD.
+   */
+  decode(ids: ArrayLike<number>, opts?: DecodeOptions): string;
+  /** Raw bytes of one token (UTF-8 of its surface text; one byte for a byte token). */
+  tokenBytes(id: number): Uint8Array;
+  /**
+   * Incremental decode: `push(id)` returns the text completed so far, holding back the bytes of a
+   * UTF-8 character split across tokens; `flush()` returns what is left (U+FFFD for a broken tail).
+   * The concatenation of all pushes and the flush equals `decode(ids, opts)`.
+   */
+  streamDecoder(opts?: DecodeOptions): { push(id: number): string; flush(): string };
+  /** Control, unknown and user-defined tokens, and the bos/eos/padding ids. */
+  isSpecial(id: number): boolean;
+  /** Id of the token whose text is exactly `piece` (as stored in the vocabulary). */
+  tokenId(piece: string): number | undefined;
+}
+
+export interface EncodeOptions {
+  parseSpecial?: boolean;
+  addBos?: boolean;
+}
+
+export interface DecodeOptions {
+  skipSpecial?: boolean;
+  stripLeadingSpace?: boolean;
+}
+
+/** Longest text `encode` accepts, in UTF-16 code units. */
+export const MAX_INPUT_CHARS = 4 * 1024 * 1024;
+/** Largest vocabulary accepted from metadata. */
+export const MAX_VOCAB = 1_000_000;
+/** Longest token text accepted from metadata, in UTF-16 code units. */
+export const MAX_TOKEN_CHARS = 1024;
+
+// GGUF token types (llama.cpp's llama_token_type)
+export const TokenType = {
+  undefined: 0,
+  normal: 1,
+  unknown: 2,
+  control: 3,
+  userDefined: 4,
+  unused: 5,
+  byte: 6,
+} as const;
+
+const K = {
+  model: 'tokenizer.ggml.model',
+  pre: 'tokenizer.ggml.pre',
+  tokens: 'tokenizer.ggml.tokens',
+  scores: 'tokenizer.ggml.scores',
+  types: 'tokenizer.ggml.token_type',
+  merges: 'tokenizer.ggml.merges',
+  bos: 'tokenizer.ggml.bos_token_id',
+  eos: 'tokenizer.ggml.eos_token_id',
+  pad: 'tokenizer.ggml.padding_token_id',
+  unk: 'tokenizer.ggml.unknown_token_id',
+  addBos: 'tokenizer.ggml.add_bos_token',
+  addSpacePrefix: 'tokenizer.ggml.add_space_prefix',
+} as const;
+
+const SPACE_MARK = '\u2581'; // ▁
+const CORRUPT = 'corrupt or mis-converted tokenizer metadata; re-convert the model';
+
+type MetadataSource = Pick<GGUFFile, 'get'>;
+
+// ---- metadata checks ----------------------------------------------------------------------------
+
+function isArrayLike(v: unknown): v is ArrayLike<unknown> {
+  return Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
+}
+
+function readStrings(
+  file: MetadataSource,
+  key: string,
+  required: boolean,
+  maxChars: number,
+): string[] | undefined {
+  const v = file.get(key);
+  if (v === undefined) {
+    if (required) throw new FormatError(`missing metadata key ${key}`, { field: key, hint: CORRUPT });
+    return undefined;
+  }
+  if (!Array.isArray(v))
+    throw new FormatError(`${key} must be an array of strings`, { field: key, hint: CORRUPT });
+  if (v.length > MAX_VOCAB) {
+    throw new FormatError(`${key} has ${v.length} entries, more than the cap of ${MAX_VOCAB}`, {
+      field: key,
+      hint: CORRUPT,
+    });
+  }
+  for (let i = 0; i < v.length; i++) {
+    const s = v[i];
+    if (typeof s !== 'string') {
+      throw new FormatError(`${key}[${i}] is a ${typeof s}, must be a string`, { field: key, hint: CORRUPT });
+    }
+    if (s.length > maxChars) {
+      throw new FormatError(`${key}[${i}] is ${s.length} characters long, more than the cap of ${maxChars}`, {
+        field: key,
+        hint: CORRUPT,
+      });
+    }
+  }
+  return v as string[];
+}
+
+function readNumbers(file: MetadataSource, key: string, n: number, integer: boolean): number[] | undefined {
+  const v = file.get(key);
+  if (v === undefined) return undefined;
+  if (!isArrayLike(v))
+    throw new FormatError(`${key} must be an array of numbers`, { field: key, hint: CORRUPT });
+  if (v.length !== n) {
+    throw new FormatError(`${key} has ${v.length} entries but tokenizer.ggml.tokens has ${n}`, {
+      field: key,
+      hint: CORRUPT,
+    });
+  }
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const x = v[i];
+    const num = typeof x === 'bigint' ? Number(x) : x;
+    if (typeof num !== 'number' || Number.isNaN(num) || (integer && !Number.isInteger(num))) {
+      throw new FormatError(`${key}[${i}] is not a ${integer ? 'integer' : 'number'}`, {
+        field: key,
+        hint: CORRUPT,
+      });
+    }
+    out[i] = num;
+  }
+  return out;
+}
+
+function readId(file: MetadataSource, key: string, n: number): number | undefined {
+  const v = file.get(key);
+  if (v === undefined) return undefined;
+  const num = typeof v === 'bigint' ? (v >= 0n && v < BigInt(n) ? Number(v) : -1) : v;
+  if (typeof num !== 'number' || !Number.isInteger(num) || num < 0 || num >= n) {
+    throw new FormatError(`${key} = ${String(v)} is not a token id in 0..${n - 1}`, {
+      field: key,
+      hint: CORRUPT,
+    });
+  }
+  return num;
+}
+
+function readBool(file: MetadataSource, key: string, fallback: boolean): boolean {
+  const v = file.get(key);
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw new FormatError(`${key} must be a bool`, { field: key, hint: CORRUPT });
+  return v;
+}
+
+function parseByteToken(s: string): number {
+  // exactly <0xNN> with two hex digits
+  if (s.length !== 6 || !s.startsWith('<0x') || s[5] !== '>') return -1;
+  const hex = s.slice(3, 5);
+  if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return -1;
+  return Number.parseInt(hex, 16);
+}
+
+// ---- shared parts -------------------------------------------------------------------------------
+
+interface Vocab {
+  tokens: string[];
+  types: Uint8Array;
+  scores: Float64Array;
+  bos: number | undefined;
+  eos: number | undefined;
+  pad: number | undefined;
+  unk: number | undefined;
+  addBos: boolean;
+}
+
+interface TrieNode {
+  next: Map<number, TrieNode>;
+  id: number;
+}
+
+/** Replaces lone surrogates with U+FFFD (what TextEncoder would write for them). */
+function wellFormed(s: string): string {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    if (c < 0xdc00 && i + 1 < n) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        i++;
+        continue;
+      }
+    }
+    // found a lone surrogate: rebuild from here
+    let out = s.slice(0, i);
+    for (let j = i; j < n; j++) {
+      const a = s.charCodeAt(j);
+      if (a < 0xd800 || a > 0xdfff) {
+        out += s[j];
+      } else if (a < 0xdc00 && j + 1 < n && s.charCodeAt(j + 1) >= 0xdc00 && s.charCodeAt(j + 1) <= 0xdfff) {
+        out += s[j] + s[j + 1];
+        j++;
+      } else {
+        out += '\ufffd';
+      }
+    }
+    return out;
+  }
+  return s;
+}
+
+const utf8 = new TextEncoder();
+
+abstract class BaseTokenizer implements Tokenizer {
+  abstract readonly model: 'llama' | 'gpt2';
+  readonly vocabSize: number;
+  readonly bos: number | undefined;
+  readonly eos: number | undefined;
+  readonly addBos: boolean;
+  protected readonly v: Vocab;
+  private readonly special: Uint8Array;
+  private readonly ids = new Map<string, number>();
+  private readonly trie: TrieNode = { next: new Map(), id: -1 };
+  private readonly bytesCache: Array<Uint8Array | undefined>;
+
+  constructor(v: Vocab) {
+    this.v = v;
+    this.vocabSize = v.tokens.length;
+    this.bos = v.bos;
+    this.eos = v.eos;
+    this.addBos = v.addBos && v.bos !== undefined;
+    this.bytesCache = new Array(this.vocabSize);
+    const n = this.vocabSize;
+    this.special = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const t = v.types[i];
+      if (t === TokenType.control || t === TokenType.unknown || t === TokenType.userDefined)
+        this.special[i] = 1;
+      if (!this.ids.has(v.tokens[i])) this.ids.set(v.tokens[i], i);
+    }
+    for (const id of [v.bos, v.eos, v.pad, v.unk]) if (id !== undefined) this.special[id] = 1;
+    // trie of special-token texts for parseSpecial (longest match wins; the lower id on a tie)
+    for (let i = 0; i < n; i++) {
+      const s = v.tokens[i];
+      if (!this.special[i] || s.length === 0) continue;
+      let node = this.trie;
+      for (let j = 0; j < s.length; j++) {
+        const c = s.charCodeAt(j);
+        let nx = node.next.get(c);
+        if (nx === undefined) {
+          nx = { next: new Map(), id: -1 };
+          node.next.set(c, nx);
+        }
+        node = nx;
+      }
+      if (node.id < 0) node.id = i;
+    }
+  }
+
+  isSpecial(id: number): boolean {
+    return Number.isInteger(id) && id >= 0 && id < this.vocabSize && this.special[id] === 1;
+  }
+
+  tokenId(piece: string): number | undefined {
+    return this.ids.get(piece);
+  }
+
+  protected checkId(id: number): void {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+      throw new OptionsError(`token id ${id} is not in 0..${this.vocabSize - 1}`, {
+        field: 'ids',
+        hint: 'pass ids produced by this model’s tokenizer',
+      });
+    }
+  }
+
+  tokenBytes(id: number): Uint8Array {
+    this.checkId(id);
+    let b = this.bytesCache[id];
+    if (b === undefined) {
+      b = this.computeBytes(id);
+      this.bytesCache[id] = b;
+    }
+    return b;
+  }
+
+  protected abstract computeBytes(id: number): Uint8Array;
+  /** Encodes one run of plain text; `first` is true at the start of the input or after a special token. */
+  protected abstract encodePlain(text: string, first: boolean, out: number[]): void;
+  /** Whether decoding strips a leading space from the first text token. */
+  protected abstract stripsSpace(): boolean;
+
+  encode(text: string, opts: EncodeOptions = {}): number[] {
+    if (typeof text !== 'string') {
+      throw new OptionsError('text to encode must be a string', {
+        field: 'text',
+        hint: `got ${typeof text}`,
+      });
+    }
+    if (text.length > MAX_INPUT_CHARS) {
+      throw new BudgetError(
+        `text is ${text.length} characters, more than the tokenizer cap of ${MAX_INPUT_CHARS}`,
+        {
+          field: 'text',
+          hint: 'split the input or shorten it',
+        },
+      );
+    }
+    const s = wellFormed(text);
+    const out: number[] = [];
+    if ((opts.addBos ?? this.addBos) && this.bos !== undefined) out.push(this.bos);
+    if (!opts.parseSpecial) {
+      this.encodePlain(s, true, out);
+      return out;
+    }
+    // split around the longest special-token match at each position
+    let segStart = 0;
+    let first = true;
+    let i = 0;
+    while (i < s.length) {
+      let node: TrieNode | undefined = this.trie;
+      let bestId = -1;
+      let bestEnd = -1;
+      for (let j = i; j < s.length; j++) {
+        node = node.next.get(s.charCodeAt(j));
+        if (node === undefined) break;
+        if (node.id >= 0) {
+          bestId = node.id;
+          bestEnd = j + 1;
+        }
+      }
+      if (bestId < 0) {
+        i++;
+        continue;
+      }
+      if (i > segStart) this.encodePlain(s.slice(segStart, i), first, out);
+      out.push(bestId);
+      first = true;
+      i = bestEnd;
+      segStart = i;
+    }
+    if (segStart < s.length) this.encodePlain(s.slice(segStart), first, out);
+    return out;
+  }
+
+  private decodeInto(opts: DecodeOptions) {
+    const skip = opts.skipSpecial ?? false;
+    let strip = (opts.stripLeadingSpace ?? true) && this.stripsSpace();
+    return (id: number): Uint8Array | undefined => {
+      this.checkId(id);
+      if (this.special[id]) return skip ? undefined : this.tokenBytes(id);
+      let b = this.tokenBytes(id);
+      if (strip) {
+        // only the first text token of the output loses its leading space
+        strip = false;
+        if (this.v.types[id] !== TokenType.byte && b.length > 0 && b[0] === 0x20) b = b.subarray(1);
+      }
+      return b;
+    };
+  }
+
+  decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
+    const next = this.decodeInto(opts);
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const b = next(ids[i]);
+      if (b === undefined) continue;
+      parts.push(b);
+      total += b.length;
+    }
+    const all = new Uint8Array(total);
+    let o = 0;
+    for (const p of parts) {
+      all.set(p, o);
+      o += p.length;
+    }
+    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(all);
+  }
+
+  streamDecoder(opts: DecodeOptions = {}): { push(id: number): string; flush(): string } {
+    const next = this.decodeInto(opts);
+    // TextDecoder in stream mode holds back an incomplete UTF-8 sequence until the next bytes
+    const dec = new TextDecoder('utf-8', { ignoreBOM: true });
+    return {
+      push(id: number): string {
+        const b = next(id);
+        return b === undefined ? '' : dec.decode(b, { stream: true });
+      },
+      flush(): string {
+        return dec.decode();
+      },
+    };
+  }
+}
+
+// ---- llama: SentencePiece-style BPE -------------------------------------------------------------
+
+class LlamaTokenizer extends BaseTokenizer {
+  readonly model = 'llama' as const;
+  private readonly addSpacePrefix: boolean;
+  // pieces a merge may produce: normal and user-defined tokens (SentencePiece's merge candidates)
+  private readonly mergeable = new Map<string, number>();
+  private readonly byteIds = new Int32Array(256).fill(-1);
+  private readonly maxPiece: number;
+  private readonly merger = new BPEMerger();
+  private readonly syms = new SymbolList();
+
+  constructor(v: Vocab, addSpacePrefix: boolean) {
+    super(v);
+    this.addSpacePrefix = addSpacePrefix;
+    let maxPiece = 1;
+    for (let i = 0; i < v.tokens.length; i++) {
+      const t = v.types[i];
+      const s = v.tokens[i];
+      if ((t === TokenType.normal || t === TokenType.userDefined) && s.length > 0) {
+        if (!this.mergeable.has(s)) this.mergeable.set(s, i);
+        if (s.length > maxPiece) maxPiece = s.length;
+      } else if (t === TokenType.byte) {
+        const b = parseByteToken(s);
+        if (this.byteIds[b] < 0) this.byteIds[b] = i;
+      }
+    }
+    this.maxPiece = maxPiece;
+    if (v.unk === undefined) {
+      const missing = this.byteIds.indexOf(-1);
+      if (missing >= 0) {
+        throw new FormatError(
+          `llama vocabulary has no byte token <0x${missing.toString(16).toUpperCase().padStart(2, '0')}> and no unknown token`,
+          { field: K.unk, hint: 'byte fallback needs all 256 <0xNN> tokens, or an unknown token' },
+        );
+      }
+    }
+  }
+
+  protected stripsSpace(): boolean {
+    return this.addSpacePrefix;
+  }
+
+  protected computeBytes(id: number): Uint8Array {
+    const t = this.v.types[id];
+    const s = this.v.tokens[id];
+    if (t === TokenType.byte) return Uint8Array.of(parseByteToken(s));
+    if (t === TokenType.normal || t === TokenType.userDefined || t === TokenType.undefined) {
+      return utf8.encode(s.replaceAll(SPACE_MARK, ' '));
+    }
+    return utf8.encode(s);
+  }
+
+  protected encodePlain(text: string, first: boolean, out: number[]): void {
+    if (text.length === 0) return;
+    let s = this.addSpacePrefix && first ? ` ${text}` : text;
+    s = s.replaceAll(' ', SPACE_MARK);
+    const syms = this.syms;
+    syms.reset();
+    for (let i = 0; i < s.length; ) {
+      const c = s.charCodeAt(i);
+      const w = c >= 0xd800 && c < 0xdc00 && i + 1 < s.length ? 2 : 1;
+      syms.add(i, i + w, this.mergeable.get(w === 1 ? s[i] : s.slice(i, i + 2)) ?? -1);
+      i += w;
+    }
+    const { start, end } = syms;
+    const maxPiece = this.maxPiece;
+    const mergeable = this.mergeable;
+    const scores = this.v.scores;
+    this.merger.merge(
+      syms,
+      (l, r) => (end[r] - start[l] > maxPiece ? -1 : (mergeable.get(s.slice(start[l], end[r])) ?? -1)),
+      (id) => scores[id],
+      (id) => id,
+    );
+    let lastUnk = false;
+    for (let i = 0; i >= 0; i = syms.next[i]) {
+      const id = syms.id[i];
+      if (id >= 0) {
+        out.push(id);
+        lastUnk = false;
+        continue;
+      }
+      // not in the vocabulary (always one character): byte fallback, else one <unk> per run
+      const bytes = utf8.encode(s.slice(start[i], syms.end[i]));
+      for (const b of bytes) {
+        const bid = this.byteIds[b];
+        if (bid >= 0) {
+          out.push(bid);
+          lastUnk = false;
+        } else if (!lastUnk) {
+          out.push(this.v.unk!);
+          lastUnk = true;
+        }
+      }
+    }
+  }
+}
+
+// ---- gpt2: byte-level BPE -----------------------------------------------------------------------
+
+const WORD_CACHE_MAX = 16_384;
+const WORD_CACHE_MAX_CHARS = 64;
+
+class GPT2Tokenizer extends BaseTokenizer {
+  readonly model = 'gpt2' as const;
+  // pair (left id, right id) → merge rank; mergeResult[rank] = id of the merged token
+  private readonly pairRank = new Map<number, number>();
+  private readonly mergeResult: Int32Array;
+  private readonly byteIds = new Int32Array(256);
+  private readonly unicodeToByte = new Map<number, number>();
+  private readonly merger = new BPEMerger();
+  private readonly syms = new SymbolList();
+  private readonly cache = new Map<string, number[]>();
+  private buf = new Uint8Array(256);
+
+  constructor(v: Vocab, merges: string[]) {
+    super(v);
+    const n = v.tokens.length;
+    const b2u = gpt2ByteToUnicode();
+    const ids = { get: (s: string) => this.tokenId(s) };
+    for (let b = 0; b < 256; b++) {
+      this.unicodeToByte.set(b2u[b].charCodeAt(0), b);
+      const id = ids.get(b2u[b]);
+      if (id === undefined) {
+        throw new FormatError(`gpt2 vocabulary has no token for byte 0x${b.toString(16).padStart(2, '0')}`, {
+          field: K.tokens,
+          hint: 'a byte-level BPE vocabulary must contain all 256 byte characters',
+        });
+      }
+      this.byteIds[b] = id;
+    }
+    this.mergeResult = new Int32Array(merges.length);
+    for (let r = 0; r < merges.length; r++) {
+      const m = merges[r];
+      const sp = m.indexOf(' ');
+      const left = sp > 0 ? ids.get(m.slice(0, sp)) : undefined;
+      const right = sp > 0 ? ids.get(m.slice(sp + 1)) : undefined;
+      const merged = sp > 0 ? ids.get(m.slice(0, sp) + m.slice(sp + 1)) : undefined;
+      if (left === undefined || right === undefined || merged === undefined) {
+        throw new FormatError(
+          `${K.merges}[${r}] = ${JSON.stringify(m.slice(0, 40))} is not "left right" with both parts and their join in the vocabulary`,
+          { field: K.merges, hint: CORRUPT },
+        );
+      }
+      const key = left * n + right;
+      if (!this.pairRank.has(key)) this.pairRank.set(key, r);
+      this.mergeResult[r] = merged;
+    }
+  }
+
+  protected stripsSpace(): boolean {
+    return false;
+  }
+
+  protected computeBytes(id: number): Uint8Array {
+    const t = this.v.types[id];
+    const s = this.v.tokens[id];
+    if (
+      t !== TokenType.normal &&
+      t !== TokenType.byte &&
+      t !== TokenType.undefined &&
+      t !== TokenType.unused
+    ) {
+      return utf8.encode(s);
+    }
+    // byte-level text back to bytes; a character outside the table stays as its UTF-8
+    const out: number[] = [];
+    for (const ch of s) {
+      const b = this.unicodeToByte.get(ch.codePointAt(0)!);
+      if (b !== undefined) out.push(b);
+      else for (const x of utf8.encode(ch)) out.push(x);
+    }
+    return Uint8Array.from(out);
+  }
+
+  // UTF-8 of s[a, b) (well-formed) into this.buf; returns the byte count
+  private toUtf8(s: string, a: number, b: number): number {
+    if (this.buf.length < (b - a) * 3) this.buf = new Uint8Array((b - a) * 3);
+    const buf = this.buf;
+    let o = 0;
+    for (let i = a; i < b; i++) {
+      let c = s.charCodeAt(i);
+      if (c < 0x80) buf[o++] = c;
+      else if (c < 0x800) {
+        buf[o++] = 0xc0 | (c >> 6);
+        buf[o++] = 0x80 | (c & 63);
+      } else if (c >= 0xd800 && c < 0xdc00) {
+        c = ((c - 0xd800) << 10) + (s.charCodeAt(++i) - 0xdc00) + 0x10000;
+        buf[o++] = 0xf0 | (c >> 18);
+        buf[o++] = 0x80 | ((c >> 12) & 63);
+        buf[o++] = 0x80 | ((c >> 6) & 63);
+        buf[o++] = 0x80 | (c & 63);
+      } else {
+        buf[o++] = 0xe0 | (c >> 12);
+        buf[o++] = 0x80 | ((c >> 6) & 63);
+        buf[o++] = 0x80 | (c & 63);
+      }
+    }
+    return o;
+  }
+
+  private encodeWord(s: string, a: number, b: number, out: number[]): void {
+    const cacheable = b - a <= WORD_CACHE_MAX_CHARS;
+    const word = cacheable ? s.slice(a, b) : '';
+    if (cacheable) {
+      const hit = this.cache.get(word);
+      if (hit !== undefined) {
+        for (const id of hit) out.push(id);
+        return;
+      }
+    }
+    const nb = this.toUtf8(s, a, b);
+    const syms = this.syms;
+    syms.reset();
+    for (let i = 0; i < nb; i++) syms.add(i, i + 1, this.byteIds[this.buf[i]]);
+    const ids = syms.id;
+    const n = this.vocabSize;
+    const pairRank = this.pairRank;
+    const mergeResult = this.mergeResult;
+    this.merger.merge(
+      syms,
+      (l, r) => pairRank.get(ids[l] * n + ids[r]) ?? -1,
+      (rank) => -rank,
+      (rank) => mergeResult[rank],
+    );
+    const res: number[] = [];
+    for (let i = 0; i >= 0; i = syms.next[i]) res.push(syms.id[i]);
+    if (cacheable) {
+      if (this.cache.size >= WORD_CACHE_MAX) this.cache.clear();
+      this.cache.set(word, res);
+    }
+    for (const id of res) out.push(id);
+  }
+
+  protected encodePlain(text: string, _first: boolean, out: number[]): void {
+    gpt2Pieces(text, (a, b) => this.encodeWord(text, a, b, out));
+  }
+}
+
+// ---- construction -------------------------------------------------------------------------------
+
+/**
+ * Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata, checking it first
+ * (FormatError naming the key for inconsistent or out-of-range values, UnsupportedError for a
+ * tokenizer model or pre-tokenizer edgelm does not implement).
+ * @example
+ * const tok = tokenizerFromGGUF(parseGGUF(bytes))
+ * const ids = tok.encode('Hello world')          // [1, 15043, 3186] for Llama 2
+ * tok.decode(ids, { skipSpecial: true })         // 'Hello world'
+ */
+export function tokenizerFromGGUF(file: MetadataSource): Tokenizer {
+  const model = file.get(K.model);
+  if (model === undefined)
+    throw new FormatError(`missing metadata key ${K.model}`, { field: K.model, hint: CORRUPT });
+  if (model !== 'llama' && model !== 'gpt2') {
+    throw new UnsupportedError(
+      `${K.model} = ${JSON.stringify(String(model).slice(0, 64))} is not supported`,
+      {
+        field: K.model,
+        hint: 'edgelm implements "llama" (SentencePiece BPE) and "gpt2" (byte-level BPE)',
+      },
+    );
+  }
+  const tokens = readStrings(file, K.tokens, true, MAX_TOKEN_CHARS)!;
+  const n = tokens.length;
+  if (n === 0) throw new FormatError(`${K.tokens} is empty`, { field: K.tokens, hint: CORRUPT });
+  const scoreArr = readNumbers(file, K.scores, n, false);
+  const typeArr = readNumbers(file, K.types, n, true);
+  if (model === 'llama' && scoreArr === undefined) {
+    throw new FormatError(`missing metadata key ${K.scores}`, {
+      field: K.scores,
+      hint: 'llama tokenizers merge by score',
+    });
+  }
+  const types = new Uint8Array(n).fill(TokenType.normal);
+  if (typeArr !== undefined) {
+    for (let i = 0; i < n; i++) {
+      const t = typeArr[i];
+      if (t < 0 || t > 6) {
+        throw new FormatError(`${K.types}[${i}] = ${t} is not a token type 0..6`, {
+          field: K.types,
+          hint: CORRUPT,
+        });
+      }
+      types[i] = t;
+      if (t === TokenType.byte && parseByteToken(tokens[i]) < 0) {
+        throw new FormatError(
+          `${K.tokens}[${i}] = ${JSON.stringify(tokens[i].slice(0, 16))} is a byte token but not <0xNN>`,
+          {
+            field: K.tokens,
+            hint: CORRUPT,
+          },
+        );
+      }
+    }
+  }
+  const scores = new Float64Array(n);
+  if (scoreArr !== undefined) scores.set(scoreArr);
+  let unk = readId(file, K.unk, n);
+  if (unk === undefined) {
+    const i = types.indexOf(TokenType.unknown);
+    if (i >= 0) unk = i;
+  }
+  const v: Vocab = {
+    tokens,
+    types,
+    scores,
+    bos: readId(file, K.bos, n),
+    eos: readId(file, K.eos, n),
+    pad: readId(file, K.pad, n),
+    unk,
+    addBos: readBool(file, K.addBos, model === 'llama'),
+  };
+  if (model === 'llama') return new LlamaTokenizer(v, readBool(file, K.addSpacePrefix, true));
+
+  const pre = file.get(K.pre);
+  if (pre !== undefined && pre !== 'default' && pre !== 'gpt2') {
+    throw new UnsupportedError(`${K.pre} = ${JSON.stringify(String(pre).slice(0, 64))} is not supported`, {
+      field: K.pre,
+      hint: 'edgelm implements the GPT-2 pre-tokenizer ("default" or "gpt2") only',
+    });
+  }
+  const merges = readStrings(file, K.merges, true, 2 * MAX_TOKEN_CHARS + 1)!;
+  return new GPT2Tokenizer(v, merges);
+}
