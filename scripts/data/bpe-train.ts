@@ -267,6 +267,11 @@ export interface TokenizerMetadataOptions {
   eos?: string;
   /** Whether the runtime should prepend BOS when encoding (default false). */
   addBos?: boolean;
+  /**
+   * `tokenizer.ggml.pre`, written only when given. llama.cpp names our pattern "gpt-2" and loads a
+   * file without the key with a warning; edgelm's runtime accepts the key absent.
+   */
+  pre?: string;
 }
 
 /**
@@ -302,11 +307,11 @@ export function tokenizerMetadata(
 
   const kv: Array<[string, GGUFMetaValue]> = [
     ['tokenizer.ggml.model', meta.str('gpt2')],
-    ['tokenizer.ggml.pre', meta.str('gpt-2')],
     ['tokenizer.ggml.tokens', meta.arr('string', all)],
     ['tokenizer.ggml.token_type', meta.arr('i32', types)],
     ['tokenizer.ggml.merges', meta.arr('string', merges)],
   ];
+  if (opts.pre !== undefined) kv.push(['tokenizer.ggml.pre', meta.str(opts.pre)]);
   if (bos !== undefined) kv.push(['tokenizer.ggml.bos_token_id', meta.u32(bos)]);
   if (eos !== undefined) kv.push(['tokenizer.ggml.eos_token_id', meta.u32(eos)]);
   kv.push(['tokenizer.ggml.add_bos_token', meta.bool(opts.addBos ?? false)]);
