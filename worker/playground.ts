@@ -1,0 +1,2 @@
+// placeholder, replaced below
+export const PLAYGROUND_HTML = '<!doctype html><title>edgelm</title>';
