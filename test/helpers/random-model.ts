@@ -98,7 +98,7 @@ export function randomWeights(o: RandomModelOptions): Map<string, { dims: number
   };
   const { dim, ffnDim: ffn, vocab } = o;
   const headDim = dim / o.nHeads;
-  const kvDim = (o.nKvHeads ?? o.nHeads) * headDim;
+  const kvDim = (o.arch === 'llama' ? (o.nKvHeads ?? o.nHeads) : o.nHeads) * headDim;
   const tied = o.tied ?? o.arch === 'gpt2';
   const scale = o.scale ?? 1;
   // token embedding: rows of O(1) entries (scaled when it doubles as the output projection)

@@ -1,0 +1,231 @@
+// A plain-JavaScript implementation of the Kernels contract (runtime/kernels.ts), test-only. It keeps
+// the same arena in a WebAssembly.Memory and the same pointer conventions, so runtime/model.ts can
+// run on it: a failing model test that passes here points at the WASM kernels, and vice versa.
+// Quantised weights are dequantised to f32 at prepare time (activations are not quantised).
+
+import { BudgetError } from '../../runtime/errors.ts';
+import { toF32 } from '../../runtime/ggml.ts';
+import type { EmbeddingTable, Kernels, LinearWeight, WeightType } from '../../runtime/kernels.ts';
+
+const GGML: Record<WeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8 };
+
+/**
+ * A Kernels object computed in plain JS (float32 storage, float64 sums).
+ * @example
+ * const model = Model.load(createJsKernels(), parseGGUF(bytes));
+ */
+export function createJsKernels(): Kernels {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  let top = 64;
+  let limit = 65536;
+  let F = new Float32Array(memory.buffer);
+  let I = new Int32Array(memory.buffer);
+  const refresh = () => {
+    if (F.buffer !== memory.buffer) {
+      F = new Float32Array(memory.buffer);
+      I = new Int32Array(memory.buffer);
+    }
+  };
+  const f = (p: number) => p >> 2;
+  const k: Kernels = {
+    relaxed: false,
+    memory,
+    reserve(total) {
+      const need = top + total + 64;
+      const have = memory.buffer.byteLength;
+      if (need > have) memory.grow(Math.ceil((need - have) / 65536));
+      limit = memory.buffer.byteLength;
+      refresh();
+    },
+    alloc(bytes, align = 64) {
+      const p = Math.ceil(top / align) * align;
+      if (p + bytes > limit) throw new BudgetError(`js arena: ${bytes} bytes past the reservation`);
+      top = p + bytes;
+      return p;
+    },
+    mark: () => top,
+    release(m) {
+      top = m;
+    },
+    f32: (ptr, len) => new Float32Array(memory.buffer, ptr, len),
+    i32: (ptr, len) => new Int32Array(memory.buffer, ptr, len),
+    u8: (ptr, len) => new Uint8Array(memory.buffer, ptr, len),
+    linearBytes: (_type, n, kk) => n * kk * 4,
+    prepareLinear(type, raw, n, kk): LinearWeight {
+      const bytes = n * kk * 4;
+      const ptr = k.alloc(bytes);
+      k.f32(ptr, n * kk).set(toF32(GGML[type], raw, n * kk));
+      return { type, ptr, n, k: kk, bytes };
+    },
+    linear(out, x, w, m) {
+      refresh();
+      const { n, k: kk } = w;
+      const o = f(out);
+      const xi = f(x);
+      const wi = f(w.ptr);
+      const tmp = new Float64Array(m * n);
+      for (let r = 0; r < m; r++) {
+        for (let i = 0; i < n; i++) {
+          let s = 0;
+          for (let j = 0; j < kk; j++) s += F[wi + i * kk + j] * F[xi + r * kk + j];
+          tmp[r * n + i] = s;
+        }
+      }
+      for (let i = 0; i < m * n; i++) F[o + i] = tmp[i];
+    },
+    linearScratchBytes: () => 0,
+    prepareEmbedding(type, raw, rows, dim): EmbeddingTable {
+      const bytes = rows * dim * 4;
+      const ptr = k.alloc(bytes);
+      k.f32(ptr, rows * dim).set(toF32(GGML[type], raw, rows * dim));
+      return { type, ptr, rows, dim, bytes };
+    },
+    embed(out, table, row) {
+      refresh();
+      F.copyWithin(f(out), f(table.ptr) + row * table.dim, f(table.ptr) + (row + 1) * table.dim);
+    },
+    rmsnorm(out, x, w, m, dim, eps) {
+      refresh();
+      for (let r = 0; r < m; r++) {
+        let ss = 0;
+        for (let i = 0; i < dim; i++) ss += F[f(x) + r * dim + i] ** 2;
+        const s = 1 / Math.sqrt(ss / dim + eps);
+        for (let i = 0; i < dim; i++) F[f(out) + r * dim + i] = F[f(x) + r * dim + i] * s * F[f(w) + i];
+      }
+    },
+    layernorm(out, x, w, b, m, dim, eps) {
+      refresh();
+      for (let r = 0; r < m; r++) {
+        const xr = f(x) + r * dim;
+        let mean = 0;
+        for (let i = 0; i < dim; i++) mean += F[xr + i];
+        mean /= dim;
+        let v = 0;
+        for (let i = 0; i < dim; i++) v += (F[xr + i] - mean) ** 2;
+        const s = 1 / Math.sqrt(v / dim + eps);
+        for (let i = 0; i < dim; i++)
+          F[f(out) + r * dim + i] = (F[xr + i] - mean) * s * F[f(w) + i] + F[f(b) + i];
+      }
+    },
+    rope(x, m, nHeads, hd, pos0, posStride, base, neox) {
+      for (let r = 0; r < m; r++)
+        ropeRow(x + r * nHeads * hd * 4, nHeads, hd, pos0 + r * posStride, base, neox);
+    },
+    ropeAt(x, m, nHeads, hd, positions, base, neox) {
+      refresh();
+      for (let r = 0; r < m; r++)
+        ropeRow(x + r * nHeads * hd * 4, nHeads, hd, I[f(positions) + r], base, neox);
+    },
+    siluMul(out, a, b, n) {
+      refresh();
+      for (let i = 0; i < n; i++) {
+        const v = F[f(a) + i];
+        F[f(out) + i] = (v / (1 + Math.exp(-v))) * F[f(b) + i];
+      }
+    },
+    gelu(out, x, n) {
+      refresh();
+      for (let i = 0; i < n; i++) {
+        const v = F[f(x) + i];
+        F[f(out) + i] = 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)));
+      }
+    },
+    add(out, a, b, n) {
+      refresh();
+      for (let i = 0; i < n; i++) F[f(out) + i] = F[f(a) + i] + F[f(b) + i];
+    },
+    addBias(x, bias, m, n) {
+      refresh();
+      for (let r = 0; r < m; r++) for (let i = 0; i < n; i++) F[f(x) + r * n + i] += F[f(bias) + i];
+    },
+    softmax(x, m, n) {
+      refresh();
+      for (let r = 0; r < m; r++) {
+        const o = f(x) + r * n;
+        let mx = Number.NEGATIVE_INFINITY;
+        for (let i = 0; i < n; i++) mx = Math.max(mx, F[o + i]);
+        let s = 0;
+        for (let i = 0; i < n; i++) s += Math.exp(F[o + i] - mx);
+        for (let i = 0; i < n; i++) F[o + i] = Math.exp(F[o + i] - mx) / s;
+      }
+    },
+    kvWrite(kPool, vPool, table, pos0, n, kk, v, nKv, hd, bs) {
+      refresh();
+      for (let r = 0; r < n; r++) {
+        const pos = pos0 + r;
+        const blk = I[f(table) + Math.floor(pos / bs)];
+        const off = pos % bs;
+        for (let h = 0; h < nKv; h++) {
+          const dst = blk * nKv * bs * hd + h * bs * hd + off * hd;
+          for (let i = 0; i < hd; i++) {
+            F[f(kPool) + dst + i] = F[f(kk) + r * nKv * hd + h * hd + i];
+            F[f(vPool) + dst + i] = F[f(v) + r * nKv * hd + h * hd + i];
+          }
+        }
+      }
+    },
+    attention(out, q, nQ, kPool, vPool, table, pos0, nHeads, nKv, hd, bs) {
+      refresh();
+      const at = (pos: number, h: number) =>
+        I[f(table) + Math.floor(pos / bs)] * nKv * bs * hd + h * bs * hd + (pos % bs) * hd;
+      for (let r = 0; r < nQ; r++) {
+        const n = pos0 + r + 1;
+        for (let h = 0; h < nHeads; h++) {
+          const kh = Math.floor(h / (nHeads / nKv));
+          const qo = f(q) + r * nHeads * hd + h * hd;
+          const sc = new Float64Array(n);
+          let mx = Number.NEGATIVE_INFINITY;
+          for (let t = 0; t < n; t++) {
+            let s = 0;
+            const ko = f(kPool) + at(t, kh);
+            for (let i = 0; i < hd; i++) s += F[qo + i] * F[ko + i];
+            sc[t] = s / Math.sqrt(hd);
+            mx = Math.max(mx, sc[t]);
+          }
+          let sum = 0;
+          for (let t = 0; t < n; t++) sum += sc[t] = Math.exp(sc[t] - mx);
+          const acc = new Float64Array(hd);
+          for (let t = 0; t < n; t++) {
+            const vo = f(vPool) + at(t, kh);
+            for (let i = 0; i < hd; i++) acc[i] += (sc[t] / sum) * F[vo + i];
+          }
+          for (let i = 0; i < hd; i++) F[f(out) + r * nHeads * hd + h * hd + i] = acc[i];
+        }
+      }
+    },
+    argmax(x, n) {
+      refresh();
+      let best = 0;
+      for (let i = 1; i < n; i++) if (F[f(x) + i] > F[f(x) + best]) best = i;
+      return best;
+    },
+    topk(x, n, kk, outIdx, outVal) {
+      refresh();
+      const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => F[f(x) + b] - F[f(x) + a] || a - b);
+      for (let i = 0; i < kk; i++) {
+        I[f(outIdx) + i] = idx[i];
+        F[f(outVal) + i] = F[f(x) + idx[i]];
+      }
+    },
+  };
+  function ropeRow(x: number, nHeads: number, hd: number, pos: number, base: number, neox: boolean) {
+    refresh();
+    for (let h = 0; h < nHeads; h++) {
+      for (let i = 0; i < hd / 2; i++) {
+        const angle = pos * base ** ((-2 * i) / hd);
+        const c = Math.cos(angle);
+        const s = Math.sin(angle);
+        const ia = f(x) + h * hd + (neox ? i : 2 * i);
+        const ib = ia + (neox ? hd / 2 : 1);
+        const a = F[ia];
+        const b = F[ib];
+        F[ia] = a * c - b * s;
+        F[ib] = a * s + b * c;
+      }
+    }
+  }
+  // arena bytes prepareEmbedding takes (runtime/model.ts uses this when a Kernels object has it)
+  return Object.assign(k, {
+    embeddingBytes: (_type: WeightType, rows: number, dim: number) => rows * dim * 4,
+  });
+}
