@@ -1,0 +1,255 @@
+// Logits processors and token choosers, as plain functions over Float64Arrays (one row of V scores).
+// Order of a sampling step (Hugging Face's): processors (repetition penalty, presence/frequency
+// penalties, no-repeat-n-gram bans, min-new-tokens EOS mask) → warpers (temperature → top-k → top-p
+// → min-p) → draw with the seeded generator from runtime/prng.ts. Banned tokens are -Infinity.
+import type { Rng } from './prng.ts';
+
+/** Settings for the logits processors shared by greedy, sampling and beam search. */
+export interface ProcessorConfig {
+  /** HF style, over prompt + generated tokens: a positive score is divided by it, a negative one multiplied. 1 = off. */
+  repetitionPenalty: number;
+  /** OpenAI style, over generated tokens: subtract `presencePenalty` once per token that appeared. */
+  presencePenalty: number;
+  /** OpenAI style, over generated tokens: subtract `frequencyPenalty × count`. */
+  frequencyPenalty: number;
+  /** HF style, over prompt + generated tokens: ban any token that would repeat an n-gram. 0 = off. */
+  noRepeatNgramSize: number;
+  /** Ban every id in `eosIds` while fewer than this many tokens have been generated. */
+  minNewTokens: number;
+  /** Token ids that end a sequence (EOS and stop token ids). */
+  eosIds: readonly number[];
+  /** Ids at or above this are banned (model rows wider than the tokenizer's vocabulary). */
+  vocabLimit: number;
+}
+
+/** Settings for the sampling warpers. temperature 0 means greedy (the warpers are not used). */
+export interface WarperConfig {
+  temperature: number;
+  topK: number; // 0 = off
+  topP: number; // 1 = off
+  minP: number; // 0 = off
+}
+
+/**
+ * Log-softmax of one row in float64: out[i] = x[i] − log Σ exp(x). -Infinity entries stay -Infinity.
+ * @example
+ * const lp = logSoftmax(new Float32Array([1, 2, 3]));
+ */
+export function logSoftmax(x: ArrayLike<number>, out = new Float64Array(x.length)): Float64Array {
+  const n = x.length;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) if (x[i] > max) max = x[i];
+  if (max === Number.NEGATIVE_INFINITY) {
+    out.fill(Number.NEGATIVE_INFINITY);
+    return out;
+  }
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(x[i] - max);
+  const lse = max + Math.log(sum);
+  for (let i = 0; i < n; i++) out[i] = x[i] - lse;
+  return out;
+}
+
+/**
+ * Index of the largest entry (the lowest index on ties); -1 when every entry is -Infinity or NaN.
+ * @example
+ * argmax(new Float64Array([0, 5, 5])); // 1
+ */
+export function argmax(x: ArrayLike<number>): number {
+  let best = -1;
+  let bv = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < x.length; i++) {
+    if (x[i] > bv) {
+      bv = x[i];
+      best = i;
+    }
+  }
+  return best;
+}
+
+/**
+ * The `n` largest finite entries as [index, value] pairs, sorted by value descending (lower index first on ties).
+ * @example
+ * topN(new Float64Array([0.1, 0.7, 0.2]), 2); // [[1, 0.7], [2, 0.2]]
+ */
+export function topN(x: ArrayLike<number>, n: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  if (n <= 0) return out;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (!(v > Number.NEGATIVE_INFINITY)) continue;
+    if (out.length === n && v <= out[n - 1][1]) continue;
+    // insertion keeps the small list sorted; ties keep the earlier index first
+    let j = out.length < n ? out.length : n - 1;
+    if (out.length < n) out.push([i, v]);
+    else out[j] = [i, v];
+    while (j > 0 && out[j - 1][1] < v) {
+      const t = out[j - 1];
+      out[j - 1] = out[j];
+      out[j] = t;
+      j--;
+    }
+  }
+  return out;
+}
+
+/**
+ * Tokens that would complete an n-gram already present in `history` (Hugging Face's
+ * NoRepeatNGramLogitsProcessor: the last n−1 tokens are matched against every earlier n-gram).
+ * @example
+ * noRepeatNgramBans([1, 2, 3, 1, 2], 3); // [3]
+ */
+export function noRepeatNgramBans(history: ArrayLike<number>, n: number): number[] {
+  const len = history.length;
+  if (n <= 0 || len + 1 < n) return [];
+  if (n === 1) return Array.from(new Set(Array.from(history)));
+  const start = len - (n - 1); // the current (n-1)-gram prefix begins here
+  const bans: number[] = [];
+  for (let i = 0; i + n <= len; i++) {
+    let match = true;
+    for (let j = 0; j < n - 1; j++) {
+      if (history[i + j] !== history[start + j]) {
+        match = false;
+        break;
+      }
+    }
+    if (match) bans.push(history[i + n - 1]);
+  }
+  return bans;
+}
+
+/**
+ * Applies the processors to one row of scores in place (logits for greedy/sampling, log-probs for
+ * beam search as Hugging Face does). `prompt` and `generated` are this sequence's tokens so far;
+ * `counts` holds how often each generated id occurred (for presence/frequency penalties).
+ * @example
+ * processScores(row, promptIds, generatedIds, counts, cfg);
+ */
+export function processScores(
+  x: Float64Array,
+  prompt: readonly number[],
+  generated: readonly number[],
+  counts: ReadonlyMap<number, number> | undefined,
+  cfg: ProcessorConfig,
+): Float64Array {
+  const V = x.length;
+  if (cfg.repetitionPenalty !== 1) {
+    const p = cfg.repetitionPenalty;
+    const seen = new Set<number>();
+    const pen = (id: number) => {
+      if (id < 0 || id >= V || seen.has(id)) return;
+      seen.add(id);
+      const v = x[id];
+      x[id] = v < 0 ? v * p : v / p;
+    };
+    for (const id of prompt) pen(id);
+    for (const id of generated) pen(id);
+  }
+  if ((cfg.presencePenalty !== 0 || cfg.frequencyPenalty !== 0) && counts) {
+    for (const [id, c] of counts) {
+      if (id >= 0 && id < V) x[id] -= cfg.presencePenalty + cfg.frequencyPenalty * c;
+    }
+  }
+  if (cfg.noRepeatNgramSize > 0) {
+    const hist = prompt.length === 0 ? generated : generated.length === 0 ? prompt : prompt.concat(generated);
+    for (const id of noRepeatNgramBans(hist, cfg.noRepeatNgramSize)) {
+      if (id >= 0 && id < V) x[id] = Number.NEGATIVE_INFINITY;
+    }
+  }
+  if (generated.length < cfg.minNewTokens) {
+    for (const id of cfg.eosIds) if (id >= 0 && id < V) x[id] = Number.NEGATIVE_INFINITY;
+  }
+  for (let i = cfg.vocabLimit; i < V; i++) x[i] = Number.NEGATIVE_INFINITY;
+  return x;
+}
+
+// softmax over the entries listed in `idx` (others are left as they are in `p`, normally 0)
+function softmaxOver(z: Float64Array, idx: number[], p: Float64Array): void {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const i of idx) if (z[i] > max) max = z[i];
+  let sum = 0;
+  for (const i of idx) {
+    const e = Math.exp(z[i] - max);
+    p[i] = e;
+    sum += e;
+  }
+  for (const i of idx) p[i] /= sum;
+}
+
+/**
+ * The sampling distribution after the warpers, as Hugging Face computes it: scores / temperature,
+ * then top-k (keep every score ≥ the k-th largest), top-p (keep the smallest set of most probable
+ * tokens whose mass reaches topP; the token that crosses it is kept), min-p (keep p ≥ minP · p_max),
+ * renormalising after each cut. Returns probabilities of length V, zero where cut.
+ * @example
+ * const p = samplingDistribution(logits, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0 });
+ */
+export function samplingDistribution(scores: ArrayLike<number>, w: WarperConfig): Float64Array {
+  const V = scores.length;
+  const T = w.temperature > 0 ? w.temperature : 1;
+  const z = new Float64Array(V);
+  let idx: number[] = [];
+  for (let i = 0; i < V; i++) {
+    z[i] = scores[i] / T;
+    if (z[i] > Number.NEGATIVE_INFINITY) idx.push(i);
+  }
+  const p = new Float64Array(V);
+  if (idx.length === 0) return p;
+  if (w.topK > 0 && w.topK < idx.length) {
+    const vals = new Float64Array(idx.length);
+    for (let j = 0; j < idx.length; j++) vals[j] = z[idx[j]];
+    vals.sort();
+    const thr = vals[idx.length - w.topK];
+    idx = idx.filter((i) => z[i] >= thr);
+  }
+  softmaxOver(z, idx, p);
+  if (w.topP < 1 && idx.length > 1) {
+    // a token whose probability is below (1 − topP)/n cannot be kept: the tokens above it carry > topP
+    const floor = (1 - w.topP) / idx.length;
+    const cand = idx.filter((i) => p[i] >= floor);
+    cand.sort((a, b) => p[b] - p[a] || a - b);
+    const keep: number[] = [];
+    let cum = 0;
+    for (const i of cand) {
+      if (cum >= w.topP && keep.length > 0) break;
+      keep.push(i);
+      cum += p[i];
+    }
+    keep.sort((a, b) => a - b);
+    p.fill(0);
+    idx = keep;
+    softmaxOver(z, idx, p);
+  }
+  if (w.minP > 0 && idx.length > 1) {
+    let pmax = 0;
+    for (const i of idx) if (p[i] > pmax) pmax = p[i];
+    const thr = w.minP * pmax;
+    const keep = idx.filter((i) => p[i] >= thr);
+    p.fill(0);
+    idx = keep;
+    softmaxOver(z, idx, p);
+  }
+  return p;
+}
+
+/**
+ * Draws an index from probabilities `p` (summing to ~1) with one uniform from `rng`, walking ids in
+ * ascending order. Deterministic for a given generator state.
+ * @example
+ * const id = sampleIndex(samplingDistribution(logits, warpers), createRng(7));
+ */
+export function sampleIndex(p: ArrayLike<number>, rng: Rng): number {
+  const u = rng.next();
+  let total = 0;
+  for (let i = 0; i < p.length; i++) total += p[i];
+  const target = u * total;
+  let cum = 0;
+  let last = -1;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] <= 0) continue;
+    cum += p[i];
+    last = i;
+    if (cum > target) return i;
+  }
+  return last;
+}
