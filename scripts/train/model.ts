@@ -315,18 +315,12 @@ export class TrainModel {
     this.w.x.matmul(this.g(name), dout, x, n, k, this.M, 1, n, k, k, 1);
   }
 
-  /**
-   * Forward over B×T tokens; cross-entropy against targets with per-token weights; if `backward`,
-   * accumulate gradients of (Σ weight·loss)·gscale into the gradient buffer. Returns Σ weight·loss.
-   */
-  step(tokens: Int32Array, targets: Int32Array, weights: Float32Array, gscale: number, backward = true): number {
+  private runForward(tokens: Int32Array): void {
     const { w, M, B, T, cfg } = this;
     const { dim: D, ffnDim: F, vocabSize: V, nHeads: H } = cfg;
     const hd = D / H;
     const x = w.x;
     w.i32(this.tokens, M).set(tokens);
-    w.i32(this.targets, M).set(targets);
-    w.f32(this.weights, M).set(weights);
     // embedding → residual stream of layer 0
     x.embeddingForward(this.acts.length ? this.acts[0].xin : this.xfin, this.tokens, this.p('token_embd.weight'), M, D);
     for (let l = 0; l < cfg.nLayers; l++) {
@@ -351,6 +345,26 @@ export class TrainModel {
     }
     x.rmsnormForward(this.xnf, this.rstdf, this.xfin, this.p('output_norm.weight'), M, D, cfg.normEps);
     this.linear(this.logits, this.xnf, 'output.weight', V, D);
+  }
+
+  /** Forward over B×T tokens; returns a view of the logits (M × V), valid until the next call. */
+  forward(tokens: Int32Array): Float32Array {
+    this.runForward(tokens);
+    return this.w.f32(this.logits, this.M * this.cfg.vocabSize);
+  }
+
+  /**
+   * Forward over B×T tokens; cross-entropy against targets with per-token weights; if `backward`,
+   * accumulate gradients of (Σ weight·loss)·gscale into the gradient buffer. Returns Σ weight·loss.
+   */
+  step(tokens: Int32Array, targets: Int32Array, weights: Float32Array, gscale: number, backward = true): number {
+    const { w, M, B, T, cfg } = this;
+    const { dim: D, ffnDim: F, vocabSize: V, nHeads: H } = cfg;
+    const hd = D / H;
+    const x = w.x;
+    this.runForward(tokens);
+    w.i32(this.targets, M).set(targets);
+    w.f32(this.weights, M).set(weights);
     const loss = x.crossEntropy(this.logits, this.targets, this.weights, M, V, gscale);
     if (!backward) return loss;
 
@@ -384,6 +398,12 @@ export class TrainModel {
     }
     x.embeddingBackward(this.g('token_embd.weight'), this.dres, this.tokens, M, D);
     return loss;
+  }
+
+  /** gradients += g (a gradient computed elsewhere, same layout). */
+  addGrads(g: Float32Array): void {
+    const v = this.gradView();
+    for (let i = 0; i < v.length; i++) v[i] += g[i];
   }
 
   /** Σ g² over all gradients. */
