@@ -1,3 +1,7 @@
+// element-wise and row-wise ops: norms, RoPE, activations, softmax, argmax, top-k.
+// rows are contiguous f32; every loop has a scalar tail for lengths not a multiple of 4.
+import { fma, hmax, hsum, SCRATCH_COS, SCRATCH_SIN } from './simd';
+
 /** out[i] = a[i] + b[i] for i < n. */
 export function add(out: usize, a: usize, b: usize, n: i32): void {
   let i = 0;
@@ -11,7 +15,248 @@ export function add(out: usize, a: usize, b: usize, n: i32): void {
   }
 }
 
-/** first byte past the module's static data: the JS arena starts here (aligned up). */
-export function heapBase(): usize {
-  return __heap_base;
+/** x[r][j] += bias[j] for m rows of n. */
+export function addBias(x: usize, bias: usize, m: i32, n: i32): void {
+  for (let r = 0; r < m; r++) add(x + ((<usize>r * <usize>n) << 2), x + ((<usize>r * <usize>n) << 2), bias, n);
+}
+
+// Σ x² over one row (four lanes, then the tail)
+// @ts-ignore: decorator
+@inline
+function sumSq(x: usize, n: i32): f32 {
+  let a = f32x4.splat(0);
+  let b = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v = v128.load(x + (<usize>i << 2));
+    const w = v128.load(x + (<usize>i << 2), 16);
+    a = fma(v, v, a);
+    b = fma(w, w, b);
+  }
+  let s = hsum(f32x4.add(a, b));
+  for (; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    s += v * v;
+  }
+  return s;
+}
+
+/** RMSNorm: out = x / sqrt(mean(x²) + eps) · w, for m rows of dim. */
+export function rmsnorm(out: usize, x: usize, w: usize, m: i32, dim: i32, eps: f32): void {
+  for (let r = 0; r < m; r++) {
+    const xr = x + ((<usize>r * <usize>dim) << 2);
+    const or = out + ((<usize>r * <usize>dim) << 2);
+    const sc: f32 = <f32>1 / Mathf.sqrt(sumSq(xr, dim) / <f32>dim + eps);
+    const vs = f32x4.splat(sc);
+    let i = 0;
+    for (; i + 4 <= dim; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(or + o, f32x4.mul(f32x4.mul(v128.load(xr + o), vs), v128.load(w + o)));
+    }
+    for (; i < dim; i++) {
+      const o = <usize>i << 2;
+      store<f32>(or + o, load<f32>(xr + o) * sc * load<f32>(w + o));
+    }
+  }
+}
+
+/** LayerNorm: out = (x - mean) / sqrt(var + eps) · w + b, for m rows of dim (two passes). */
+export function layernorm(out: usize, x: usize, w: usize, b: usize, m: i32, dim: i32, eps: f32): void {
+  for (let r = 0; r < m; r++) {
+    const xr = x + ((<usize>r * <usize>dim) << 2);
+    const or = out + ((<usize>r * <usize>dim) << 2);
+    let acc = f32x4.splat(0);
+    let i = 0;
+    for (; i + 4 <= dim; i += 4) acc = f32x4.add(acc, v128.load(xr + (<usize>i << 2)));
+    let s = hsum(acc);
+    for (; i < dim; i++) s += load<f32>(xr + (<usize>i << 2));
+    const mean: f32 = s / <f32>dim;
+    const vm = f32x4.splat(mean);
+    acc = f32x4.splat(0);
+    i = 0;
+    for (; i + 4 <= dim; i += 4) {
+      const d = f32x4.sub(v128.load(xr + (<usize>i << 2)), vm);
+      acc = fma(d, d, acc);
+    }
+    let v = hsum(acc);
+    for (; i < dim; i++) {
+      const d = load<f32>(xr + (<usize>i << 2)) - mean;
+      v += d * d;
+    }
+    const sc: f32 = <f32>1 / Mathf.sqrt(v / <f32>dim + eps);
+    const vs = f32x4.splat(sc);
+    i = 0;
+    for (; i + 4 <= dim; i += 4) {
+      const o = <usize>i << 2;
+      const d = f32x4.mul(f32x4.sub(v128.load(xr + o), vm), vs);
+      v128.store(or + o, fma(d, v128.load(w + o), v128.load(b + o)));
+    }
+    for (; i < dim; i++) {
+      const o = <usize>i << 2;
+      store<f32>(or + o, (load<f32>(xr + o) - mean) * sc * load<f32>(w + o) + load<f32>(b + o));
+    }
+  }
+}
+
+// cos/sin of pos·base^(-2i/headDim) for i < headDim/2, computed in f64, into the static tables
+function ropeTable(pos: i32, headDim: i32, freqBase: f32): void {
+  const half = headDim >> 1;
+  for (let i = 0; i < half; i++) {
+    const theta = <f64>pos * Math.pow(<f64>freqBase, (-2.0 * <f64>i) / <f64>headDim);
+    store<f32>(SCRATCH_COS + (<usize>i << 2), <f32>Math.cos(theta));
+    store<f32>(SCRATCH_SIN + (<usize>i << 2), <f32>Math.sin(theta));
+  }
+}
+
+// rotate every head of one row with the current tables
+function ropeRow(x: usize, nHeads: i32, headDim: i32, neox: bool): void {
+  const half = headDim >> 1;
+  for (let h = 0; h < nHeads; h++) {
+    const hp = x + ((<usize>h * <usize>headDim) << 2);
+    if (neox) {
+      // pairs (i, i + half): GPT-NeoX / Hugging Face rotate_half
+      let i = 0;
+      for (; i + 4 <= half; i += 4) {
+        const o = <usize>i << 2;
+        const a = v128.load(hp + o);
+        const b = v128.load(hp + o + (<usize>half << 2));
+        const c = v128.load(SCRATCH_COS + o);
+        const s = v128.load(SCRATCH_SIN + o);
+        v128.store(hp + o, f32x4.sub(f32x4.mul(a, c), f32x4.mul(b, s)));
+        v128.store(hp + o + (<usize>half << 2), f32x4.add(f32x4.mul(a, s), f32x4.mul(b, c)));
+      }
+      for (; i < half; i++) {
+        const o = <usize>i << 2;
+        const a = load<f32>(hp + o);
+        const b = load<f32>(hp + o + (<usize>half << 2));
+        const c = load<f32>(SCRATCH_COS + o);
+        const s = load<f32>(SCRATCH_SIN + o);
+        store<f32>(hp + o, a * c - b * s);
+        store<f32>(hp + o + (<usize>half << 2), a * s + b * c);
+      }
+    } else {
+      // adjacent pairs (2i, 2i+1): llama2.c / GGUF llama
+      for (let i = 0; i < half; i++) {
+        const o = <usize>i << 3;
+        const a = load<f32>(hp + o);
+        const b = load<f32>(hp + o, 4);
+        const c = load<f32>(SCRATCH_COS + (<usize>i << 2));
+        const s = load<f32>(SCRATCH_SIN + (<usize>i << 2));
+        store<f32>(hp + o, a * c - b * s);
+        store<f32>(hp + o, a * s + b * c, 4);
+      }
+    }
+  }
+}
+
+/** RoPE in place on m rows of nHeads·headDim; row r at position pos0 + r·posStride. */
+export function rope(x: usize, m: i32, nHeads: i32, headDim: i32, pos0: i32, posStride: i32, freqBase: f32, neox: bool): void {
+  const rowBytes = (<usize>nHeads * <usize>headDim) << 2;
+  let last = -1;
+  for (let r = 0; r < m; r++) {
+    const pos = pos0 + r * posStride;
+    if (pos != last || r == 0) ropeTable(pos, headDim, freqBase);
+    last = pos;
+    ropeRow(x + <usize>r * rowBytes, nHeads, headDim, neox);
+  }
+}
+
+/** RoPE in place on m rows; row r at position positions[r] (i32 array). */
+export function ropeAt(x: usize, m: i32, nHeads: i32, headDim: i32, positions: usize, freqBase: f32, neox: bool): void {
+  const rowBytes = (<usize>nHeads * <usize>headDim) << 2;
+  let last = -1;
+  for (let r = 0; r < m; r++) {
+    const pos = load<i32>(positions + (<usize>r << 2));
+    if (pos != last || r == 0) ropeTable(pos, headDim, freqBase);
+    last = pos;
+    ropeRow(x + <usize>r * rowBytes, nHeads, headDim, neox);
+  }
+}
+
+/** out = silu(a) · b = a / (1 + e^-a) · b. */
+export function siluMul(out: usize, a: usize, b: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const o = <usize>i << 2;
+    const v = load<f32>(a + o);
+    store<f32>(out + o, (v / (<f32>1 + Mathf.exp(-v))) * load<f32>(b + o));
+  }
+}
+
+/** GELU, tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function gelu(out: usize, x: usize, n: i32): void {
+  const c: f32 = 0.7978845608028654;
+  for (let i = 0; i < n; i++) {
+    const o = <usize>i << 2;
+    const v = load<f32>(x + o);
+    const u = c * (v + <f32>0.044715 * v * v * v);
+    // tanh(u) = 1 - 2 / (e^{2u} + 1), saturating cleanly at both ends
+    const t: f32 = u > 15 ? 1 : u < -15 ? -1 : <f32>1 - <f32>2 / (Mathf.exp(<f32>2 * u) + 1);
+    store<f32>(out + o, <f32>0.5 * v * (<f32>1 + t));
+  }
+}
+
+/** softmax in place over each of m rows of n (max subtracted first). */
+export function softmax(x: usize, m: i32, n: i32): void {
+  for (let r = 0; r < m; r++) {
+    const xr = x + ((<usize>r * <usize>n) << 2);
+    let mv = f32x4.splat(-Infinity);
+    let i = 0;
+    for (; i + 4 <= n; i += 4) mv = f32x4.max(mv, v128.load(xr + (<usize>i << 2)));
+    let mx = hmax(mv);
+    for (; i < n; i++) mx = max(mx, load<f32>(xr + (<usize>i << 2)));
+    let s: f32 = 0;
+    for (i = 0; i < n; i++) {
+      const o = <usize>i << 2;
+      const e = Mathf.exp(load<f32>(xr + o) - mx);
+      store<f32>(xr + o, e);
+      s += e;
+    }
+    const inv = f32x4.splat(<f32>1 / s);
+    i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(xr + o, f32x4.mul(v128.load(xr + o), inv));
+    }
+    const invs: f32 = <f32>1 / s;
+    for (; i < n; i++) {
+      const o = <usize>i << 2;
+      store<f32>(xr + o, load<f32>(xr + o) * invs);
+    }
+  }
+}
+
+/** index of the largest of n values (the first one on ties; NaN never wins). */
+export function argmax(x: usize, n: i32): i32 {
+  let best = 0;
+  let bv: f32 = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    if (v > bv) {
+      bv = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** the k largest of n values, sorted descending (ties: lower index first; NaN skipped);
+ * insertion into the sorted outputs, O(n + inserts·k). returns how many were written (< k only
+ * when fewer than k values are not NaN). */
+export function topk(x: usize, n: i32, k: i32, outIdx: usize, outVal: usize): i32 {
+  let cnt = 0;
+  for (let i = 0; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    if (v != v) continue;
+    if (cnt == k && !(v > load<f32>(outVal + (<usize>(k - 1) << 2)))) continue;
+    let j = cnt < k ? cnt : k - 1;
+    if (cnt < k) cnt++;
+    while (j > 0 && load<f32>(outVal + (<usize>(j - 1) << 2)) < v) {
+      store<f32>(outVal + (<usize>j << 2), load<f32>(outVal + (<usize>(j - 1) << 2)));
+      store<i32>(outIdx + (<usize>j << 2), load<i32>(outIdx + (<usize>(j - 1) << 2)));
+      j--;
+    }
+    store<f32>(outVal + (<usize>j << 2), v);
+    store<i32>(outIdx + (<usize>j << 2), i);
+  }
+  return cnt;
 }

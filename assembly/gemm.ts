@@ -1,0 +1,139 @@
+// f32 linear layers: out[M×N] = x[M×K] · Wᵀ, W given (N×K) row-major as GGUF stores it.
+//
+// packed layout (made once by prepareLinear in runtime/kernels.ts): panels of 8 output rows, k-major, as XNNPACK packs them:
+//   panel p, step kk: 8 floats W[8p + 0..7][kk] at ((p*K + kk) * 8) floats; rows past N are zero.
+// one step is then two v128 loads of weights times one broadcast x[kk]; there is no K tail at all.
+// row tiles of up to 4 x rows share every weight load (beams, prefill); M = 1 has its own loop
+// unrolled over k to keep eight independent accumulators in flight.
+import { fma } from './simd';
+
+// store 8 outputs (a = cols 0..3, b = cols 4..7), only the first `valid` when the panel is partial.
+// @ts-ignore: decorator
+@inline
+function store8(o: usize, a: v128, b: v128, valid: i32): void {
+  if (valid >= 8) {
+    v128.store(o, a);
+    v128.store(o, b, 16);
+  } else {
+    if (valid >= 4) {
+      v128.store(o, a);
+      if (valid > 4) store<f32>(o, f32x4.extract_lane(b, 0), 16);
+      if (valid > 5) store<f32>(o, f32x4.extract_lane(b, 1), 20);
+      if (valid > 6) store<f32>(o, f32x4.extract_lane(b, 2), 24);
+    } else {
+      store<f32>(o, f32x4.extract_lane(a, 0));
+      if (valid > 1) store<f32>(o, f32x4.extract_lane(a, 1), 4);
+      if (valid > 2) store<f32>(o, f32x4.extract_lane(a, 2), 8);
+    }
+  }
+}
+
+// one panel times R (1..4, a constant after inlining) rows of x.
+// @ts-ignore: decorator
+@inline
+function tile(R: i32, o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, k: i32, valid: i32): void {
+  let c00 = f32x4.splat(0);
+  let c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0);
+  let c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0);
+  let c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0);
+  let c31 = f32x4.splat(0);
+  for (let kk = 0; kk < k; kk++) {
+    const w0 = v128.load(wp);
+    const w1 = v128.load(wp, 16);
+    const x0 = v128.load32_splat(xp);
+    c00 = fma(w0, x0, c00);
+    c01 = fma(w1, x0, c01);
+    if (R > 1) {
+      const x1 = v128.load32_splat(xp + ldx);
+      c10 = fma(w0, x1, c10);
+      c11 = fma(w1, x1, c11);
+    }
+    if (R > 2) {
+      const x2 = v128.load32_splat(xp + 2 * ldx);
+      c20 = fma(w0, x2, c20);
+      c21 = fma(w1, x2, c21);
+    }
+    if (R > 3) {
+      const x3 = v128.load32_splat(xp + 3 * ldx);
+      c30 = fma(w0, x3, c30);
+      c31 = fma(w1, x3, c31);
+    }
+    wp += 32;
+    xp += 4;
+  }
+  store8(o, c00, c01, valid);
+  if (R > 1) store8(o + ldo, c10, c11, valid);
+  if (R > 2) store8(o + 2 * ldo, c20, c21, valid);
+  if (R > 3) store8(o + 3 * ldo, c30, c31, valid);
+}
+
+// one panel times one x row, k unrolled by 4 into four independent accumulator pairs.
+// @ts-ignore: decorator
+@inline
+function tile1(o: usize, xp: usize, wp: usize, k: i32, valid: i32): void {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let b0 = f32x4.splat(0);
+  let b1 = f32x4.splat(0);
+  let c0 = f32x4.splat(0);
+  let c1 = f32x4.splat(0);
+  let d0 = f32x4.splat(0);
+  let d1 = f32x4.splat(0);
+  let kk = 0;
+  for (; kk + 4 <= k; kk += 4) {
+    const x0 = v128.load32_splat(xp);
+    const x1 = v128.load32_splat(xp, 4);
+    const x2 = v128.load32_splat(xp, 8);
+    const x3 = v128.load32_splat(xp, 12);
+    a0 = fma(v128.load(wp), x0, a0);
+    a1 = fma(v128.load(wp, 16), x0, a1);
+    b0 = fma(v128.load(wp, 32), x1, b0);
+    b1 = fma(v128.load(wp, 48), x1, b1);
+    c0 = fma(v128.load(wp, 64), x2, c0);
+    c1 = fma(v128.load(wp, 80), x2, c1);
+    d0 = fma(v128.load(wp, 96), x3, d0);
+    d1 = fma(v128.load(wp, 112), x3, d1);
+    wp += 128;
+    xp += 16;
+  }
+  for (; kk < k; kk++) {
+    const x0 = v128.load32_splat(xp);
+    a0 = fma(v128.load(wp), x0, a0);
+    a1 = fma(v128.load(wp, 16), x0, a1);
+    wp += 32;
+    xp += 4;
+  }
+  a0 = f32x4.add(f32x4.add(a0, b0), f32x4.add(c0, d0));
+  a1 = f32x4.add(f32x4.add(a1, b1), f32x4.add(c1, d1));
+  store8(o, a0, a1, valid);
+}
+
+/** out[m×n] = x[m×k] · Wᵀ with W packed in 8-row panels. */
+export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): void {
+  const np = (n + 7) >> 3;
+  const ldx = <usize>k << 2;
+  const ldo = <usize>n << 2;
+  const panelBytes = <usize>k * 32;
+  if (m == 1) {
+    for (let p = 0; p < np; p++) {
+      tile1(out + (<usize>p << 5), x, w + <usize>p * panelBytes, k, n - p * 8);
+    }
+    return;
+  }
+  for (let p = 0; p < np; p++) {
+    const wp = w + <usize>p * panelBytes;
+    const valid = n - p * 8;
+    const oc = out + (<usize>p << 5);
+    let r = 0;
+    for (; r + 4 <= m; r += 4) {
+      tile(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+    }
+    const left = m - r;
+    if (left == 3) tile(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+    else if (left == 2) tile(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+    else if (left == 1) tile(1, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+  }
+}

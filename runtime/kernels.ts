@@ -1,0 +1,539 @@
+/**
+ * The SIMD kernels (build/kernels.wasm, build/kernels-relaxed.wasm) behind a small TypeScript
+ * surface: one arena in the module's linear memory (grown once, bump-allocated, released in stack
+ * order), pointers kept as plain numbers, typed views made on demand (a view over memory that has
+ * grown is detached, so none is ever cached here).
+ *
+ * Kernels do not validate their arguments; this file checks what is cheap once, at the boundary
+ * (shapes and sizes at prepare time, head sizes, ranges), and throws typed errors.
+ *
+ * Weight layouts: prepareLinear repacks GGUF's (N×K) row-major weights for the kernels —
+ * f32 and f16 (converted to f32) into panels of 8 output rows, k-major; Q8_0 and Q4_0 into groups of
+ * 4 rows interleaved block by block with the scales as f32 (see assembly/gemm.ts, assembly/quant.ts).
+ * Embedding tables stay in their GGUF bytes and are dequantised one row at a time.
+ */
+import { BudgetError, FormatError, OptionsError, UnsupportedError } from './errors.ts';
+
+export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
+
+/** A linear weight placed in the arena (layout private to the kernels). */
+export interface LinearWeight {
+  type: WeightType;
+  ptr: number;
+  n: number;
+  k: number;
+  bytes: number;
+}
+
+/** An embedding table placed in the arena, in its GGUF bytes. */
+export interface EmbeddingTable {
+  type: WeightType;
+  ptr: number;
+  rows: number;
+  dim: number;
+  bytes: number;
+}
+
+export interface Kernels {
+  /** true when this instance runs the relaxed-SIMD build */
+  readonly relaxed: boolean;
+  readonly memory: WebAssembly.Memory;
+  /** grow memory so that `totalBytes` more can be allocated (grow once, up front) */
+  reserve(totalBytes: number): void;
+  /** bump allocation, zero-filled, 64-byte aligned by default; BudgetError past the reserve */
+  alloc(bytes: number, align?: number): number;
+  mark(): number;
+  /** free everything allocated after `mark` (stack discipline for scratch) */
+  release(mark: number): void;
+  f32(ptr: number, len: number): Float32Array;
+  i32(ptr: number, len: number): Int32Array;
+  u8(ptr: number, len: number): Uint8Array;
+  /** arena bytes prepareLinear will take */
+  linearBytes(type: WeightType, n: number, k: number): number;
+  /** copy GGUF bytes of an (n×k) weight into the arena, repacked for the kernels */
+  prepareLinear(type: WeightType, raw: Uint8Array, n: number, k: number): LinearWeight;
+  /** out[m×n] = x[m×k]·Wᵀ (x quantised to Q8_0 internally for q8_0/q4_0 weights) */
+  linear(out: number, x: number, w: LinearWeight, m: number): void;
+  /** scratch that linear() takes from the top of the arena during a call (include it in reserve) */
+  linearScratchBytes(maxM: number, maxK: number): number;
+  /** arena bytes prepareEmbedding will take */
+  embeddingBytes(type: WeightType, rows: number, dim: number): number;
+  prepareEmbedding(type: WeightType, raw: Uint8Array, rows: number, dim: number): EmbeddingTable;
+  /** out[dim] = row `row` of the table as f32 */
+  embed(out: number, table: EmbeddingTable, row: number): void;
+  rmsnorm(out: number, x: number, w: number, m: number, dim: number, eps: number): void;
+  layernorm(out: number, x: number, w: number, b: number, m: number, dim: number, eps: number): void;
+  /** RoPE in place; row r at position pos0 + r·posStride; neox: pairs (i, i+hd/2), else (2i, 2i+1) */
+  rope(
+    x: number,
+    m: number,
+    nHeads: number,
+    headDim: number,
+    pos0: number,
+    posStride: number,
+    freqBase: number,
+    neox: boolean,
+  ): void;
+  /** RoPE in place; row r at position positions[r] (i32 array pointer) */
+  ropeAt(
+    x: number,
+    m: number,
+    nHeads: number,
+    headDim: number,
+    positions: number,
+    freqBase: number,
+    neox: boolean,
+  ): void;
+  /** out = silu(a)·b */
+  siluMul(out: number, a: number, b: number, n: number): void;
+  /** GELU, tanh form */
+  gelu(out: number, x: number, n: number): void;
+  add(out: number, a: number, b: number, n: number): void;
+  /** x[r] += bias for m rows of n */
+  addBias(x: number, bias: number, m: number, n: number): void;
+  /** softmax in place over m rows of n */
+  softmax(x: number, m: number, n: number): void;
+  /** store rows k[n][nKvHeads·headDim], v[...] at positions pos0.. of the sequence's block table */
+  kvWrite(
+    kPool: number,
+    vPool: number,
+    blockTable: number,
+    pos0: number,
+    n: number,
+    k: number,
+    v: number,
+    nKvHeads: number,
+    headDim: number,
+    blockSize: number,
+  ): void;
+  /** causal attention: query i (at pos0+i) attends to positions 0..pos0+i, scale 1/√headDim */
+  attention(
+    out: number,
+    q: number,
+    nQ: number,
+    kPool: number,
+    vPool: number,
+    blockTable: number,
+    pos0: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    blockSize: number,
+  ): void;
+  argmax(x: number, n: number): number;
+  /** the k largest, sorted descending (ties: lower index first); NaN never chosen (slots left: -1 / -Infinity) */
+  topk(x: number, n: number, k: number, outIdx: number, outVal: number): void;
+  /** quantise k floats at src into GGUF blocks at dst (k % 32 == 0) */
+  quantizeRow(type: 'q8_0' | 'q4_0', dst: number, src: number, k: number): void;
+  /** k values of one GGUF row at src to f32 at dst */
+  dequantizeRow(type: WeightType, dst: number, src: number, k: number): void;
+}
+
+// WebAssembly.validate probes (from wasm-feature-detect): a function returning a v128 built with
+// i32x4.splat / i32x4.relaxed_dot... respectively
+const SIMD_PROBE = [
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98,
+  11,
+];
+const RELAXED_PROBE = [
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2,
+  253, 15, 253, 128, 2, 11,
+];
+
+/**
+ * Whether this engine accepts relaxed-SIMD instructions (no code generation: `WebAssembly.validate`).
+ * @example
+ * const mod = detectRelaxedSimd() ? relaxedModule : simdModule;
+ */
+export function detectRelaxedSimd(): boolean {
+  try {
+    return (
+      WebAssembly.validate(new Uint8Array(SIMD_PROBE)) && WebAssembly.validate(new Uint8Array(RELAXED_PROBE))
+    );
+  } catch {
+    return false;
+  }
+}
+
+// exports of assembly/index.ts (pointers and sizes are plain numbers on the JS side)
+interface Exports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  relaxedBuild(): number;
+  linearF32(out: number, x: number, w: number, m: number, n: number, k: number): void;
+  linearQ8(out: number, x: number, w: number, m: number, n: number, k: number, s: number): void;
+  linearQ4(out: number, x: number, w: number, m: number, n: number, k: number, s: number): void;
+  quantScratchBytes(m: number, k: number): number;
+  quantizeRowQ8_0(dst: number, src: number, k: number): void;
+  quantizeRowQ4_0(dst: number, src: number, k: number): void;
+  dequantizeRow(type: number, dst: number, src: number, k: number): void;
+  add(out: number, a: number, b: number, n: number): void;
+  addBias(x: number, bias: number, m: number, n: number): void;
+  rmsnorm(out: number, x: number, w: number, m: number, dim: number, eps: number): void;
+  layernorm(out: number, x: number, w: number, b: number, m: number, dim: number, eps: number): void;
+  rope(
+    x: number,
+    m: number,
+    h: number,
+    hd: number,
+    pos0: number,
+    stride: number,
+    base: number,
+    neox: number,
+  ): void;
+  ropeAt(x: number, m: number, h: number, hd: number, positions: number, base: number, neox: number): void;
+  siluMul(out: number, a: number, b: number, n: number): void;
+  gelu(out: number, x: number, n: number): void;
+  softmax(x: number, m: number, n: number): void;
+  argmax(x: number, n: number): number;
+  topk(x: number, n: number, k: number, outIdx: number, outVal: number): number;
+  kvWrite(...args: number[]): void;
+  attention(...args: number[]): void;
+}
+
+const PAGE = 65536;
+const MAX_MEMORY = 4 * 1024 * 1024 * 1024 - PAGE; // wasm32
+const MAX_HEAD_DIM = 1024; // static scratch in assembly/simd.ts
+const GGML_CODE: Record<WeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8 };
+const TYPES: readonly WeightType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
+
+const alignUp = (v: number, a: number) => Math.ceil(v / a) * a;
+
+function checkDims(what: string, type: WeightType, n: number, k: number, nName: string, kName: string): void {
+  if (!TYPES.includes(type)) {
+    throw new UnsupportedError(`${what}: weight type ${String(type)} is not supported`, {
+      field: 'type',
+      hint: 'use f32, f16, q8_0 or q4_0',
+    });
+  }
+  for (const [v, name] of [
+    [n, nName],
+    [k, kName],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 1 || v > 1 << 30) {
+      throw new FormatError(`${what}: ${name} = ${v} is not a positive integer in range`, { field: name });
+    }
+  }
+  if ((type === 'q8_0' || type === 'q4_0') && k % 32 !== 0) {
+    throw new UnsupportedError(`${what}: ${type} needs ${kName} to be a multiple of 32, got ${k}`, {
+      field: kName,
+      hint: 'quantised GGUF blocks hold 32 values; store this tensor as f16 or f32',
+    });
+  }
+}
+
+/** GGUF bytes of n rows of k values */
+function ggufBytes(type: WeightType, n: number, k: number): number {
+  switch (type) {
+    case 'f32':
+      return n * k * 4;
+    case 'f16':
+      return n * k * 2;
+    case 'q8_0':
+      return n * (k / 32) * 34;
+    case 'q4_0':
+      return n * (k / 32) * 18;
+  }
+}
+
+// f16 bits to f32 value (exact)
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? Number.NaN : s * Number.POSITIVE_INFINITY;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+/**
+ * Instantiates the kernels synchronously from a compiled module (a Worker imports the `.wasm` as a
+ * `WebAssembly.Module`; it may not compile bytes at run time).
+ * @example
+ * const k = createKernels(new WebAssembly.Module(readFileSync('build/kernels.wasm')));
+ * k.reserve(1 << 20);
+ * const x = k.alloc(4 * 8);
+ * k.f32(x, 8).fill(1);
+ * k.softmax(x, 1, 8);
+ */
+export function createKernels(mod: WebAssembly.Module): Kernels {
+  const inst = new WebAssembly.Instance(mod, {
+    env: {
+      abort() {
+        throw new Error('edgelm kernels aborted');
+      },
+    },
+  });
+  const e = inst.exports as unknown as Exports;
+  const memory = e.memory;
+  const base = alignUp(e.heapBase(), 64);
+  let top = base;
+  const hi = () => memory.buffer.byteLength;
+
+  const allocRaw = (bytes: number, align: number): number => {
+    const p = alignUp(top, align);
+    if (p + bytes > hi()) {
+      throw new BudgetError(
+        `kernel arena exhausted: ${bytes} bytes requested, ${Math.max(0, hi() - p)} left`,
+        { hint: 'reserve() the total (weights, KV cache, scratch, linearScratchBytes) before allocating' },
+      );
+    }
+    top = p + bytes;
+    return p;
+  };
+
+  const k: Kernels = {
+    relaxed: e.relaxedBuild() === 1,
+    memory,
+    reserve(totalBytes) {
+      if (!Number.isSafeInteger(totalBytes) || totalBytes < 0) {
+        throw new BudgetError(`reserve: ${totalBytes} is not a byte count`, { field: 'totalBytes' });
+      }
+      // 64 bytes of alignment slack per call keeps a reserve of the exact align64 sum sufficient
+      const need = alignUp(top, 64) + totalBytes + 64;
+      if (need <= hi()) return;
+      if (need > MAX_MEMORY) {
+        throw new BudgetError(`reserve: ${need} bytes exceed the 4 GiB of 32-bit WebAssembly memory`, {
+          hint: 'use a smaller or more quantised model, or a shorter context',
+        });
+      }
+      try {
+        memory.grow(Math.ceil((need - hi()) / PAGE));
+      } catch (err) {
+        throw new BudgetError(
+          `reserve: the engine refused to grow memory to ${need} bytes (${String(err)})`,
+          {
+            hint: 'the platform memory limit is lower than this model needs',
+          },
+        );
+      }
+    },
+    alloc(bytes, align = 64) {
+      if (!Number.isSafeInteger(bytes) || bytes < 0) {
+        throw new BudgetError(`alloc: ${bytes} is not a byte count`, { field: 'bytes' });
+      }
+      const p = allocRaw(bytes, align);
+      new Uint8Array(memory.buffer, p, bytes).fill(0);
+      return p;
+    },
+    mark: () => top,
+    release(m) {
+      if (!(m >= base && m <= top))
+        throw new RangeError(`release: mark ${m} is not below the arena top ${top}`);
+      top = m;
+    },
+    f32: (ptr, len) => new Float32Array(memory.buffer, ptr, len),
+    i32: (ptr, len) => new Int32Array(memory.buffer, ptr, len),
+    u8: (ptr, len) => new Uint8Array(memory.buffer, ptr, len),
+
+    linearBytes(type, n, k_) {
+      checkDims('linearBytes', type, n, k_, 'n', 'k');
+      if (type === 'q8_0') return Math.ceil(n / 4) * (k_ / 32) * 144;
+      if (type === 'q4_0') return Math.ceil(n / 4) * (k_ / 32) * 80;
+      return Math.ceil(n / 8) * k_ * 32;
+    },
+
+    prepareLinear(type, raw, n, kk) {
+      checkDims('prepareLinear', type, n, kk, 'n', 'k');
+      const want = ggufBytes(type, n, kk);
+      if (raw.byteLength !== want) {
+        throw new FormatError(
+          `prepareLinear: ${type} weight of ${n}×${kk} needs ${want} bytes, got ${raw.byteLength}`,
+          { field: 'raw' },
+        );
+      }
+      const bytes = k.linearBytes(type, n, kk);
+      const ptr = k.alloc(bytes, 64);
+      if (type === 'f32' || type === 'f16') packF32(memory, ptr, raw, n, kk, type === 'f16');
+      else if (type === 'q8_0') packQ8(memory, ptr, raw, n, kk);
+      else packQ4(memory, ptr, raw, n, kk);
+      return { type, ptr, n, k: kk, bytes };
+    },
+
+    linear(out, x, w, m) {
+      if (m === 0) return;
+      if (w.type === 'f32' || w.type === 'f16') {
+        e.linearF32(out, x, w.ptr, m, w.n, w.k);
+        return;
+      }
+      const mk = top;
+      const s = allocRaw(e.quantScratchBytes(m, w.k), 64);
+      try {
+        if (w.type === 'q8_0') e.linearQ8(out, x, w.ptr, m, w.n, w.k, s);
+        else e.linearQ4(out, x, w.ptr, m, w.n, w.k, s);
+      } finally {
+        top = mk;
+      }
+    },
+
+    linearScratchBytes(maxM, maxK) {
+      return e.quantScratchBytes(maxM, alignUp(maxK, 32)) + 64;
+    },
+
+    embeddingBytes(type, rows, dim) {
+      checkDims('embeddingBytes', type, rows, dim, 'rows', 'dim');
+      return ggufBytes(type, rows, dim);
+    },
+
+    prepareEmbedding(type, raw, rows, dim) {
+      checkDims('prepareEmbedding', type, rows, dim, 'rows', 'dim');
+      const bytes = ggufBytes(type, rows, dim);
+      if (raw.byteLength !== bytes) {
+        throw new FormatError(
+          `prepareEmbedding: ${type} table of ${rows}×${dim} needs ${bytes} bytes, got ${raw.byteLength}`,
+          { field: 'raw' },
+        );
+      }
+      const ptr = allocRaw(bytes, 64);
+      new Uint8Array(memory.buffer, ptr, bytes).set(raw);
+      return { type, ptr, rows, dim, bytes };
+    },
+
+    embed(out, t, row) {
+      if (!Number.isInteger(row) || row < 0 || row >= t.rows) {
+        throw new OptionsError(`token id ${row} is outside the embedding table (0..${t.rows - 1})`, {
+          field: 'row',
+        });
+      }
+      const rowBytes = t.bytes / t.rows;
+      e.dequantizeRow(GGML_CODE[t.type], out, t.ptr + row * rowBytes, t.dim);
+    },
+
+    rmsnorm: (out, x, w, m, dim, eps) => e.rmsnorm(out, x, w, m, dim, eps),
+    layernorm: (out, x, w, b, m, dim, eps) => e.layernorm(out, x, w, b, m, dim, eps),
+    rope(x, m, nHeads, headDim, pos0, posStride, freqBase, neox) {
+      checkHeadDim(headDim);
+      e.rope(x, m, nHeads, headDim, pos0, posStride, freqBase, neox ? 1 : 0);
+    },
+    ropeAt(x, m, nHeads, headDim, positions, freqBase, neox) {
+      checkHeadDim(headDim);
+      e.ropeAt(x, m, nHeads, headDim, positions, freqBase, neox ? 1 : 0);
+    },
+    siluMul: (out, a, b, n) => e.siluMul(out, a, b, n),
+    gelu: (out, x, n) => e.gelu(out, x, n),
+    add: (out, a, b, n) => e.add(out, a, b, n),
+    addBias: (x, bias, m, n) => e.addBias(x, bias, m, n),
+    softmax: (x, m, n) => e.softmax(x, m, n),
+    kvWrite(kPool, vPool, blockTable, pos0, n, kp, vp, nKvHeads, headDim, blockSize) {
+      if (!(blockSize >= 1)) throw new UnsupportedError(`kvWrite: block size ${blockSize} must be ≥ 1`);
+      e.kvWrite(kPool, vPool, blockTable, pos0, n, kp, vp, nKvHeads, headDim, blockSize);
+    },
+    attention(out, q, nQ, kPool, vPool, blockTable, pos0, nHeads, nKvHeads, headDim, blockSize) {
+      checkHeadDim(headDim);
+      if (!(nKvHeads >= 1) || nHeads % nKvHeads !== 0) {
+        throw new UnsupportedError(`attention: ${nKvHeads} KV heads do not divide ${nHeads} heads`, {
+          field: 'nKvHeads',
+        });
+      }
+      if (!(blockSize >= 1)) throw new UnsupportedError(`attention: block size ${blockSize} must be ≥ 1`);
+      e.attention(out, q, nQ, kPool, vPool, blockTable, pos0, nHeads, nKvHeads, headDim, blockSize);
+    },
+    argmax: (x, n) => e.argmax(x, n),
+    topk(x, n, kk, outIdx, outVal) {
+      if (!Number.isInteger(kk) || kk < 1 || kk > n) {
+        throw new OptionsError(`top-k: k = ${kk} must be an integer in 1..${n}`, { field: 'k' });
+      }
+      const got = e.topk(x, n, kk, outIdx, outVal);
+      if (got < kk) {
+        new Int32Array(memory.buffer, outIdx + got * 4, kk - got).fill(-1);
+        new Float32Array(memory.buffer, outVal + got * 4, kk - got).fill(Number.NEGATIVE_INFINITY);
+      }
+    },
+    quantizeRow(type, dst, src, kk) {
+      checkDims('quantizeRow', type, 1, kk, 'n', 'k');
+      if (type === 'q8_0') e.quantizeRowQ8_0(dst, src, kk);
+      else if (type === 'q4_0') e.quantizeRowQ4_0(dst, src, kk);
+      else
+        throw new UnsupportedError(`quantizeRow: ${String(type)} is not a quantised type`, { field: 'type' });
+    },
+    dequantizeRow(type, dst, src, kk) {
+      checkDims('dequantizeRow', type, 1, kk, 'n', 'k');
+      e.dequantizeRow(GGML_CODE[type], dst, src, kk);
+    },
+  };
+  return k;
+}
+
+function checkHeadDim(hd: number): void {
+  if (!Number.isInteger(hd) || hd < 2 || hd % 2 !== 0 || hd > MAX_HEAD_DIM) {
+    throw new UnsupportedError(`head dimension ${hd} is not supported`, {
+      field: 'headDim',
+      hint: `use an even head dimension up to ${MAX_HEAD_DIM}`,
+    });
+  }
+}
+
+// ---- packing (JS, straight into the arena: no temporary copy of the raw tensor) -------------
+
+// f32 / f16 rows → panels of 8 rows, k-major: dst[(p·k + kk)·8 + j] = W[8p + j][kk]
+function packF32(
+  memory: WebAssembly.Memory,
+  ptr: number,
+  raw: Uint8Array,
+  n: number,
+  k: number,
+  f16: boolean,
+) {
+  const np = Math.ceil(n / 8);
+  const dst = new Float32Array(memory.buffer, ptr, np * k * 8);
+  const row = new Float32Array(k);
+  const rowU8 = new Uint8Array(row.buffer);
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  for (let r = 0; r < np * 8; r++) {
+    if (r >= n) row.fill(0);
+    else if (f16) for (let i = 0; i < k; i++) row[i] = halfToFloat(dv.getUint16((r * k + i) * 2, true));
+    else rowU8.set(raw.subarray(r * k * 4, (r + 1) * k * 4));
+    const p = r >> 3;
+    let d = p * k * 8 + (r & 7);
+    for (let i = 0; i < k; i++, d += 8) dst[d] = row[i];
+  }
+}
+
+// Q8_0 rows → groups of 4 rows × block: 128 bytes (step s: [row0 k4s..4s+3 | row1 | row2 | row3]) + 4 f32 scales
+function packQ8(memory: WebAssembly.Memory, ptr: number, raw: Uint8Array, n: number, k: number) {
+  const nb = k / 32;
+  const ng = Math.ceil(n / 4);
+  const dst = new Uint8Array(memory.buffer, ptr, ng * nb * 144);
+  const dv = new DataView(memory.buffer, ptr, ng * nb * 144);
+  const src = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  for (let g = 0; g < ng; g++) {
+    for (let b = 0; b < nb; b++) {
+      const d = (g * nb + b) * 144;
+      for (let i = 0; i < 4; i++) {
+        const r = g * 4 + i;
+        if (r >= n) continue; // arena memory is zero: zero weights, zero scale
+        const s = (r * nb + b) * 34;
+        dv.setFloat32(d + 128 + i * 4, halfToFloat(src.getUint16(s, true)), true);
+        for (let j = 0; j < 32; j++) {
+          const q = raw[s + 2 + j];
+          // -128 clamped to -127: the relaxed kernels flip signs of weights
+          dst[d + (j >> 2) * 16 + i * 4 + (j & 3)] = q === 0x80 ? 0x81 : q;
+        }
+      }
+    }
+  }
+}
+
+// Q4_0 rows → groups of 4 rows × block: 64 bytes (vector t: [row0 bytes 4t..4t+3 | row1 | row2 | row3]) + 4 f32 scales
+function packQ4(memory: WebAssembly.Memory, ptr: number, raw: Uint8Array, n: number, k: number) {
+  const nb = k / 32;
+  const ng = Math.ceil(n / 4);
+  const dst = new Uint8Array(memory.buffer, ptr, ng * nb * 80);
+  const dv = new DataView(memory.buffer, ptr, ng * nb * 80);
+  const src = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  for (let g = 0; g < ng; g++) {
+    for (let b = 0; b < nb; b++) {
+      const d = (g * nb + b) * 80;
+      for (let i = 0; i < 4; i++) {
+        const r = g * 4 + i;
+        if (r >= n) {
+          for (let t = 0; t < 16; t++) dst[d + (t >> 2) * 16 + i * 4 + (t & 3)] = 0x88;
+          continue;
+        }
+        const s = (r * nb + b) * 18;
+        dv.setFloat32(d + 64 + i * 4, halfToFloat(src.getUint16(s, true)), true);
+        for (let t = 0; t < 16; t++) dst[d + (t >> 2) * 16 + i * 4 + (t & 3)] = raw[s + 2 + t];
+      }
+    }
+  }
+}

@@ -1,0 +1,119 @@
+// linear(): f32, f16, q8_0, q4_0 weights against a float64 reference, awkward shapes, both builds.
+import { describe, expect, it } from 'vitest';
+import { BudgetError, FormatError, UnsupportedError } from '../../runtime/errors.ts';
+import type { WeightType } from '../../runtime/kernels.ts';
+import {
+  decodeRow,
+  encodeF16,
+  encodeQ4_0,
+  encodeQ8_0,
+  randomF32,
+  refLinear,
+  refLinearAbs,
+  refQ8ActivationBound,
+  rng,
+  worst,
+} from '../helpers/ref-kernels.ts';
+import { builds, load, put } from './setup.ts';
+
+function rawOf(type: WeightType, w: Float32Array): Uint8Array {
+  if (type === 'f32') return new Uint8Array(w.buffer.slice(0));
+  if (type === 'f16') return encodeF16(w);
+  return type === 'q8_0' ? encodeQ8_0(w) : encodeQ4_0(w);
+}
+
+for (const b of builds) {
+  describe(`linear (${b.name})`, () => {
+    const k = load(b.file);
+    const r = rng(42);
+
+    const cases: Array<[WeightType, number[], number[], number[]]> = [
+      ['f32', [1, 2, 3, 4, 5, 8, 9], [1, 3, 33, 100], [1, 5, 8, 13, 33]],
+      ['f16', [1, 3, 5], [1, 3, 33, 100], [1, 7, 8, 17]],
+      ['q8_0', [1, 2, 3, 4, 5, 9], [32, 64, 96], [1, 3, 4, 5, 13]],
+      ['q4_0', [1, 2, 3, 4, 5, 9], [32, 64, 96], [1, 3, 4, 5, 13]],
+    ];
+    for (const [type, ms, ks, ns] of cases) {
+      it(`${type}: every M×K×N of M ∈ {${ms}}, K ∈ {${ks}}, N ∈ {${ns}}`, () => {
+        for (const K of ks)
+          for (const N of ns) {
+            const w = randomF32(r, N * K);
+            const raw = rawOf(type, w);
+            const wv = decodeRow(type, raw, N * K); // the weights the kernel should use
+            const mark = k.mark();
+            const lw = k.prepareLinear(type, raw, N, K);
+            expect(lw.bytes).toBe(k.linearBytes(type, N, K));
+            for (const M of ms) {
+              const x = randomF32(r, M * K, 2);
+              const xp = put(k, x);
+              const op = k.alloc(M * N * 4 + 64);
+              const guard = k.f32(op + M * N * 4, 16).fill(12345);
+              k.linear(op, xp, lw, M);
+              const got = k.f32(op, M * N);
+              const want = refLinear(x, wv, M, N, K);
+              const abs = refLinearAbs(x, wv, M, N, K);
+              // f32 accumulation: |error| ≤ 1e-5 · Σ|x·w| (K ≤ 100 terms of ≤ 6e-8 relative each);
+              // quantised: x rounds to Q8_0 per block, |x − x̂| ≤ d/2 with d = max|x|/127, so
+              // |error| ≤ Σ_blocks d/2 · Σ|w| (+ 0.1 % for f32 rounding of d and x/d) + 1e-5 · Σ|x·w|
+              const bound =
+                type === 'f32' || type === 'f16' ? undefined : refQ8ActivationBound(x, wv, M, N, K);
+              const res = worst(got, want, (i) => 1e-5 * abs[i] + (bound ? bound[i] * 1.001 : 0) + 1e-30);
+              expect(
+                res.ratio,
+                `${type} M=${M} K=${K} N=${N} at ${res.index}: ${res.got} vs ${res.want}`,
+              ).toBeLessThanOrEqual(1);
+              expect(Array.from(guard), 'no write past out').toEqual(new Array(16).fill(12345));
+            }
+            k.release(mark);
+          }
+      });
+    }
+
+    it('q8_0 and q4_0: beam rows give the same result as one row at a time (same block sums)', () => {
+      for (const type of ['q8_0', 'q4_0'] as const) {
+        const K = 96;
+        const N = 11;
+        const M = 7;
+        const mark = k.mark();
+        const lw = k.prepareLinear(type, rawOf(type, randomF32(r, N * K)), N, K);
+        const x = randomF32(r, M * K);
+        const xp = put(k, x);
+        const all = k.alloc(M * N * 4);
+        k.linear(all, xp, lw, M);
+        const one = k.alloc(N * 4);
+        for (let m = 0; m < M; m++) {
+          k.linear(one, xp + m * K * 4, lw, 1);
+          // same integer sums and the same f32 operations in the same order: identical bits
+          expect(Array.from(k.f32(one, N))).toEqual(Array.from(k.f32(all + m * N * 4, N)));
+        }
+        k.release(mark);
+      }
+    });
+
+    it('f32 at the sizes a model uses (K = 768, N = 67, M = 1, 4, 6)', () => {
+      const K = 768;
+      const N = 67;
+      const w = randomF32(r, N * K);
+      const mark = k.mark();
+      const lw = k.prepareLinear('f32', new Uint8Array(w.buffer), N, K);
+      for (const M of [1, 4, 6]) {
+        const x = randomF32(r, M * K);
+        const op = k.alloc(M * N * 4);
+        k.linear(op, put(k, x), lw, M);
+        const abs = refLinearAbs(x, w, M, N, K);
+        // f32 sums of 768 terms: 3e-5 · Σ|x·w| is well above the worst case seen (~1e-6) and far below a wrong term
+        const res = worst(k.f32(op, M * N), refLinear(x, w, M, N, K), (i) => 3e-5 * abs[i]);
+        expect(res.ratio).toBeLessThanOrEqual(1);
+      }
+      k.release(mark);
+    });
+
+    it('rejects quantised K not a multiple of 32, wrong byte counts, and allocation past the reserve', () => {
+      expect(() => k.prepareLinear('q8_0', new Uint8Array(34), 1, 33)).toThrow(UnsupportedError);
+      expect(() => k.linearBytes('q4_0', 4, 48)).toThrow(/multiple of 32/);
+      expect(() => k.prepareLinear('f32', new Uint8Array(12), 2, 2)).toThrow(FormatError);
+      expect(() => k.prepareLinear('bf16' as WeightType, new Uint8Array(8), 2, 2)).toThrow(UnsupportedError);
+      expect(() => k.alloc(1 << 30)).toThrow(BudgetError);
+    });
+  });
+}
