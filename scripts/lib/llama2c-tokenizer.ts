@@ -47,7 +47,8 @@ export function readLlama2cTokenizer(
         offset: off - 4,
       });
     need(off, len);
-    const piece = dec.decode(bytes.subarray(off, off + len));
+    // llama2.c's export wrote SentencePiece's ▁ as a plain space: put it back
+    const piece = dec.decode(bytes.subarray(off, off + len)).replaceAll(' ', '▁');
     off += len;
     tokens.push(piece);
     scores.push(score);
