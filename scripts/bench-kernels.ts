@@ -157,7 +157,9 @@ for (const shape of shapes) {
       rows.push({ shape, type, impl, gflops: Math.round((ops / t[i] / 1e9) * 100) / 100 });
     });
     for (const tt of tensors) tt.dispose();
-    kernels.forEach(({ k }, i) => k.release(marks[i]));
+    kernels.forEach(({ k }, i) => {
+      k.release(marks[i]);
+    });
     log(
       `${shape.padEnd(12)} ${type.padEnd(5)} ` +
         impls.map((impl, i) => `${impl} ${(ops / t[i] / 1e9).toFixed(2)}`).join('  '),
