@@ -1,6 +1,7 @@
 // Checked by llama.cpp itself (wllama's compat build in Node): files our writer produces load there,
 // and for F32 llama models its greedy tokens equal ours wherever our top-2 logit margin is above
-// float noise.
+// float noise. For Q8_0/Q4_0 both quantise activations to Q8_0 but sum in different orders, so
+// only wide margins are compared.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,12 +19,14 @@ const N = 24;
 // below this top-1/top-2 gap the two runtimes may legitimately pick differently (f32 sums in
 // different orders differ by ~1e-5 relative on logits of this size)
 const MARGIN = 1e-3;
+// quantised: llama.cpp also keeps K/V in f16; gaps under 1% of the top logit may flip
+const QMARGIN = 0.01;
 
 afterAll(() => {});
 
 describe('llama.cpp agrees with edgelm', () => {
   for (const type of ['f32', 'q8_0', 'q4_0']) {
-    it(`loads our ${type} GGUF and, for f32, decodes the same greedy tokens`, async () => {
+    it(`loads our ${type} GGUF and decodes the same greedy tokens`, async () => {
       const bytes = randomLlamaGGUF(SHAPE, type, 11, 3);
       const path = join(dir, `m-${type}.gguf`);
       writeFileSync(path, bytes);
@@ -31,7 +34,6 @@ describe('llama.cpp agrees with edgelm', () => {
       const theirs = await ll.complete(PROMPT, N, { withIds: true });
       await ll.exit();
       expect(theirs.tokens.length).toBe(N);
-      if (type !== 'f32') return; // quantised: loading and running is the check; logits differ by design
 
       const m = runtime.loadModel(bytes, { maxSequences: 1 });
       const ids = m.promptIds(PROMPT);
@@ -49,13 +51,14 @@ describe('llama.cpp agrees with edgelm', () => {
             a = v;
           } else if (b < 0 || logits[v] > logits[b]) b = v;
         }
-        if (logits[a] - logits[b] < MARGIN) break; // a near-tie: later tokens may fork legitimately
+        const margin = type === 'f32' ? MARGIN : QMARGIN * Math.abs(logits[a]);
+        if (logits[a] - logits[b] < margin) break; // a near-tie: later tokens may fork legitimately
         expect(theirs.tokens[i], `token ${i}`).toBe(a);
         compared++;
         logits = m.model.decode([seq], [a]);
       }
       // the model is scaled so logits are peaked: most of the run must be comparable
-      expect(compared).toBeGreaterThanOrEqual(N / 2);
+      expect(compared).toBeGreaterThanOrEqual(type === 'f32' ? N / 2 : N / 4);
     });
   }
 });
