@@ -15,6 +15,7 @@ export interface KvLayout {
   headDim: number;
   blockSize: number;
   nBlocks: number; // blocks in the pool (per layer, per K/V)
+  context: number; // positions one sequence may hold
   maxBlocksPerSeq: number; // ceil(context / blockSize)
   maxSequences: number; // live sequences at once (block-table slots)
 }
@@ -151,7 +152,7 @@ export class KvCache {
    */
   reserve(seqs: readonly KvSequence[], counts: ArrayLike<number>): void {
     const bs = this.layout.blockSize;
-    const maxLen = this.layout.maxBlocksPerSeq * bs;
+    const maxLen = this.layout.context;
     let needed = 0;
     this.simBlocks.length = 0;
     this.simDrops.length = 0;

@@ -237,7 +237,7 @@ export class Model {
     // ---- memory, before any allocation ----
     const linearBytes = (p: LinearPlan) => align64(k.linearBytes(p.type, p.n, p.k));
     const vecBytes = (p: VecPlan | undefined) => (p ? align64(p.n * 4) : 0);
-    const embBytes = (t: GGUFTensor) => align64(embeddingBytes(k, t));
+    const embBytes = (t: GGUFTensor) => align64(k.embeddingBytes(WEIGHT_TYPES[t.type], t.dims[1], t.dims[0]));
     let weights = embBytes(tokEmbd) + (posEmbd ? embBytes(posEmbd) : 0);
     weights += vecBytes(outNorm) + vecBytes(outNormB) + linearBytes(output);
     for (const L of layerPlans) {
@@ -276,6 +276,7 @@ export class Model {
       headDim: c.headDim,
       blockSize: BLOCK_SIZE,
       nBlocks,
+      context: c.context,
       maxBlocksPerSeq,
       maxSequences,
     });
@@ -664,6 +665,11 @@ function readConfig(file: GGUFFile, maxContext: number | undefined): Config {
     });
   }
   const headDim = dim / nHeads;
+  if (headDim > 1024) {
+    throw new UnsupportedError(`head size ${headDim} is above the kernels' 1024`, {
+      field: `${a}.attention.head_count`,
+    });
+  }
   const keyLength = metaInt(file, `${a}.attention.key_length`, 1, 1 << 16, headDim);
   const valueLength = metaInt(file, `${a}.attention.value_length`, 1, 1 << 16, headDim);
   if (keyLength !== headDim || valueLength !== headDim) {
@@ -867,14 +873,6 @@ function planTensors(file: GGUFFile, c: Config) {
     output,
     tied: !outputT,
   };
-}
-
-// arena bytes of an embedding table: the kernels' own figure when they publish one, else the raw size
-function embeddingBytes(k: Kernels, t: GGUFTensor): number {
-  const f = (k as Partial<{ embeddingBytes(type: WeightType, rows: number, dim: number): number }>)
-    .embeddingBytes;
-  if (typeof f === 'function') return f.call(k, WEIGHT_TYPES[t.type], t.dims[1], t.dims[0]);
-  return tensorByteSize(t.type, elementCount(t));
 }
 
 function usedTensor(name: string, c: Config): boolean {

@@ -4,7 +4,7 @@
 // Quantised weights are dequantised to f32 at prepare time (activations are not quantised).
 
 import { BudgetError } from '../../runtime/errors.ts';
-import { toF32 } from '../../runtime/ggml.ts';
+import { fromF32, tensorByteSize, toF32 } from '../../runtime/ggml.ts';
 import type { EmbeddingTable, Kernels, LinearWeight, WeightType } from '../../runtime/kernels.ts';
 
 const GGML: Record<WeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8 };
@@ -74,6 +74,7 @@ export function createJsKernels(): Kernels {
       for (let i = 0; i < m * n; i++) F[o + i] = tmp[i];
     },
     linearScratchBytes: () => 0,
+    embeddingBytes: (_type, rows, dim) => rows * dim * 4,
     prepareEmbedding(type, raw, rows, dim): EmbeddingTable {
       const bytes = rows * dim * 4;
       const ptr = k.alloc(bytes);
@@ -206,6 +207,14 @@ export function createJsKernels(): Kernels {
         I[f(outIdx) + i] = idx[i];
         F[f(outVal) + i] = F[f(x) + idx[i]];
       }
+    },
+    quantizeRow(type, dst, src, kk) {
+      const q = fromF32(GGML[type], new Float32Array(k.f32(src, kk)));
+      k.u8(dst, q.length).set(q);
+    },
+    dequantizeRow(type, dst, src, kk) {
+      const n = tensorByteSize(GGML[type], kk);
+      k.f32(dst, kk).set(toF32(GGML[type], new Uint8Array(k.u8(src, n)), kk));
     },
   };
   function ropeRow(x: number, nHeads: number, hd: number, pos: number, base: number, neox: boolean) {
