@@ -311,14 +311,24 @@ export async function* beamSearch<S>(
         });
         break;
       }
-      // KV cache follows the chosen parents: first child takes the parent's sequence, others fork it
+      // KV cache follows the chosen parents: parents without children are freed first (so at most
+      // B sequences are ever alive), then the first child takes its parent's sequence and every
+      // further child forks it (copy-on-write)
       const taken = new Array<boolean>(live.length).fill(false);
+      for (const c of next) taken[c.parent] = true;
+      for (let b = 0; b < live.length; b++) {
+        if (!taken[b]) {
+          model.free(live[b].seq);
+          owned.delete(live[b].seq);
+        }
+      }
+      const reused = new Array<boolean>(live.length).fill(false);
       const children: LiveBeam<S>[] = [];
       for (const c of next) {
         const p = live[c.parent];
         let seq: S;
-        if (!taken[c.parent]) {
-          taken[c.parent] = true;
+        if (!reused[c.parent]) {
+          reused[c.parent] = true;
           seq = p.seq;
         } else {
           seq = model.fork(p.seq);
@@ -336,12 +346,6 @@ export async function* beamSearch<S>(
           counts,
           score: c.score,
         });
-      }
-      for (let b = 0; b < live.length; b++) {
-        if (!taken[b]) {
-          model.free(live[b].seq);
-          owned.delete(live[b].seq);
-        }
       }
       live = children;
       rows = model.decode(

@@ -2,6 +2,7 @@
 // an async iterator of events. See docs/INTERFACES.md (runtime/generate.ts) for the contract.
 import {
   type BeamConfig,
+  type BeamSearchResult,
   beamSearch,
   findStop,
   type LogitsModel,
@@ -450,10 +451,16 @@ export async function* generate<S>(
       stop: o.stop,
     };
     const it = beamSearch(model, tokenizer, promptIds, cfg, o.signal);
-    let r = await it.next();
-    while (!r.done) {
-      yield r.value;
+    let r: IteratorResult<GenerateEvent, BeamSearchResult>;
+    try {
       r = await it.next();
+      while (!r.done) {
+        yield r.value;
+        r = await it.next();
+      }
+    } finally {
+      // the consumer stopped early (or an error): let beamSearch free its sequences
+      await it.return(undefined as never);
     }
     const res = r.value;
     const eos = new Set(eosIds);

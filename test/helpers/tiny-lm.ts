@@ -56,7 +56,7 @@ export class TinyLM {
   private readonly f32: boolean;
   private nextId = 1;
   /** counters for tests: calls and rows of decode, prefills, forks, live sequences */
-  stats = { decodeCalls: 0, decodeRows: 0, maxDecodeRows: 0, prefillCalls: 0, forks: 0, live: 0 };
+  stats = { decodeCalls: 0, decodeRows: 0, maxDecodeRows: 0, prefillCalls: 0, forks: 0, live: 0, maxLive: 0 };
 
   constructor(o: TinyLMOptions) {
     const V = o.vocab;
@@ -140,6 +140,7 @@ export class TinyLM {
 
   newSequence(): TinySeq {
     this.stats.live++;
+    this.stats.maxLive = Math.max(this.stats.maxLive, this.stats.live);
     return { id: this.nextId++, length: 0, k: [], v: [], freed: false };
   }
 
@@ -147,6 +148,7 @@ export class TinyLM {
     this.check(seq);
     this.stats.forks++;
     this.stats.live++;
+    this.stats.maxLive = Math.max(this.stats.maxLive, this.stats.live);
     // the per-position vectors are never mutated, so sharing them is copy-on-write for free
     return { id: this.nextId++, length: seq.length, k: seq.k.slice(), v: seq.v.slice(), freed: false };
   }

@@ -90,6 +90,7 @@ describe('beam search = reference beam search', () => {
       // every sequence was freed; decode ran one batch per step, never more than B rows
       expect(model.stats.live).toBe(0);
       expect(model.stats.maxDecodeRows).toBeLessThanOrEqual(B);
+      expect(model.stats.maxLive).toBeLessThanOrEqual(B);
       expect(model.stats.decodeCalls).toBeLessThanOrEqual(Math.max(0, result.steps - 1));
       expect(model.stats.prefillCalls).toBe(1);
       if (got.some((h) => h.finishReason === 'stop' && h.tokens.length < maxNew)) counts.eosMid++;
