@@ -696,8 +696,15 @@ class Writer {
     this.num('u64', b.length, key);
     this.bytes(b);
   }
+  nestedArrays = false;
   value(v: GGUFMetaValue, key: string, depth: number): void {
     if (v.type === 'array') {
+      if (depth > 1 && !this.nestedArrays) {
+        throw new FormatError(`metadata ${key}: an array of arrays, which llama.cpp cannot read`, {
+          field: key,
+          hint: 'flatten it, or pass { nestedArrays: true } to writeGGUF for edgelm-only files',
+        });
+      }
       if (depth > GGUF_LIMITS.maxArrayDepth) {
         throw new FormatError(`metadata ${key}: arrays nested deeper than ${GGUF_LIMITS.maxArrayDepth}`, {
           field: key,
@@ -749,6 +756,7 @@ class Writer {
  * tensor's data at an aligned offset, padded (the layout llama.cpp's reader requires: contiguous,
  * in order). `general.alignment` is written when `alignment` is not 32 (or kept if given in
  * `metadata`, where it must agree). Validates what it writes as the reader would (FormatError).
+ * Arrays of arrays are refused (llama.cpp rejects files holding them) unless `opts.nestedArrays`.
  * @example
  * const bytes = writeGGUF(
  *   [['general.architecture', meta.str('llama')], ['llama.block_count', meta.u32(2)]],
@@ -759,6 +767,7 @@ export function writeGGUF(
   metadata: Array<[string, GGUFMetaValue]>,
   tensors: GGUFWriteTensor[],
   alignment: number = GGUF_LIMITS.defaultAlignment,
+  opts: { nestedArrays?: boolean } = {},
 ): Uint8Array {
   const given = metadata.find(([k]) => k === 'general.alignment');
   if (given) {
@@ -783,6 +792,7 @@ export function writeGGUF(
   }
 
   const w = new Writer();
+  w.nestedArrays = opts.nestedArrays === true;
   w.num('u32', MAGIC, 'magic');
   w.num('u32', 3, 'version');
   w.num('u64', tensors.length, 'tensor count');

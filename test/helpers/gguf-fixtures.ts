@@ -105,9 +105,12 @@ export class RawBytes {
   }
 }
 
-/** Metadata with one key of every value type, arrays of several types, and a nested array. */
-export function allTypesMetadata(): Array<[string, GGUFMetaValue]> {
-  return [
+/**
+ * Metadata with one key of every value type and arrays of several types; with `nested`, also an
+ * array of arrays (which llama.cpp rejects: write it with { nestedArrays: true }).
+ */
+export function allTypesMetadata(nested = true): Array<[string, GGUFMetaValue]> {
+  const md: Array<[string, GGUFMetaValue]> = [
     ['general.architecture', meta.str('llama')],
     ['general.name', meta.str('tiny ✓ 模型')],
     ['t.u8', meta.u8(250)],
@@ -127,11 +130,14 @@ export function allTypesMetadata(): Array<[string, GGUFMetaValue]> {
     ['t.arr.bool', meta.arr('bool', [true, false])],
     ['t.arr.u64', meta.arr('u64', [0n, 2n ** 64n - 1n])],
     ['t.arr.empty', meta.arr('u8', [])],
-    [
+  ];
+  if (nested) {
+    md.push([
       't.arr.nested',
       meta.arr('array', [meta.arr('i32', [1, 2]), meta.arr('string', ['a', 'é']), meta.arr('u8', [])]),
-    ],
-  ];
+    ]);
+  }
+  return md;
 }
 
 /** One tensor of each supported type (F32, F16, Q8_0, Q4_0), seeded. */
@@ -156,9 +162,9 @@ export function allTypesTensors(seed = 1): GGUFWriteTensor[] {
   ];
 }
 
-/** A tiny valid GGUF v3 file: every metadata type, every supported tensor type. */
+/** A tiny valid GGUF v3 file: every metadata type (nested array included), every supported tensor type. */
 export function tinyGGUF(alignment = 32): Uint8Array {
-  return writeGGUF(allTypesMetadata(), allTypesTensors(), alignment);
+  return writeGGUF(allTypesMetadata(), allTypesTensors(), alignment, { nestedArrays: true });
 }
 
 /** An even smaller valid file (two KVs, two small tensors), for byte-by-byte sweeps. */
@@ -191,6 +197,11 @@ export interface TinyModelOptions {
   /** llama: write a separate output.weight (else tied to token_embd) */
   untied?: boolean;
   extraMetadata?: Array<[string, GGUFMetaValue]>;
+  /** data alignment (default 32) */
+  alignment?: number;
+  /** llama: byte tokens <0x00>…<0x7F> only, plus '▁', so that generated text is always valid UTF-8
+   * (prompts must then be ASCII) */
+  asciiBytes?: boolean;
 }
 
 /**
@@ -246,9 +257,13 @@ export function tinyModelGGUF(o: TinyModelOptions = {}): Uint8Array {
   if (arch === 'llama') {
     tokens.push('<unk>', '<s>', '</s>');
     ttypes.push(2, 3, 3);
-    for (let b = 0; b < 256; b++) {
+    for (let b = 0; b < (o.asciiBytes ? 128 : 256); b++) {
       tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
       ttypes.push(6);
+    }
+    if (o.asciiBytes) {
+      tokens.push('▁'); // the SentencePiece space, so that no prompt needs a byte token above 0x7F
+      ttypes.push(1);
     }
     for (let i = tokens.length; i < vocab; i++) {
       tokens.push(`▁t${i}`);
@@ -318,5 +333,5 @@ export function tinyModelGGUF(o: TinyModelOptions = {}): Uint8Array {
   vec('output_norm.weight', dim, 1);
   if (arch === 'gpt2') vec('output_norm.bias', dim);
   if (arch === 'llama' && o.untied) mat('output.weight', dim, tokens.length);
-  return writeGGUF(md, tensors);
+  return writeGGUF(md, tensors, o.alignment);
 }

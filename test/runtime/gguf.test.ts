@@ -57,7 +57,7 @@ describe('round trip', () => {
   it('reads back every metadata type, nested arrays and every tensor type written by writeGGUF', () => {
     const md = allTypesMetadata();
     const ts = allTypesTensors();
-    const bytes = writeGGUF(md, ts);
+    const bytes = writeGGUF(md, ts, 32, { nestedArrays: true });
     const f = parseGGUF(bytes);
     expect(f.version).toBe(3);
     expect(f.alignment).toBe(32);
@@ -102,7 +102,7 @@ describe('round trip', () => {
   it('writing what was read gives the same bytes', () => {
     const bytes = tinyGGUF();
     const f = parseGGUF(bytes);
-    const again = writeGGUF([...f.metadata], f.tensors);
+    const again = writeGGUF([...f.metadata], f.tensors, 32, { nestedArrays: true });
     expect(again).toEqual(bytes);
   });
 
@@ -257,7 +257,12 @@ describe('metadata', () => {
 
   it('nested arrays up to depth 3 are read; depth 4, and 100,000 nested headers, are rejected without recursion', () => {
     const d3 = meta.arr('array', [meta.arr('array', [meta.arr('i8', [-1, 2])]), meta.arr('array', [])]);
-    expect(parseGGUF(writeGGUF([['n', d3]], [])).get('n')).toEqual([[[-1, 2]], []]);
+    expect(parseGGUF(writeGGUF([['n', d3]], [], 32, { nestedArrays: true })).get('n')).toEqual([
+      [[-1, 2]],
+      [],
+    ]);
+    // by default the writer refuses them: llama.cpp's reader rejects a file holding an array of arrays
+    expect(formatErr(() => writeGGUF([['n', d3]], [])).hint).toMatch(/nestedArrays/);
     const deep = (levels: number) => {
       const r = new RawBytes().header(0, 1).str('n').u32(VT.array);
       for (let i = 0; i < levels; i++) r.u32(VT.array).u64(1);
@@ -267,7 +272,9 @@ describe('metadata', () => {
     const e = formatErr(() => parseGGUF(deep(3)));
     expect(e.message).toMatch(/nested deeper/);
     expect(formatErr(() => parseGGUF(deep(100_000))).message).toMatch(/nested deeper/);
-    expect(() => writeGGUF([['n', meta.arr('array', [d3])]], [])).toThrow(FormatError);
+    expect(() => writeGGUF([['n', meta.arr('array', [d3])]], [], 32, { nestedArrays: true })).toThrow(
+      FormatError,
+    );
   });
 
   it('unknown value types (13, 2^32−1) as a value or an array item are rejected with the key', () => {
@@ -516,6 +523,7 @@ describe('writer validation', () => {
       ['str', meta.str('\ud800')],
       ['arr', meta.arr('u8', [1, 300])],
       ['arr2', meta.arr('array', [1])],
+      ['arr3', meta.arr('array', [meta.arr('u8', [1])])],
       ['type', { type: 'float' as any, value: 1 }],
     ];
     for (const kv of bad) expect(formatErr(() => writeGGUF([kv], [])).field).toBe(kv[0]);
