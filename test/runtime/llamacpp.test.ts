@@ -27,7 +27,9 @@ afterAll(() => {});
 describe('llama.cpp agrees with edgelm', () => {
   for (const type of ['f32', 'q8_0', 'q4_0']) {
     it(`loads our ${type} GGUF and decodes the same greedy tokens`, async () => {
-      const bytes = randomLlamaGGUF(SHAPE, type, 11, 3);
+      // weights scaled up for peaked logits; quantised models less so: at ×3 the network is chaotic
+      // enough that Q8 rounding differences grow past 1% of the logits within 16 tokens
+      const bytes = randomLlamaGGUF(SHAPE, type, 11, type === 'f32' ? 3 : 2);
       const path = join(dir, `m-${type}.gguf`);
       writeFileSync(path, bytes);
       const ll = await loadWllama(path, 256);
@@ -52,13 +54,16 @@ describe('llama.cpp agrees with edgelm', () => {
           } else if (b < 0 || logits[v] > logits[b]) b = v;
         }
         const margin = type === 'f32' ? MARGIN : QMARGIN * Math.abs(logits[a]);
-        if (logits[a] - logits[b] < margin) break; // a near-tie: later tokens may fork legitimately
-        expect(theirs.tokens[i], `token ${i}`).toBe(a);
-        compared++;
-        logits = m.model.decode([seq], [a]);
+        // a near-tie may go either way; we follow llama.cpp's choice (teacher forcing) so the
+        // sequences never fork, and compare every step whose margin is clear
+        if (logits[a] - logits[b] >= margin) {
+          expect(theirs.tokens[i], `token ${i}`).toBe(a);
+          compared++;
+        }
+        logits = m.model.decode([seq], [theirs.tokens[i]]);
       }
       // the model is scaled so logits are peaked: most of the run must be comparable
-      expect(compared).toBeGreaterThanOrEqual(type === 'f32' ? N / 2 : N / 4);
+      expect(compared).toBeGreaterThanOrEqual(N / 2);
     });
   }
 });
