@@ -451,7 +451,7 @@ class LlamaTokenizer extends BaseTokenizer {
       const missing = this.byteIds.indexOf(-1);
       if (missing >= 0) {
         throw new FormatError(
-          `llama vocabulary has no byte token <0x${missing.toString(16).toUpperCase().padStart(2, '0')}> and no unknown token`,
+          `llama vocabulary (${K.tokens}) has no byte token <0x${missing.toString(16).toUpperCase().padStart(2, '0')}> and no ${K.unk}`,
           { field: K.unk, hint: 'byte fallback needs all 256 <0xNN> tokens, or an unknown token' },
         );
       }
@@ -544,10 +544,13 @@ class GPT2Tokenizer extends BaseTokenizer {
       this.unicodeToByte.set(b2u[b].charCodeAt(0), b);
       const id = ids.get(b2u[b]);
       if (id === undefined) {
-        throw new FormatError(`gpt2 vocabulary has no token for byte 0x${b.toString(16).padStart(2, '0')}`, {
-          field: K.tokens,
-          hint: 'a byte-level BPE vocabulary must contain all 256 byte characters',
-        });
+        throw new FormatError(
+          `gpt2 vocabulary (${K.tokens}) has no token for byte 0x${b.toString(16).padStart(2, '0')}`,
+          {
+            field: K.tokens,
+            hint: 'a byte-level BPE vocabulary must contain all 256 byte characters',
+          },
+        );
       }
       this.byteIds[b] = id;
     }

@@ -373,3 +373,20 @@ export function tokenizerCorpus(n = 1100, seed = 20261128): string[] {
 export function withoutSpaceMark(corpus: readonly string[]): string[] {
   return corpus.filter((s) => !s.includes('\u2581'));
 }
+
+/** The parts of @agnai/sentencepiece-js (Google's SentencePiece in WASM) the tests use. */
+export interface SentencePieceRef {
+  encodeIds(text: string): number[];
+  decodeIds(ids: number[]): string;
+  encodePieces(text: string): string[];
+}
+
+/** Loads a SentencePiece .model into the reference processor (the package ships no types). */
+export async function loadSentencePiece(modelPath: string): Promise<SentencePieceRef> {
+  const mod = require('@agnai/sentencepiece-js') as {
+    SentencePieceProcessor: new () => SentencePieceRef & { load(path: string): Promise<void> };
+  };
+  const spp = new mod.SentencePieceProcessor();
+  await spp.load(modelPath);
+  return spp;
+}
