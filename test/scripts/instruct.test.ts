@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Template } from '@huggingface/jinja';
 import { describe, expect, it } from 'vitest';
 import { compileChatTemplate } from '../../runtime/chat.ts';
@@ -114,6 +115,13 @@ describe('instruction set', () => {
     }
   });
 
+  it('is frozen for seed 1: the shipped model was trained and evaluated on exactly this split', () => {
+    // changing the generator changes weights/default.gguf's held-out set: retrain before updating these
+    const h = (x: unknown) => createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 16);
+    expect(h(s1.heldOut)).toBe('dce15a1ebb46eab2');
+    expect(h(s1.train)).toBe('347abc5578b6f718');
+  });
+
   it('renders with the chat template exactly as renderPair does', () => {
     const p = s1.heldOut[0];
     const r = renderPair(p);
@@ -147,5 +155,9 @@ describe('State of the Union data', () => {
     expect(sotuSplit().validationText).toBe(s.validationText);
     expect(/[\u2018\u2019\u201C\u201D]/.test(s.trainText)).toBe(false);
     expect(/ {2}/.test(s.trainText)).toBe(false);
+    // frozen: the shipped model's validation loss is measured on exactly this text
+    const h = (x: string) => createHash('sha256').update(x).digest('hex').slice(0, 16);
+    expect(h(s.validationText)).toBe('ead8fc6dae635668');
+    expect(h(s.trainText)).toBe('148750ca5a44d07f');
   });
 });
