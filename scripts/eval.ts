@@ -14,9 +14,11 @@
  * config file>`, else the GGUF (`edgelm.train.config`, the trainer's config as JSON, or
  * `edgelm.train.seed`), else `--seed` (default 1). Training figures (steps, tokens, wall
  * time) are read from `edgelm.train.*` metadata, "unknown" when absent. Other flags:
- * `--max-val-tokens N` (default all), `--limit N` held-out pairs (default all), `--samples N`.
+ * `--max-val-tokens N` (default all), `--limit N` held-out pairs (default all), `--samples N`,
+ * `--also <file>` the same model in another file (default, when --model is not given:
+ * weights/default-q8_0.gguf if present), summarised in one more table.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRuntime, type LoadedModel } from '../runtime/index.ts';
@@ -216,6 +218,8 @@ export interface EvalReport {
   samples: Array<{ kind: string; prompt: string; expected: string; greedy: string; beam: string }>;
   evalSeconds: number;
   command: string;
+  /** the same model in other files (e.g. its Q8_0 twin), evaluated the same way */
+  also?: EvalReport[];
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
@@ -289,7 +293,23 @@ ${kindRows.join('\n')}
 | --- | --- | --- | --- | --- |
 ${r.samples.map((s) => `| ${s.kind} | ${esc(s.prompt)} | ${esc(s.expected)} | ${esc(s.greedy)} | ${esc(s.beam)} |`).join('\n')}
 
-Evaluation took ${r.evalSeconds.toFixed(0)} s.
+${
+  r.also?.length
+    ? `
+## The same model in other files
+
+| file | weights | size | validation loss | perplexity | greedy | beam B=4 |
+| --- | --- | --- | --- | --- | --- | --- |
+${[r, ...r.also]
+  .map(
+    (x) =>
+      `| ${x.model} | ${x.info.quantization} | ${(x.bytes / 1024 / 1024).toFixed(2)} MiB | ${x.validation.loss.toFixed(4)} | ${x.validation.perplexity.toFixed(2)} | ${pct(x.greedy.accuracy)} | ${pct(x.beam.accuracy)} |`,
+  )
+  .join('\n')}
+`
+    : ''
+}
+Evaluation took ${(r.evalSeconds + (r.also ?? []).reduce((t, x) => t + x.evalSeconds, 0)).toFixed(0)} s.
 `;
 }
 
@@ -407,19 +427,39 @@ function parseArgs(argv: string[]): Record<string, string | true> {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const known = ['model', 'config', 'json', 'card', 'no-card', 'max-val-tokens', 'limit', 'samples', 'seed'];
+  const known = [
+    'model',
+    'also',
+    'config',
+    'json',
+    'card',
+    'no-card',
+    'max-val-tokens',
+    'limit',
+    'samples',
+    'seed',
+  ];
   for (const k of Object.keys(args))
     if (!known.includes(k)) throw new Error(`unknown flag --${k} (known: ${known.join(', ')})`);
   const num = (k: string) => (typeof args[k] === 'string' ? Number(args[k]) : undefined);
   const modelPath = typeof args.model === 'string' ? args.model : join(root, 'weights', 'default.gguf');
-  const report = await evaluate(modelPath, {
+  const opts = {
     maxValTokens: num('max-val-tokens'),
     limit: num('limit'),
     samples: num('samples'),
     seed: num('seed'),
     config: typeof args.config === 'string' ? args.config : undefined,
-    log: (s) => console.error(s),
-  });
+    log: (s: string) => console.error(s),
+  };
+  const report = await evaluate(modelPath, opts);
+  // the default model's Q8_0 twin is evaluated too unless another file is named
+  const twin = join(root, 'weights', 'default-q8_0.gguf');
+  const also =
+    typeof args.also === 'string' ? args.also : args.model === undefined && existsSync(twin) ? twin : '';
+  if (also) {
+    console.error(`also: ${also}`);
+    report.also = [await evaluate(also, opts)];
+  }
   report.command = `npm run eval -- ${process.argv.slice(2).join(' ')}`.trim();
   if (!args['no-card']) {
     const card = typeof args.card === 'string' ? args.card : join(root, 'weights', 'MODEL_CARD.md');
