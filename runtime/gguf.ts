@@ -132,7 +132,8 @@ const MIN_BYTES: Record<GGUFValueType, number> = {
 
 // ---- reader -------------------------------------------------------------------------------------
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: keep a leading U+FEFF (a token may be exactly that), as the short-string path does
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class Reader {
   pos = 0;
@@ -167,44 +168,97 @@ class Reader {
     this.pos += 8;
     return v;
   }
-  /** a u64 count or size, bounded by `cap` before conversion to a number */
-  count(what: string, cap: number, field?: string): number {
+  /** a u64 count or size, bounded by `cap` (< 2^32) before conversion to a number */
+  count(what: string, cap: number, field?: string, suffix = ''): number {
     const at = this.pos;
-    const v = this.u64(what);
-    if (v > BigInt(cap)) {
-      throw new FormatError(`${what} ${v} at byte ${at} exceeds the limit of ${cap}`, {
+    this.need(8, what);
+    const lo = this.dv.getUint32(at, true);
+    const hi = this.dv.getUint32(at + 4, true);
+    if (hi !== 0 || lo > cap) {
+      const v = (BigInt(hi) << 32n) | BigInt(lo);
+      throw new FormatError(`${what}${suffix} ${v} at byte ${at} exceeds the limit of ${cap}`, {
         offset: at,
         field,
         hint: 'corrupt or hostile file; edgelm refuses counts that would allocate absurd memory',
       });
     }
-    return Number(v);
+    this.pos += 8;
+    return lo;
   }
-  /** a string: u64 length ≤ cap and ≤ bytes left, then UTF-8 (fatal on invalid bytes) */
+  /** a string: u64 length ≤ cap and ≤ bytes left, then strict UTF-8 */
   str(what: string, cap: number, field?: string): string {
     const at = this.pos;
-    const n = this.count(`${what} length`, cap, field);
+    const n = this.count(what, cap, field, ' length');
     this.need(n, what);
-    const b = this.bytes.subarray(this.pos, this.pos + n);
-    let s: string;
-    let ascii = n <= 64;
-    for (let i = 0; ascii && i < n; i++) if (b[i] >= 0x80) ascii = false;
-    if (ascii) {
-      s = String.fromCharCode(...b);
-    } else {
-      try {
-        s = utf8.decode(b);
-      } catch {
-        throw new FormatError(`${what} at byte ${at} is not valid UTF-8`, {
-          offset: at,
-          field,
-          hint: 'corrupt file',
-        });
-      }
+    const start = this.pos;
+    const s =
+      n <= 64 ? decodeShort(this.bytes, start, start + n) : decodeLong(this.bytes.subarray(start, start + n));
+    if (s === undefined) {
+      throw new FormatError(`${what} at byte ${at} is not valid UTF-8`, {
+        offset: at,
+        field,
+        hint: 'corrupt file',
+      });
     }
     this.pos += n;
     return s;
   }
+}
+
+function decodeLong(b: Uint8Array): string | undefined {
+  try {
+    return utf8.decode(b);
+  } catch {
+    return undefined;
+  }
+}
+
+const units: number[] = [];
+// strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF, as TextDecoder's fatal mode),
+// by hand: a TextDecoder call costs more than decoding a short token
+function decodeShort(b: Uint8Array, i: number, end: number): string | undefined {
+  units.length = 0;
+  while (i < end) {
+    const c = b[i];
+    if (c < 0x80) {
+      units.push(c);
+      i++;
+      continue;
+    }
+    let cp: number;
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      cp = c & 0x0f;
+      if (c === 0xe0) lo = 0xa0;
+      else if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      cp = c & 0x07;
+      if (c === 0xf0) lo = 0x90;
+      else if (c === 0xf4) hi = 0x8f;
+    } else return undefined;
+    if (i + n >= end) return undefined; // cut sequence
+    const c1 = b[i + 1];
+    if (c1 < lo || c1 > hi) return undefined;
+    cp = (cp << 6) | (c1 & 0x3f);
+    for (let k = 2; k <= n; k++) {
+      const ck = b[i + k];
+      if (ck < 0x80 || ck > 0xbf) return undefined;
+      cp = (cp << 6) | (ck & 0x3f);
+    }
+    i += n + 1;
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      units.push(0xd800 | (cp >> 10), 0xdc00 | (cp & 0x3ff));
+    } else units.push(cp);
+  }
+  return String.fromCharCode.apply(null, units);
 }
 
 function valueType(r: Reader, what: string, field: string): GGUFValueType {
@@ -294,7 +348,12 @@ function readArray(r: Reader, key: string, depth: number): GGUFMetaValue {
   if (itemType === 'array') {
     for (let i = 0; i < n; i++) value[i] = readArray(r, key, depth + 1);
   } else {
-    for (let i = 0; i < n; i++) value[i] = scalar(r, itemType, key);
+    if (itemType === 'string') {
+      const label = `string value of ${key}`;
+      for (let i = 0; i < n; i++) value[i] = r.str(label, GGUF_LIMITS.maxStringBytes, key);
+    } else {
+      for (let i = 0; i < n; i++) value[i] = scalar(r, itemType, key);
+    }
   }
   return { type: 'array', itemType, value };
 }

@@ -17,6 +17,7 @@ import {
   microGGUF,
   RawBytes,
   randomF32,
+  seededRandom,
   tinyGGUF,
   tinyModelGGUF,
   VT,
@@ -558,4 +559,69 @@ describe('writer validation', () => {
       }
     }
   });
+});
+
+describe('strict UTF-8 of keys and strings', () => {
+  // a file with one string KV of `len` bytes; the bytes are patched in place for each case
+  const file = (len: number) => {
+    const b = new RawBytes().header(0, 1).str('k').u32(VT.string).u64(len).zeros(len).build();
+    return { b, at: b.length - len };
+  };
+  const fatal = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // GGUF strings keep a BOM
+  const check = (f: { b: Uint8Array; at: number }, seq: ArrayLike<number>) => {
+    f.b.set(seq as number[], f.at);
+    let want: string | undefined;
+    try {
+      want = fatal.decode(f.b.subarray(f.at));
+    } catch {
+      want = undefined;
+    }
+    let got: string | undefined;
+    try {
+      got = parseGGUF(f.b).get<string>('k');
+    } catch (e) {
+      expect(e).toBeInstanceOf(FormatError);
+      got = undefined;
+    }
+    if (got !== want)
+      throw new Error(`bytes ${Array.from(seq, (x) => x.toString(16))}: got ${got}, want ${want}`);
+  };
+  it("agrees with TextDecoder's fatal mode on every 1- and 2-byte string", () => {
+    const f1 = file(1);
+    for (let a = 0; a < 256; a++) check(f1, [a]);
+    const f2 = file(2);
+    for (let a = 0; a < 256; a++) for (let b = 0; b < 256; b++) check(f2, [a, b]);
+  });
+  it('agrees on every 3-byte string led by 0xE0–0xF4 with chosen tails, and 60,000 random 3–80-byte strings', () => {
+    const tails = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff];
+    const f3 = file(3);
+    for (let a = 0xe0; a <= 0xf4; a++)
+      for (let b = 0x70; b < 0xd0; b++) for (const c of tails) check(f3, [a, b, c]);
+    const rnd = seededRandom(17);
+    const pieces = [
+      [0x61],
+      [0xc3, 0xa9],
+      [0xe2, 0x96, 0x81],
+      [0xf0, 0x9f, 0x98, 0x80],
+      [0xed, 0x9f, 0xbf],
+      [0xf4, 0x8f, 0xbf, 0xbf],
+    ];
+    const files = new Map<number, { b: Uint8Array; at: number }>();
+    for (let i = 0; i < 60000; i++) {
+      const seq: number[] = [];
+      const want = 3 + Math.floor(rnd() * (i % 10 === 0 ? 78 : 12));
+      while (seq.length < want) {
+        if (rnd() < 0.15) seq.push(Math.floor(rnd() * 256));
+        else seq.push(...pieces[Math.floor(rnd() * pieces.length)]);
+      }
+      seq.length = want;
+      if (!files.has(want)) files.set(want, file(want));
+      check(files.get(want)!, seq);
+    }
+  });
+});
+
+it('a leading BOM is kept in short and long strings (a token may be exactly U+FEFF)', () => {
+  for (const s of ['\ufeff', `\ufeff${'x'.repeat(100)}`])
+    expect(parseGGUF(writeGGUF([['k', meta.str(s)]], [])).get('k')).toBe(s);
 });
