@@ -238,10 +238,18 @@ export async function* beamSearch<S>(
         logSoftmax(row, lp);
         processScores(lp, prompt, beam.tokens, beam.counts, cfg);
         const base = beam.score;
+        let full = cands.n === K;
+        let worst = full ? cands.score[K - 1] : Number.NEGATIVE_INFINITY;
         for (let v = 0; v < V; v++) {
           const l = lp[v];
-          if (l === Number.NEGATIVE_INFINITY || Number.isNaN(l)) continue;
-          cands.offer(base + l, l, b, v);
+          if (!(l > Number.NEGATIVE_INFINITY)) continue; // banned (or NaN)
+          const sc = base + l;
+          if (full && !(sc > worst)) continue; // cheap reject before the sorted insert
+          cands.offer(sc, l, b, v);
+          if (cands.n === K) {
+            full = true;
+            worst = cands.score[K - 1];
+          }
         }
       }
       // 3–5. classify candidates in rank order
