@@ -7,15 +7,16 @@
 //
 // One layer, llama:                           one layer, gpt2:
 //   xb = rmsnorm(x) · attn_norm                 xb = layernorm(x) · attn_norm + b
-//   q, k, v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ            q|k|v = xb·Wqkvᵀ + b   (fused rows, split at load)
+//   q|k|v = xb·[Wq;Wk;Wv]ᵀ (stacked at load)    q|k|v = xb·Wqkvᵀ + b   (fused in the file)
 //   rope(q, k) (adjacent pairs)                 (learned positions were added to x at the input)
 //   kv cache ← k, v; att = causal attention     kv cache ← k, v; att = causal attention
 //   x += att·Woᵀ                                x += att·Woᵀ + b
 //   xb = rmsnorm(x) · ffn_norm                  xb = layernorm(x) · ffn_norm + b
-//   x += (silu(xb·Wgᵀ) * xb·Wuᵀ)·Wdᵀ            x += gelu(xb·Wuᵀ + b)·Wdᵀ + b
+//   g|u = xb·[Wg;Wu]ᵀ (stacked at load)        x += gelu(xb·Wuᵀ + b)·Wdᵀ + b
+//   x += (silu(g) * u)·Wdᵀ
 // then logits = norm(x)·Woutᵀ (Wout = token_embd when `output.weight` is absent).
 import { BudgetError, FormatError, OptionsError, UnsupportedError } from './errors.ts';
-import { GGMLType, ggmlTypeName, tensorByteSize, toF32, unsupportedTensorType } from './ggml.ts';
+import { GGMLType, ggmlTypeName, toF32, unsupportedTensorType } from './ggml.ts';
 import type { GGUFFile, GGUFTensor } from './gguf.ts';
 import type { EmbeddingTable, Kernels, LinearWeight, WeightType } from './kernels.ts';
 import { KvCache, type KvLayout, type KvSequence } from './kv-cache.ts';
@@ -43,7 +44,7 @@ export interface Sequence {
 export interface ModelOptions {
   /** cap on the context (default: the model's trained context) */
   maxContext?: number;
-  /** sequences alive at once, and the most rows one decode step takes (default 4) */
+  /** sequences alive at once, and the most rows one decode step takes (default 16) */
   maxSequences?: number;
   /** refuse to load when weights + KV cache + scratch exceed this (default 128 MiB) */
   budgetBytes?: number;
@@ -58,7 +59,7 @@ export interface ModelOptions {
 
 const MiB = 1024 * 1024;
 const DEFAULT_BUDGET = 128 * MiB;
-const DEFAULT_MAX_SEQUENCES = 4;
+const DEFAULT_MAX_SEQUENCES = 16; // generate.ts allows up to 16 beams
 const DEFAULT_PREFILL_CHUNK = 64;
 const BLOCK_SIZE = 16;
 const MAX_LOGIT_ROWS = 16; // rows per lm-head product when all logits are asked for
@@ -85,11 +86,12 @@ interface Config {
   freqBase: number;
 }
 
-// a weight as found in the file, validated, not yet placed
+// a weight as found in the file, validated, not yet placed; `parts` are stacked along n (rows):
+// q|k|v and gate|up of a layer become one product when they share a type
 interface LinearPlan {
   name: string;
   type: WeightType;
-  raw: Uint8Array;
+  parts: Uint8Array[];
   n: number;
   k: number;
 }
@@ -101,18 +103,13 @@ interface VecPlan {
 interface LayerPlan {
   attnNorm: VecPlan;
   attnNormB?: VecPlan;
-  wq: LinearPlan;
-  wk: LinearPlan;
-  wv: LinearPlan;
-  bq?: VecPlan;
-  bk?: VecPlan;
-  bv?: VecPlan;
+  qkv: LinearPlan[]; // [q|k|v] fused, or [q, k, v] when their types differ
+  bqkv?: VecPlan;
   wo: LinearPlan;
   bo?: VecPlan;
   ffnNorm: VecPlan;
   ffnNormB?: VecPlan;
-  wGate?: LinearPlan;
-  wUp: LinearPlan;
+  ffnIn: LinearPlan[]; // llama: [gate|up] fused or [gate, up]; gpt2: [up]
   bUp?: VecPlan;
   wDown: LinearPlan;
   bDown?: VecPlan;
@@ -120,23 +117,18 @@ interface LayerPlan {
 
 // a layer as placed in WASM memory: linear weights, and f32 vectors by pointer (0: absent)
 interface Layer {
-  attnNorm: number;
-  attnNormB: number;
-  wq: LinearWeight;
-  wk: LinearWeight;
-  wv: LinearWeight;
-  bq: number;
-  bk: number;
-  bv: number;
-  wo: LinearWeight;
-  bo: number;
-  ffnNorm: number;
-  ffnNormB: number;
-  wGate: LinearWeight | undefined;
-  wUp: LinearWeight;
-  bUp: number;
-  wDown: LinearWeight;
-  bDown: number;
+  attnNorm: number; // (D)
+  attnNormB: number; // (D) gpt2
+  qkv: LinearWeight[]; // (D + 2·Hkv·hd, D) fused, or (D, D), (Hkv·hd, D), (Hkv·hd, D)
+  bqkv: number; // (D + 2·Hkv·hd) gpt2
+  wo: LinearWeight; // (D, H·hd)
+  bo: number; // (D) gpt2
+  ffnNorm: number; // (D)
+  ffnNormB: number; // (D) gpt2
+  ffnIn: LinearWeight[]; // llama (2F, D) fused gate|up or (F, D) twice; gpt2 up (F, D)
+  bUp: number; // (F) gpt2
+  wDown: LinearWeight; // (D, F)
+  bDown: number; // (D) gpt2
 }
 
 // activations, each sized for `rows` rows; byte pointers into the arena
@@ -145,12 +137,12 @@ interface Scratch {
   logitRows: number; // rows of the logits buffer
   x: number; // (rows, D) residual stream
   xb: number; // (rows, D) normed x / projection output
-  q: number; // (rows, H*hd) queries
-  kb: number; // (rows, Hkv*hd) keys of the new rows
-  vb: number; // (rows, Hkv*hd) values of the new rows
-  att: number; // (rows, H*hd) attention output
-  hb: number; // (rows, F) ffn hidden
-  hb2: number; // (rows, F) ffn up (llama)
+  qkv: number; // (rows, D + 2·Hkv·hd) output of the fused q|k|v product
+  q: number; // (rows, H·hd) queries, split out of qkv when rows > 1
+  kb: number; // (rows, Hkv·hd) keys of the new rows
+  vb: number; // (rows, Hkv·hd) values of the new rows
+  att: number; // (rows, H·hd) attention output
+  hb: number; // (rows, 2F) ffn hidden: gate|up per row, then silu(gate)·up compacted to (rows, F)
   tmp: number; // (D) a position embedding row (gpt2)
   pos: number; // i32 (rows) positions of the decode rows
   logits: number; // (logitRows, V)
@@ -235,25 +227,15 @@ export class Model {
     const { layers: layerPlans, tokEmbd, posEmbd, outNorm, outNormB, output } = planTensors(file, c);
 
     // ---- memory, before any allocation ----
-    const linearBytes = (p: LinearPlan) => align64(k.linearBytes(p.type, p.n, p.k));
+    const linearBytes = (p: LinearPlan | LinearPlan[]): number =>
+      Array.isArray(p) ? p.reduce((n, q) => n + linearBytes(q), 0) : align64(k.linearBytes(p.type, p.n, p.k));
     const vecBytes = (p: VecPlan | undefined) => (p ? align64(p.n * 4) : 0);
     const embBytes = (t: GGUFTensor) => align64(k.embeddingBytes(WEIGHT_TYPES[t.type], t.dims[1], t.dims[0]));
     let weights = embBytes(tokEmbd) + (posEmbd ? embBytes(posEmbd) : 0);
     weights += vecBytes(outNorm) + vecBytes(outNormB) + linearBytes(output);
     for (const L of layerPlans) {
-      for (const p of [L.wq, L.wk, L.wv, L.wo, L.wGate, L.wUp, L.wDown]) if (p) weights += linearBytes(p);
-      for (const v of [
-        L.attnNorm,
-        L.attnNormB,
-        L.bq,
-        L.bk,
-        L.bv,
-        L.bo,
-        L.ffnNorm,
-        L.ffnNormB,
-        L.bUp,
-        L.bDown,
-      ]) {
+      weights += linearBytes(L.qkv) + linearBytes(L.wo) + linearBytes(L.ffnIn) + linearBytes(L.wDown);
+      for (const v of [L.attnNorm, L.attnNormB, L.bqkv, L.bo, L.ffnNorm, L.ffnNormB, L.bUp, L.bDown]) {
         weights += vecBytes(v);
       }
     }
@@ -263,8 +245,9 @@ export class Model {
     const kvDim = c.nKvHeads * c.headDim;
     const scratch =
       4 * align64(rows * c.dim * 4) +
+      align64(rows * (c.dim + 2 * kvDim) * 4) +
       2 * align64(rows * kvDim * 4) +
-      2 * align64(rows * c.ffn * 4) +
+      align64(rows * 2 * c.ffn * 4) +
       align64(c.dim * 4) +
       align64(rows * 4) +
       align64(logitRows * c.vocab * 4) +
@@ -310,7 +293,19 @@ export class Model {
       k.f32(ptr, p.n).set(all.subarray(p.start, p.start + p.n));
       return ptr;
     };
-    const placeLinear = (p: LinearPlan): LinearWeight => k.prepareLinear(p.type, p.raw, p.n, p.k);
+    const placeLinear = (p: LinearPlan): LinearWeight => {
+      let raw = p.parts[0];
+      if (p.parts.length > 1) {
+        // stack the parts' rows (a temporary copy of one layer's q|k|v or gate|up)
+        raw = new Uint8Array(p.parts.reduce((n, q) => n + q.length, 0));
+        let o = 0;
+        for (const q of p.parts) {
+          raw.set(q, o);
+          o += q.length;
+        }
+      }
+      return k.prepareLinear(p.type, raw, p.n, p.k);
+    };
     const placeEmb = (t: GGUFTensor): EmbeddingTable =>
       k.prepareEmbedding(WEIGHT_TYPES[t.type], t.data, t.dims[1], t.dims[0]);
     const tokTable = placeEmb(tokEmbd);
@@ -318,18 +313,13 @@ export class Model {
     const layers: Layer[] = layerPlans.map((L) => ({
       attnNorm: placeVec(L.attnNorm),
       attnNormB: placeVec(L.attnNormB),
-      wq: placeLinear(L.wq),
-      wk: placeLinear(L.wk),
-      wv: placeLinear(L.wv),
-      bq: placeVec(L.bq),
-      bk: placeVec(L.bk),
-      bv: placeVec(L.bv),
+      qkv: L.qkv.map(placeLinear),
+      bqkv: placeVec(L.bqkv),
       wo: placeLinear(L.wo),
       bo: placeVec(L.bo),
       ffnNorm: placeVec(L.ffnNorm),
       ffnNormB: placeVec(L.ffnNormB),
-      wGate: L.wGate ? placeLinear(L.wGate) : undefined,
-      wUp: placeLinear(L.wUp),
+      ffnIn: L.ffnIn.map(placeLinear),
       bUp: placeVec(L.bUp),
       wDown: placeLinear(L.wDown),
       bDown: placeVec(L.bDown),
@@ -348,12 +338,12 @@ export class Model {
       logitRows,
       x: k.alloc(rows * c.dim * 4),
       xb: k.alloc(rows * c.dim * 4),
+      qkv: k.alloc(rows * (c.dim + 2 * kvDim) * 4),
       q: k.alloc(rows * c.dim * 4),
       kb: k.alloc(rows * kvDim * 4),
       vb: k.alloc(rows * kvDim * 4),
       att: k.alloc(rows * c.dim * 4),
-      hb: k.alloc(rows * c.ffn * 4),
-      hb2: k.alloc(rows * c.ffn * 4),
+      hb: k.alloc(rows * 2 * c.ffn * 4),
       tmp: k.alloc(c.dim * 4),
       pos: k.alloc(rows * 4),
       logits: k.alloc(logitRows * c.vocab * 4),
@@ -504,6 +494,7 @@ export class Model {
     const { k, s, c, kv } = this;
     const { dim, nHeads, nKvHeads, headDim, ffn, freqBase } = c;
     const kvDim = nKvHeads * headDim;
+    const qkvDim = dim + 2 * kvDim;
     const llama = c.arch === 'llama';
     const bs = BLOCK_SIZE;
     for (let l = 0; l < c.nLayers; l++) {
@@ -512,33 +503,47 @@ export class Model {
       const vPool = kv.vPools[l];
       // attention norm → q, k, v
       this.norm(s.xb, s.x, L.attnNorm, L.attnNormB, m);
-      k.linear(s.q, s.xb, L.wq, m);
-      k.linear(s.kb, s.xb, L.wk, m);
-      k.linear(s.vb, s.xb, L.wv, m);
-      if (!llama) {
-        k.addBias(s.q, L.bq, m, dim);
-        k.addBias(s.kb, L.bk, m, kvDim);
-        k.addBias(s.vb, L.bv, m, kvDim);
-      } else if (seq) {
-        k.rope(s.q, m, nHeads, headDim, pos0, 1, freqBase, false);
-        k.rope(s.kb, m, nKvHeads, headDim, pos0, 1, freqBase, false);
+      let q = s.q;
+      let kb = s.kb;
+      let vb = s.vb;
+      if (L.qkv.length === 1) {
+        k.linear(s.qkv, s.xb, L.qkv[0], m);
+        if (L.bqkv) k.addBias(s.qkv, L.bqkv, m, qkvDim);
+        if (m === 1) {
+          q = s.qkv; // one row: q, k, v are already contiguous pieces of it
+          kb = s.qkv + dim * 4;
+          vb = kb + kvDim * 4;
+        } else {
+          this.splitQkv(m);
+        }
       } else {
-        k.ropeAt(s.q, m, nHeads, headDim, s.pos, freqBase, false);
-        k.ropeAt(s.kb, m, nKvHeads, headDim, s.pos, freqBase, false);
+        k.linear(s.q, s.xb, L.qkv[0], m);
+        k.linear(s.kb, s.xb, L.qkv[1], m);
+        k.linear(s.vb, s.xb, L.qkv[2], m);
+      }
+      if (llama) {
+        // RoPE on q and k (adjacent pairs): prefill rows are consecutive positions, decode rows each at its own
+        if (seq) {
+          k.rope(q, m, nHeads, headDim, pos0, 1, freqBase, false);
+          k.rope(kb, m, nKvHeads, headDim, pos0, 1, freqBase, false);
+        } else {
+          k.ropeAt(q, m, nHeads, headDim, s.pos, freqBase, false);
+          k.ropeAt(kb, m, nKvHeads, headDim, s.pos, freqBase, false);
+        }
       }
       // kv cache ← k, v; causal attention over each sequence's own blocks
       if (seq) {
-        k.kvWrite(kPool, vPool, seq.tablePtr, pos0, m, s.kb, s.vb, nKvHeads, headDim, bs);
-        k.attention(s.att, s.q, m, kPool, vPool, seq.tablePtr, pos0, nHeads, nKvHeads, headDim, bs);
+        k.kvWrite(kPool, vPool, seq.tablePtr, pos0, m, kb, vb, nKvHeads, headDim, bs);
+        k.attention(s.att, q, m, kPool, vPool, seq.tablePtr, pos0, nHeads, nKvHeads, headDim, bs);
       } else {
         for (let b = 0; b < m; b++) {
           const sq = seqs![b];
-          const kb = s.kb + b * kvDim * 4;
-          const vb = s.vb + b * kvDim * 4;
-          k.kvWrite(kPool, vPool, sq.tablePtr, sq.length, 1, kb, vb, nKvHeads, headDim, bs);
-          const qb = s.q + b * dim * 4;
-          const ab = s.att + b * dim * 4;
-          k.attention(ab, qb, 1, kPool, vPool, sq.tablePtr, sq.length, nHeads, nKvHeads, headDim, bs);
+          const kr = kb + b * kvDim * 4;
+          const vr = vb + b * kvDim * 4;
+          k.kvWrite(kPool, vPool, sq.tablePtr, sq.length, 1, kr, vr, nKvHeads, headDim, bs);
+          const qr = q + b * dim * 4;
+          const ar = s.att + b * dim * 4;
+          k.attention(ar, qr, 1, kPool, vPool, sq.tablePtr, sq.length, nHeads, nKvHeads, headDim, bs);
         }
       }
       // output projection, residual
@@ -548,18 +553,48 @@ export class Model {
       // ffn norm → feed-forward, residual
       this.norm(s.xb, s.x, L.ffnNorm, L.ffnNormB, m);
       if (llama) {
-        k.linear(s.hb, s.xb, L.wGate!, m);
-        k.linear(s.hb2, s.xb, L.wUp, m);
-        k.siluMul(s.hb, s.hb, s.hb2, m * ffn);
+        if (L.ffnIn.length === 1) {
+          // fused gate|up: row r holds gate then up; silu(gate)·up is compacted to row r of (rows, F).
+          // Row r's output [rF, rF+F) lies at or below its own input [2rF, 2rF+2F): rows in order never
+          // overwrite an input not yet read
+          k.linear(s.hb, s.xb, L.ffnIn[0], m);
+          for (let r = 0; r < m; r++) {
+            const row = s.hb + 2 * r * ffn * 4;
+            k.siluMul(s.hb + r * ffn * 4, row, row + ffn * 4, ffn);
+          }
+        } else {
+          const up = s.hb + m * ffn * 4;
+          k.linear(s.hb, s.xb, L.ffnIn[0], m);
+          k.linear(up, s.xb, L.ffnIn[1], m);
+          k.siluMul(s.hb, s.hb, up, m * ffn);
+        }
         k.linear(s.xb, s.hb, L.wDown, m);
       } else {
-        k.linear(s.hb, s.xb, L.wUp, m);
+        k.linear(s.hb, s.xb, L.ffnIn[0], m);
         k.addBias(s.hb, L.bUp, m, ffn);
         k.gelu(s.hb, s.hb, m * ffn);
         k.linear(s.xb, s.hb, L.wDown, m);
         k.addBias(s.xb, L.bDown, m, dim);
       }
       k.add(s.x, s.x, s.xb, m * dim);
+    }
+  }
+
+  // rows of s.qkv (q|k|v each) → s.q, s.kb, s.vb, which the kernels read as contiguous rows
+  private splitQkv(m: number): void {
+    const F = new Float32Array(this.k.memory.buffer);
+    const { dim } = this.c;
+    const kvDim = this.c.nKvHeads * this.c.headDim;
+    const w = dim + 2 * kvDim;
+    const src = this.s.qkv >> 2;
+    const q = this.s.q >> 2;
+    const kb = this.s.kb >> 2;
+    const vb = this.s.vb >> 2;
+    for (let r = 0; r < m; r++) {
+      const o = src + r * w;
+      F.copyWithin(q + r * dim, o, o + dim);
+      F.copyWithin(kb + r * kvDim, o + dim, o + dim + kvDim);
+      F.copyWithin(vb + r * kvDim, o + dim + kvDim, o + w);
     }
   }
 
@@ -763,14 +798,22 @@ function linearPlan(t: GGUFTensor, name = t.name): LinearPlan {
       );
     }
   }
-  return { name, type: WEIGHT_TYPES[t.type], raw: t.data, n, k };
+  return { name, type: WEIGHT_TYPES[t.type], parts: [t.data], n, k };
 }
 
-// rows [row0, row0 + rows) of a fused gpt2 attn_qkv weight (whole rows are contiguous bytes)
-function rowSlice(t: GGUFTensor, label: string, row0: number, rows: number): LinearPlan {
-  const rowBytes = tensorByteSize(t.type, t.dims[0]);
-  const p = linearPlan(t, `${t.name}[${label}]`);
-  return { ...p, raw: t.data.subarray(row0 * rowBytes, (row0 + rows) * rowBytes), n: rows };
+// weights with the same input stacked into one product (their output rows one after another), when
+// they share a type; else kept apart
+function stack(ps: LinearPlan[]): LinearPlan[] {
+  if (ps.some((p) => p.type !== ps[0].type || p.k !== ps[0].k)) return ps;
+  return [
+    {
+      name: ps.map((p) => p.name).join('|'),
+      type: ps[0].type,
+      parts: ps.flatMap((p) => p.parts),
+      n: ps.reduce((n, p) => n + p.n, 0),
+      k: ps[0].k,
+    },
+  ];
 }
 
 const vec = (t: GGUFTensor, start = 0, n = elementCount(t)): VecPlan => ({ tensor: t, start, n });
@@ -815,13 +858,14 @@ function planTensors(file: GGUFFile, c: Config) {
       const p = `blk.${i}.`;
       layers.push({
         attnNorm: v(`${p}attn_norm.weight`, dim),
-        wq: lin(`${p}attn_q.weight`, dim, dim),
-        wk: lin(`${p}attn_k.weight`, dim, kvDim),
-        wv: lin(`${p}attn_v.weight`, dim, kvDim),
+        qkv: stack([
+          lin(`${p}attn_q.weight`, dim, dim),
+          lin(`${p}attn_k.weight`, dim, kvDim),
+          lin(`${p}attn_v.weight`, dim, kvDim),
+        ]),
         wo: lin(`${p}attn_output.weight`, dim, dim),
         ffnNorm: v(`${p}ffn_norm.weight`, dim),
-        wGate: lin(`${p}ffn_gate.weight`, dim, ffn),
-        wUp: lin(`${p}ffn_up.weight`, dim, ffn),
+        ffnIn: stack([lin(`${p}ffn_gate.weight`, dim, ffn), lin(`${p}ffn_up.weight`, dim, ffn)]),
         wDown: lin(`${p}ffn_down.weight`, ffn, dim),
       });
     }
@@ -843,22 +887,16 @@ function planTensors(file: GGUFFile, c: Config) {
   }
   for (let i = 0; i < nLayers; i++) {
     const p = `blk.${i}.`;
-    const qkv = getTensor(file, `${p}attn_qkv.weight`, [dim, dim + 2 * kvDim]);
-    const qkvB = getTensor(file, `${p}attn_qkv.bias`, [dim + 2 * kvDim]);
     layers.push({
       attnNorm: v(`${p}attn_norm.weight`, dim),
       attnNormB: v(`${p}attn_norm.bias`, dim),
-      wq: rowSlice(qkv, 'q', 0, dim),
-      wk: rowSlice(qkv, 'k', dim, kvDim),
-      wv: rowSlice(qkv, 'v', dim + kvDim, kvDim),
-      bq: vec(qkvB, 0, dim),
-      bk: vec(qkvB, dim, kvDim),
-      bv: vec(qkvB, dim + kvDim, kvDim),
+      qkv: [lin(`${p}attn_qkv.weight`, dim, dim + 2 * kvDim)],
+      bqkv: v(`${p}attn_qkv.bias`, dim + 2 * kvDim),
       wo: lin(`${p}attn_output.weight`, dim, dim),
       bo: v(`${p}attn_output.bias`, dim),
       ffnNorm: v(`${p}ffn_norm.weight`, dim),
       ffnNormB: v(`${p}ffn_norm.bias`, dim),
-      wUp: lin(`${p}ffn_up.weight`, dim, ffn),
+      ffnIn: [lin(`${p}ffn_up.weight`, dim, ffn)],
       bUp: v(`${p}ffn_up.bias`, ffn),
       wDown: lin(`${p}ffn_down.weight`, ffn, dim),
       bDown: v(`${p}ffn_down.bias`, dim),
@@ -871,7 +909,6 @@ function planTensors(file: GGUFFile, c: Config) {
     outNorm: v('output_norm.weight', dim),
     outNormB: v('output_norm.bias', dim),
     output,
-    tied: !outputT,
   };
 }
 
@@ -889,7 +926,7 @@ function dominantType(layers: LayerPlan[], output: LinearPlan): string {
   const add = (p: LinearPlan | undefined) => {
     if (p) count.set(p.type, (count.get(p.type) ?? 0) + p.n * p.k);
   };
-  for (const L of layers) for (const p of [L.wq, L.wk, L.wv, L.wo, L.wGate, L.wUp, L.wDown]) add(p);
+  for (const L of layers) for (const p of [...L.qkv, L.wo, ...L.ffnIn, L.wDown]) add(p);
   add(output);
   let best = 'f32';
   let bestN = -1;

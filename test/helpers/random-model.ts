@@ -21,6 +21,8 @@ export interface RandomModelOptions {
   vocab: number; // ≥ 257
   context: number;
   type?: StorageType; // storage of 2-D weights (default f32)
+  /** storage by tensor name suffix, e.g. { 'attn_v.weight': 'f16' } (mixed-type files) */
+  typeOverrides?: Record<string, StorageType>;
   tied?: boolean; // no output.weight (default: llama false, gpt2 true)
   seed?: number;
   /** multiplies the output projection (token_embd when tied): larger → more peaked logits (default 1) */
@@ -188,7 +190,8 @@ export function randomModel(o: RandomModelOptions): Uint8Array {
   const kept = md.filter(([key]) => !o.dropMeta?.includes(key));
   const tensors: GGUFWriteTensor[] = [];
   for (const [name, { dims, data }] of randomWeights(o)) {
-    const t = dims.length === 2 ? type : GGMLType.F32;
+    const over = Object.entries(o.typeOverrides ?? {}).find(([suffix]) => name.endsWith(suffix));
+    const t = dims.length !== 2 ? GGMLType.F32 : over ? STORAGE[over[1]] : type;
     tensors.push({ name, dims, type: t, data: fromF32(t, data) });
   }
   return writeGGUF(kept, tensors);

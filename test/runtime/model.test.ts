@@ -49,6 +49,22 @@ const f32Cases: Array<[string, RandomModelOptions, number]> = [
     40,
   ],
   [
+    'llama mixed F32/F16 (q, k, v and gate, up of different types: separate products)',
+    {
+      arch: 'llama',
+      dim: 64,
+      nLayers: 2,
+      nHeads: 4,
+      nKvHeads: 2,
+      ffnDim: 96,
+      vocab: 300,
+      context: 64,
+      seed: 6,
+      typeOverrides: { 'attn_v.weight': 'f16', 'ffn_up.weight': 'f16', 'output.weight': 'f16' },
+    },
+    30,
+  ],
+  [
     'gpt2, tied output',
     { arch: 'gpt2', dim: 48, nLayers: 2, nHeads: 4, ffnDim: 100, vocab: 280, context: 64, seed: 4 },
     35,
