@@ -41,12 +41,21 @@ export interface LogitsModel<S = SequenceHandle> {
   decode(seqs: S[], tokens: ArrayLike<number>): Float32Array | Float64Array;
 }
 
+/** Decode options of runtime/tokenizer.ts. */
+export interface TextOptions {
+  skipSpecial?: boolean;
+  stripLeadingSpace?: boolean;
+}
+
+/** How generated text is decoded: no special tokens, and the first token keeps its leading space. */
+export const COMPLETION_TEXT: TextOptions = { skipSpecial: true, stripLeadingSpace: false };
+
 /** What decoding needs from a tokenizer; runtime/tokenizer.ts `Tokenizer` satisfies it structurally. */
 export interface TokenizerLike {
   readonly vocabSize: number;
   readonly eos: number | undefined;
-  decode(ids: ArrayLike<number>, opts?: { skipSpecial?: boolean }): string;
-  streamDecoder(): { push(id: number): string; flush(): string };
+  decode(ids: ArrayLike<number>, opts?: TextOptions): string;
+  streamDecoder(opts?: TextOptions): { push(id: number): string; flush(): string };
 }
 
 /** Beam search settings (already validated by resolveOptions). */
@@ -264,7 +273,7 @@ export async function* beamSearch<S>(
         if (eos.has(v)) reason = 'stop';
         else if (maxStop > 0 && tokenizer) {
           const toks = pb.tokens.concat(v);
-          const text = tokenizer.decode(toks, { skipSpecial: true });
+          const text = tokenizer.decode(toks, COMPLETION_TEXT);
           if (findStop(text, cfg.stop) >= 0) reason = 'stop';
         }
         if (!reason && t === cfg.maxNewTokens) reason = 'length';

@@ -4,6 +4,7 @@ import {
   type BeamConfig,
   type BeamSearchResult,
   beamSearch,
+  COMPLETION_TEXT,
   findStop,
   type LogitsModel,
   type TokenizerLike,
@@ -438,7 +439,7 @@ export async function* generate<S>(
     };
     return;
   }
-  const tokenText = (id: number) => tokenizer.decode([id], { skipSpecial: false });
+  const tokenText = (id: number) => tokenizer.decode([id], { skipSpecial: false, stripLeadingSpace: false });
 
   if (o.mode === 'beam') {
     const cfg: BeamConfig = {
@@ -468,7 +469,7 @@ export async function* generate<S>(
     for (let i = 0; i < res.hypotheses.length; i++) {
       const h = res.hypotheses[i];
       // replay the best sequence as token events through the same streaming path as greedy
-      const sd = tokenizer.streamDecoder();
+      const sd = tokenizer.streamDecoder(COMPLETION_TEXT);
       const sm = new StopMatcher(o.stop);
       let text = '';
       for (let j = 0; j < h.tokens.length; j++) {
@@ -506,7 +507,7 @@ export async function* generate<S>(
     let logits = model.prefill(seq, promptIds);
     const t1 = now();
     const rng = createRng(o.seed);
-    const sd = tokenizer.streamDecoder();
+    const sd = tokenizer.streamDecoder(COMPLETION_TEXT);
     const sm = new StopMatcher(o.stop);
     const eos = new Set(eosIds);
     const tokens: number[] = [];
