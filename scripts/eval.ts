@@ -216,11 +216,20 @@ export interface EvalReport {
   greedy: Omit<MatchReport, 'results'>;
   beam: Omit<MatchReport, 'results'>;
   samples: Array<{ kind: string; prompt: string; expected: string; greedy: string; beam: string }>;
+  /** plain-text continuations (greedy, no chat markers) of a few openings in the addresses' style */
+  completions: Array<{ prompt: string; greedy: string }>;
   evalSeconds: number;
   command: string;
   /** the same model in other files (e.g. its Q8_0 twin), evaluated the same way */
   also?: EvalReport[];
 }
+
+/** Openings for the plain-text samples in the card. */
+export const COMPLETION_PROMPTS = [
+  'Fellow-Citizens of the Senate and House of Representatives:',
+  'The state of the Union is',
+  'We must work together to',
+];
 
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
 const fact = (t: TrainFacts, key: string, fmt: (s: string) => string = (s) => s) =>
@@ -287,7 +296,13 @@ ${extra.length ? `\n| recorded key | value |\n| --- | --- |\n${extra.join('\n')}
 | --- | --- | --- | --- |
 ${kindRows.join('\n')}
 
-## Sample outputs (held-out prompts)
+## Sample outputs
+
+Plain text after pretraining on the addresses (greedy, 40 tokens):
+
+${r.completions.map((c) => `> **${c.prompt}**${c.greedy.replace(/\n/g, ' ')}`).join('\n>\n')}
+
+Held-out instruction prompts (first of each kind, then round-robin):
 
 | kind | prompt | expected | greedy | beam B=4 |
 | --- | --- | --- | --- | --- |
@@ -376,6 +391,19 @@ export async function evaluate(
 
   // samples: the first held-out item of each kind, then more round-robin
   const nSamples = opts.samples ?? 16;
+  const completions: EvalReport['completions'] = [];
+  for (const prompt of COMPLETION_PROMPTS) {
+    const ids = lm.tokenizer.encode(prompt, { addBos: false });
+    let text = '';
+    for await (const ev of lm.generate(ids, {
+      temperature: 0,
+      maxNewTokens: Math.max(1, Math.min(40, lm.info.contextLength - ids.length)),
+    })) {
+      if (ev.type === 'done') text = ev.result.sequences[0].text;
+    }
+    completions.push({ prompt, greedy: text });
+  }
+
   const samples: EvalReport['samples'] = [];
   const byKind = PAIR_KINDS.map((k) =>
     greedy.results.map((r, i) => [r, i] as const).filter(([r]) => r.pair.kind === k),
@@ -396,7 +424,7 @@ export async function evaluate(
   const { results: _g, ...greedySummary } = greedy;
   const { results: _b, ...beamSummary } = beam;
   return {
-    model: relative(root, modelPath) || modelPath,
+    model: relative(root, modelPath).startsWith('..') ? modelPath : relative(root, modelPath),
     bytes: bytes.length,
     info: lm.info,
     tokenizer: { model: lm.tokenizer.model, vocabSize: tokens.length, merges, specials },
@@ -406,6 +434,7 @@ export async function evaluate(
     greedy: greedySummary,
     beam: beamSummary,
     samples,
+    completions,
     evalSeconds: (performance.now() - t0) / 1000,
     command: '',
   };

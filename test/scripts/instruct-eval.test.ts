@@ -162,6 +162,7 @@ describe('eval', () => {
       samples: [
         { kind: 'add', prompt: pair.prompt, expected: pair.response, greedy: pair.response, beam: 'a|b' },
       ],
+      completions: [{ prompt: 'The state of the Union is', greedy: ' strong.' }],
       evalSeconds: 1,
       command: 'npm run eval',
     };
@@ -172,5 +173,6 @@ describe('eval', () => {
     expect(card).toContain('perplexity **12.18**');
     expect(card).toContain('greedy **100.0 %**');
     expect(card).toContain('a\\|b');
+    expect(card).toContain('> **The state of the Union is** strong.');
   });
 });
