@@ -135,22 +135,31 @@ const MIN_BYTES: Record<GGUFValueType, number> = {
 // ignoreBOM: keep a leading U+FEFF (a token may be exactly that), as the short-string path does
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+// thrown (and caught by parseGGUFHeader) when a read goes past the prefix but not past the file
+const NEED_MORE = Symbol('need more bytes');
+
 class Reader {
   pos = 0;
   readonly dv: DataView;
-  constructor(readonly bytes: Uint8Array) {
+  /** `bytes` may be a prefix of a file of `total` bytes (parseGGUFHeader) */
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly total: number,
+  ) {
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
+  /** bytes left in the file (not only in the prefix held) */
   get left(): number {
-    return this.bytes.length - this.pos;
+    return this.total - this.pos;
   }
   need(n: number, what: string): void {
     if (n > this.left) {
       throw new FormatError(
-        `not enough data for ${what} at byte ${this.pos}: need ${n} bytes, ${this.left} left (file is ${this.bytes.length} bytes)`,
+        `not enough data for ${what} at byte ${this.pos}: need ${n} bytes, ${this.left} left (file is ${this.total} bytes)`,
         { offset: this.pos, hint: TRUNCATED },
       );
     }
+    if (this.pos + n > this.bytes.length) throw NEED_MORE;
   }
   u8(what: string): number {
     this.need(1, what);
@@ -397,7 +406,37 @@ const pad = (x: number, a: number) => Math.ceil(x / a) * a;
  */
 export function parseGGUF(bytes: Uint8Array): GGUFFile {
   if (!(bytes instanceof Uint8Array)) throw new FormatError('GGUF input must be a Uint8Array');
-  const r = new Reader(bytes);
+  return parse(bytes, bytes.length);
+}
+
+/**
+ * Parse and check the header (metadata and tensor infos) of a GGUF file from its first bytes, given
+ * the whole file's length — to validate a model and size its memory before downloading the weights.
+ * Every check of parseGGUF is made against `totalLength` (tensors must fit in it). Returns undefined
+ * when `prefix` ends before the header does: read a longer prefix (say twice as long) and call again.
+ * In the result every tensor's `data` is empty (unless the prefix is the whole file); the data of tensor t are bytes
+ * `dataOffset + t.offset` to `dataOffset + t.offset + t.byteSize` of the file.
+ * @example
+ * const head = await (await bucket.get(key, { range: { offset: 0, length: 1 << 20 } }))!.arrayBuffer()
+ * const file = parseGGUFHeader(new Uint8Array(head), object.size) // undefined: fetch more
+ */
+export function parseGGUFHeader(prefix: Uint8Array, totalLength: number): GGUFFile | undefined {
+  if (!(prefix instanceof Uint8Array)) throw new FormatError('GGUF input must be a Uint8Array');
+  if (!Number.isSafeInteger(totalLength) || totalLength < prefix.length) {
+    throw new FormatError(
+      `total length ${totalLength} is not an integer ≥ the prefix length ${prefix.length}`,
+    );
+  }
+  try {
+    return parse(prefix, totalLength);
+  } catch (e) {
+    if (e === NEED_MORE) return undefined;
+    throw e;
+  }
+}
+
+function parse(bytes: Uint8Array, total: number): GGUFFile {
+  const r = new Reader(bytes, total);
 
   // header
   const magic = r.u32('magic');
@@ -549,15 +588,12 @@ export function parseGGUF(bytes: Uint8Array): GGUFFile {
     }
     const offAt = r.pos;
     const off = r.u64(`data offset of ${name}`);
-    if (off > BigInt(bytes.length)) {
-      throw new FormatError(
-        `tensor ${name} data offset ${off} is past the end of the ${bytes.length}-byte file`,
-        {
-          offset: offAt,
-          field: name,
-          hint: TRUNCATED,
-        },
-      );
+    if (off > BigInt(total)) {
+      throw new FormatError(`tensor ${name} data offset ${off} is past the end of the ${total}-byte file`, {
+        offset: offAt,
+        field: name,
+        hint: TRUNCATED,
+      });
     }
     const offset = Number(off);
     if (offset % alignment !== 0) {
@@ -590,13 +626,14 @@ export function parseGGUF(bytes: Uint8Array): GGUFFile {
       });
     }
     const stop = dataOffset + t.offset + pad(t.byteSize, alignment);
-    if (stop > bytes.length) {
+    if (stop > total) {
       throw new FormatError(
-        `tensor ${t.name} ends past the end of the file (needs ${stop} bytes, file is ${bytes.length})`,
+        `tensor ${t.name} ends past the end of the file (needs ${stop} bytes, file is ${total})`,
         { offset: dataOffset + t.offset, field: t.name, hint: TRUNCATED },
       );
     }
-    t.data = bytes.subarray(dataOffset + t.offset, dataOffset + t.offset + t.byteSize);
+    if (total === bytes.length)
+      t.data = bytes.subarray(dataOffset + t.offset, dataOffset + t.offset + t.byteSize);
     end = t.offset + t.byteSize;
     prev = t.name;
   }

@@ -1,10 +1,11 @@
 // Seeded mutation fuzzing of the GGUF reader: small valid files, mutated a few thousand ways; each
-// must parse or throw an EdgeLMError (nothing else), and whatever parses must be self-consistent:
+// must parse or throw an EdgeLMError (nothing else), parseGGUFHeader on a random prefix must agree,
+// and whatever parses must be self-consistent:
 // every tensor view inside the input, aligned, disjoint, of the size its type and dims imply.
 import { describe, expect, it } from 'vitest';
 import { EdgeLMError } from '../../runtime/errors.ts';
 import { tensorByteSize } from '../../runtime/ggml.ts';
-import { type GGUFFile, parseGGUF } from '../../runtime/gguf.ts';
+import { type GGUFFile, parseGGUF, parseGGUFHeader } from '../../runtime/gguf.ts';
 import { microGGUF, seededRandom, tinyGGUF, tinyModelGGUF } from '../helpers/gguf-fixtures.ts';
 
 const INTERESTING_U64 = [
@@ -108,9 +109,28 @@ describe('GGUF mutation fuzzing', () => {
       for (let i = 0; i < count; i++) {
         const m = mutate(src, rnd);
         let f: GGUFFile | undefined;
+        let full: unknown;
         try {
           f = parseGGUF(m);
         } catch (e) {
+          full = e;
+        }
+        // the header-only reader, from a random prefix, agrees: not yet known, or the same verdict
+        const cut = Math.floor(rnd() * (m.length + 1));
+        let head: GGUFFile | undefined;
+        let headErr: unknown;
+        try {
+          head = parseGGUFHeader(m.slice(0, cut), m.length);
+        } catch (e) {
+          headErr = e;
+        }
+        if (headErr) expect((headErr as Error).message).toBe((full as Error | undefined)?.message);
+        if (head) {
+          expect(full).toBeUndefined();
+          expect(head.tensors.map(({ data, ...t }) => t)).toEqual(f!.tensors.map(({ data, ...t }) => t));
+        }
+        if (full) {
+          const e = full;
           if (!(e instanceof EdgeLMError)) {
             throw new Error(`mutation ${i} (seed ${seed}) threw a non-EdgeLMError: ${String(e)}`);
           }
@@ -119,9 +139,9 @@ describe('GGUF mutation fuzzing', () => {
           continue;
         }
         parsed++;
-        checkConsistent(f, m);
+        checkConsistent(f!, m);
         // values are readable without throwing
-        for (const k of f.metadata.keys()) f.get(k);
+        for (const k of f!.metadata.keys()) f!.get(k);
       }
       // the fuzzer reaches both outcomes (so it is neither all-broken nor all-benign)
       expect(parsed).toBeGreaterThan(0);

@@ -9,6 +9,7 @@ import {
   type GGUFMetaValue,
   meta,
   parseGGUF,
+  parseGGUFHeader,
   writeGGUF,
 } from '../../runtime/gguf.ts';
 import {
@@ -624,4 +625,40 @@ describe('strict UTF-8 of keys and strings', () => {
 it('a leading BOM is kept in short and long strings (a token may be exactly U+FEFF)', () => {
   for (const s of ['\ufeff', `\ufeff${'x'.repeat(100)}`])
     expect(parseGGUF(writeGGUF([['k', meta.str(s)]], [])).get('k')).toBe(s);
+});
+
+describe('parseGGUFHeader (validate from a prefix, before downloading the weights)', () => {
+  it('every prefix: undefined until the header is complete, then the same metadata and tensor infos', () => {
+    const full = tinyGGUF();
+    const ref = parseGGUF(full);
+    let firstComplete = -1;
+    for (let p = 0; p <= full.length; p++) {
+      const h = parseGGUFHeader(full.slice(0, p), full.length);
+      if (h === undefined) {
+        expect(firstComplete).toBe(-1); // once complete, every longer prefix is complete too
+        continue;
+      }
+      if (firstComplete < 0) firstComplete = p;
+      expect(h.dataOffset).toBe(ref.dataOffset);
+      expect(h.metadata).toEqual(ref.metadata);
+      expect(h.tensors.map(({ data, ...t }) => t)).toEqual(ref.tensors.map(({ data, ...t }) => t));
+      // views only when the whole file was given
+      for (const t of h.tensors) expect(t.data.length).toBe(p === full.length ? t.byteSize : 0);
+    }
+    // the header ends where the last tensor info ends: before the padding to the data section
+    expect(firstComplete).toBeGreaterThan(ref.dataOffset - 32);
+    expect(firstComplete).toBeLessThanOrEqual(ref.dataOffset);
+  });
+  it('checks the tensors against the total length and rejects what the prefix already shows is bad', () => {
+    const full = tinyGGUF();
+    const head = full.slice(0, parseGGUF(full).dataOffset);
+    expect(formatErr(() => parseGGUFHeader(head, full.length - 1)).message).toMatch(/ends past the end/);
+    const bad = head.slice();
+    bad[4] = 9;
+    expect(() => parseGGUFHeader(bad.subarray(0, 8), full.length)).toThrow(UnsupportedError);
+    // a count that cannot fit the total length, seen in the first 24 bytes
+    const big = new RawBytes().header(1000, 0).build();
+    expect(formatErr(() => parseGGUFHeader(big, 24 + 1000)).message).toMatch(/cannot fit/);
+    expect(() => parseGGUFHeader(full, full.length - 1)).toThrow(FormatError);
+  });
 });
