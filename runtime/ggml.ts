@@ -397,7 +397,12 @@ export function fromF32(type: number, src: Float32Array): Uint8Array {
   }
 }
 
-/** @internal used by gguf.ts to name the tensor in the error */
+/**
+ * The UnsupportedError for a tensor of a type edgelm does not implement, naming the tensor and type
+ * (for loaders that check types themselves).
+ * @example
+ * if (!isSupportedType(t.type)) throw unsupportedTensorType(t.type, t.name)
+ */
 export function unsupportedTensorType(type: number, tensor: string): UnsupportedError {
   return unsupportedType(type, tensor);
 }

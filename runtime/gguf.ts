@@ -414,8 +414,8 @@ export function parseGGUF(bytes: Uint8Array): GGUFFile {
  * the whole file's length — to validate a model and size its memory before downloading the weights.
  * Every check of parseGGUF is made against `totalLength` (tensors must fit in it). Returns undefined
  * when `prefix` ends before the header does: read a longer prefix (say twice as long) and call again.
- * In the result every tensor's `data` is empty (unless the prefix is the whole file); the data of tensor t are bytes
- * `dataOffset + t.offset` to `dataOffset + t.offset + t.byteSize` of the file.
+ * In the result every tensor's `data` is empty (unless the prefix is the whole file); the data of
+ * tensor t are bytes `dataOffset + t.offset` to `dataOffset + t.offset + t.byteSize` of the file.
  * @example
  * const head = await (await bucket.get(key, { range: { offset: 0, length: 1 << 20 } }))!.arrayBuffer()
  * const file = parseGGUFHeader(new Uint8Array(head), object.size) // undefined: fetch more
@@ -476,18 +476,15 @@ function parse(bytes: Uint8Array, total: number): GGUFFile {
   const nTensors = r.count('tensor count', GGUF_LIMITS.maxTensors);
   const nKVAt = r.pos;
   const nKV = r.count('metadata key/value count', GGUF_LIMITS.maxKV);
-  // smallest tensor info: 1-byte name, 0 dims; smallest KV: 1-byte key and a u8 value
-  if (nTensors * 33 > r.left) {
-    throw new FormatError(`tensor count ${nTensors} cannot fit in the ${r.left} bytes left`, {
-      offset: nTensorsAt,
-      hint: TRUNCATED,
-    });
-  }
-  if (nKV * 14 > r.left) {
-    throw new FormatError(`metadata count ${nKV} cannot fit in the ${r.left} bytes left`, {
-      offset: nKVAt,
-      hint: TRUNCATED,
-    });
+  // smallest KV: 1-byte key and a u8 value (14 bytes); smallest tensor info: 1-byte name, 1 dim (33)
+  if (nKV * 14 + nTensors * 33 > r.left) {
+    throw new FormatError(
+      `${nKV} metadata entries and ${nTensors} tensor infos cannot fit in the ${r.left} bytes left`,
+      {
+        offset: nTensors * 33 > r.left ? nTensorsAt : nKVAt,
+        hint: TRUNCATED,
+      },
+    );
   }
 
   // metadata
