@@ -17,6 +17,39 @@ export function heapBase(): usize {
   return f32x4.relaxed_madd(a, b, c);
 }
 
+// exp(x) for f32 lanes: x = n·ln2 + r, |r| ≤ ln2/2, e^r by its Taylor series to r⁶ (relative
+// error ~2e-7), times 2ⁿ built in the exponent bits. Inputs clamped to [−87, 88] (e^−87 ≈ 1.6e-38
+// stands in for 0). After Cephes' expf range reduction (ln2 split in a high and a low part).
+// @ts-ignore: decorator
+@inline function expv(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.0)), f32x4.splat(88.0));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504)));
+  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.0 / 720.0);
+  p = fma4(p, r, f32x4.splat(1.0 / 120.0));
+  p = fma4(p, r, f32x4.splat(1.0 / 24.0));
+  p = fma4(p, r, f32x4.splat(1.0 / 6.0));
+  p = fma4(p, r, f32x4.splat(0.5));
+  p = fma4(p, r, f32x4.splat(1.0));
+  p = fma4(p, r, f32x4.splat(1.0));
+  const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(p, e);
+}
+
+// scalar twin of expv (same lanes, lane 0)
+// @ts-ignore: decorator
+@inline function expf(x: f32): f32 {
+  return f32x4.extract_lane(expv(f32x4.splat(x)), 0);
+}
+
+/** exp of n floats in place (exposed for tests). */
+export function expInPlace(x: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v128.store(x + (<usize>i << 2), expv(v128.load(x + (<usize>i << 2))));
+  for (; i < n; i++) store<f32>(x + (<usize>i << 2), expf(load<f32>(x + (<usize>i << 2))));
+}
+
 /** zero `bytes` bytes at p. */
 export function zero(p: usize, bytes: usize): void {
   memory.fill(p, 0, bytes);
@@ -324,40 +357,66 @@ export function rope(x: usize, cs: usize, m: i32, t: i32, nHeads: i32, hd: i32, 
   }
 }
 
+// rows of queries per block: the score matrix is computed block-triangularly (row block
+// [i0, i1) against keys [0, i1)), so at most one block's worth of masked work is wasted
+const ABLK = 32;
+
+// dst[r][j] = src[(j)·c + r] for r < hd, j < t: one head's K or V transposed to hd × t
+function headTranspose(dst: usize, src: usize, t: i32, c: i32, hd: i32): void {
+  for (let j = 0; j < t; j++) {
+    const row = src + ((<usize>j * <usize>c) << 2);
+    for (let r = 0; r < hd; r++) store<f32>(dst + ((<usize>r * <usize>t + <usize>j) << 2), load<f32>(row + (<usize>r << 2)));
+  }
+}
+
 /**
  * Causal self-attention forward. q, k, v, out: [B·T][H·hd]; p: [B][H][T][T] softmax rows saved
- * for the backward (entries u > t are left untouched and never read). Query t attends to keys
- * 0..t, scale 1/sqrt(hd). Requires hd % 4 == 0.
+ * for the backward: row i holds P[i][0..i] and zeros up to the end of its block of ABLK rows
+ * (entries further right are never written or read). Query t attends to keys 0..t, scale
+ * 1/sqrt(hd). Scores and P·V go through `matmul`. scratch: hd·T floats. Requires hd % 4 == 0.
  */
-export function attentionForward(out: usize, p: usize, q: usize, k: usize, v: usize, bsz: i32, t: i32, nHeads: i32, hd: i32): void {
+export function attentionForward(out: usize, p: usize, q: usize, k: usize, v: usize, scratch: usize, bsz: i32, t: i32, nHeads: i32, hd: i32): void {
   const c = nHeads * hd;
   const sc = <f32>(1.0 / Math.sqrt(<f64>hd));
+  const kt = scratch;
   for (let b = 0; b < bsz; b++) {
     for (let h = 0; h < nHeads; h++) {
-      for (let i = 0; i < t; i++) {
-        const qi = q + ((<usize>(b * t + i) * <usize>c + <usize>(h * hd)) << 2);
-        const pr = p + ((<usize>((b * nHeads + h) * t + i) * <usize>t) << 2);
-        let mx: f32 = -Infinity;
-        for (let u = 0; u <= i; u++) {
-          const ku = k + ((<usize>(b * t + u) * <usize>c + <usize>(h * hd)) << 2);
-          const s = dot(qi, ku, hd) * sc;
-          store<f32>(pr + (<usize>u << 2), s);
-          if (s > mx) mx = s;
+      const ho = (<usize>(b * t) * <usize>c + <usize>(h * hd)) << 2; // row 0 of this head
+      const pm = p + ((<usize>((b * nHeads + h) * t) * <usize>t) << 2);
+      headTranspose(kt, k + ho, t, c, hd);
+      for (let i0 = 0; i0 < t; i0 += ABLK) {
+        const i1 = min(i0 + ABLK, t);
+        const prow = pm + ((<usize>i0 * <usize>t) << 2);
+        // S[i0:i1, 0:i1] = Q·Kᵀ
+        matmul(prow, q + ho + ((<usize>i0 * <usize>c) << 2), kt, i1 - i0, i1, hd, c, 1, t, t, 0);
+        for (let i = i0; i < i1; i++) {
+          const pr = pm + ((<usize>i * <usize>t) << 2);
+          let mx: f32 = -Infinity;
+          for (let u = 0; u <= i; u++) {
+            const s = load<f32>(pr + (<usize>u << 2)) * sc;
+            store<f32>(pr + (<usize>u << 2), s);
+            if (s > mx) mx = s;
+          }
+          // exponentials, four keys at a time, then the scalar tail
+          const mv = f32x4.splat(mx);
+          let sv = f32x4.splat(0);
+          let u = 0;
+          for (; u + 4 <= i + 1; u += 4) {
+            const e = expv(f32x4.sub(v128.load(pr + (<usize>u << 2)), mv));
+            v128.store(pr + (<usize>u << 2), e);
+            sv = f32x4.add(sv, e);
+          }
+          let sum: f32 = hsum(sv);
+          for (; u <= i; u++) {
+            const e = expf(load<f32>(pr + (<usize>u << 2)) - mx);
+            store<f32>(pr + (<usize>u << 2), e);
+            sum += e;
+          }
+          scale(pr, <f32>1 / sum, i + 1);
+          for (u = i + 1; u < i1; u++) store<f32>(pr + (<usize>u << 2), 0);
         }
-        let sum: f32 = 0;
-        for (let u = 0; u <= i; u++) {
-          const e = <f32>Math.exp(<f64>(load<f32>(pr + (<usize>u << 2)) - mx));
-          store<f32>(pr + (<usize>u << 2), e);
-          sum += e;
-        }
-        const inv = <f32>1 / sum;
-        const oi = out + ((<usize>(b * t + i) * <usize>c + <usize>(h * hd)) << 2);
-        memory.fill(oi, 0, <usize>hd << 2);
-        for (let u = 0; u <= i; u++) {
-          const pu = load<f32>(pr + (<usize>u << 2)) * inv;
-          store<f32>(pr + (<usize>u << 2), pu);
-          axpy(oi, pu, v + ((<usize>(b * t + u) * <usize>c + <usize>(h * hd)) << 2), hd);
-        }
+        // O[i0:i1] = P[i0:i1, 0:i1]·V[0:i1]
+        matmul(out + ho + ((<usize>i0 * <usize>c) << 2), prow, v + ho, i1 - i0, hd, i1, t, 1, c, c, 0);
       }
     }
   }
@@ -365,8 +424,8 @@ export function attentionForward(out: usize, p: usize, q: usize, k: usize, v: us
 
 /**
  * Causal self-attention backward: writes (not accumulates) dq, dk, dv [B·T][H·hd].
- * dP_u = dout_t·v_u; dv_u += P_u·dout_t; dS_u = P_u(dP_u − Σ_w P_w dP_w);
- * dq_t = scale·Σ_u dS_u k_u; dk_u += scale·dS_u q_t. `scratch` holds T floats.
+ * dP = dO·Vᵀ; dS = P∘(dP − rowsum(P∘dP))·scale; dQ = dS·K; dK = dSᵀ·Q; dV = Pᵀ·dO — all through
+ * `matmul`, block-triangular like the forward. scratch: T·T + hd·T floats.
  */
 export function attentionBackward(
   dq: usize,
@@ -384,31 +443,39 @@ export function attentionBackward(
   hd: i32,
 ): void {
   const c = nHeads * hd;
-  const bytes = (<usize>bsz * <usize>t * <usize>c) << 2;
-  memory.fill(dq, 0, bytes);
-  memory.fill(dk, 0, bytes);
-  memory.fill(dv, 0, bytes);
   const sc = <f32>(1.0 / Math.sqrt(<f64>hd));
+  const ds = scratch; // T × T
+  const vt = scratch + ((<usize>t * <usize>t) << 2); // hd × T
   for (let b = 0; b < bsz; b++) {
     for (let h = 0; h < nHeads; h++) {
-      for (let i = 0; i < t; i++) {
-        const ro = (<usize>(b * t + i) * <usize>c + <usize>(h * hd)) << 2;
-        const pr = p + ((<usize>((b * nHeads + h) * t + i) * <usize>t) << 2);
-        let acc: f32 = 0;
-        for (let u = 0; u <= i; u++) {
-          const uo = (<usize>(b * t + u) * <usize>c + <usize>(h * hd)) << 2;
-          const dp = dot(dout + ro, v + uo, hd);
-          store<f32>(scratch + (<usize>u << 2), dp);
-          const pu = load<f32>(pr + (<usize>u << 2));
-          acc += pu * dp;
-          axpy(dv + uo, pu, dout + ro, hd);
+      const ho = (<usize>(b * t) * <usize>c + <usize>(h * hd)) << 2;
+      const pm = p + ((<usize>((b * nHeads + h) * t) * <usize>t) << 2);
+      headTranspose(vt, v + ho, t, c, hd);
+      for (let i0 = 0; i0 < t; i0 += ABLK) {
+        const i1 = min(i0 + ABLK, t);
+        const drow = ds + ((<usize>i0 * <usize>t) << 2);
+        // dP[i0:i1, 0:i1] = dO·Vᵀ
+        matmul(drow, dout + ho + ((<usize>i0 * <usize>c) << 2), vt, i1 - i0, i1, hd, c, 1, t, t, 0);
+        for (let i = i0; i < i1; i++) {
+          const pr = pm + ((<usize>i * <usize>t) << 2);
+          const dr = ds + ((<usize>i * <usize>t) << 2);
+          let acc: f32 = 0;
+          for (let u = 0; u <= i; u++) acc += load<f32>(pr + (<usize>u << 2)) * load<f32>(dr + (<usize>u << 2));
+          for (let u = 0; u <= i; u++) {
+            const o = <usize>u << 2;
+            store<f32>(dr + o, load<f32>(pr + o) * (load<f32>(dr + o) - acc) * sc);
+          }
+          for (let u = i + 1; u < i1; u++) store<f32>(dr + (<usize>u << 2), 0);
         }
-        for (let u = 0; u <= i; u++) {
-          const uo = (<usize>(b * t + u) * <usize>c + <usize>(h * hd)) << 2;
-          const ds = load<f32>(pr + (<usize>u << 2)) * (load<f32>(scratch + (<usize>u << 2)) - acc) * sc;
-          axpy(dq + ro, ds, k + uo, hd);
-          axpy(dk + uo, ds, q + ro, hd);
-        }
+        // dQ[i0:i1] = dS[i0:i1, 0:i1]·K[0:i1]
+        matmul(dq + ho + ((<usize>i0 * <usize>c) << 2), drow, k + ho, i1 - i0, hd, i1, t, 1, c, c, 0);
+      }
+      for (let j0 = 0; j0 < t; j0 += ABLK) {
+        const j1 = min(j0 + ABLK, t);
+        const off = (<usize>j0 * <usize>t + <usize>j0) << 2;
+        // dK[j0:j1] = Σ_{i ≥ j0} dS[i, j0:j1]ᵀ·Q[i];  dV[j0:j1] = Σ_{i ≥ j0} P[i, j0:j1]ᵀ·dO[i]
+        matmul(dk + ho + ((<usize>j0 * <usize>c) << 2), ds + off, q + ho + ((<usize>j0 * <usize>c) << 2), j1 - j0, hd, t - j0, 1, t, c, c, 0);
+        matmul(dv + ho + ((<usize>j0 * <usize>c) << 2), pm + off, dout + ho + ((<usize>j0 * <usize>c) << 2), j1 - j0, hd, t - j0, 1, t, c, c, 0);
       }
     }
   }
@@ -416,12 +483,24 @@ export function attentionBackward(
 
 // @ts-ignore: decorator
 @inline function sigmoid(x: f32): f32 {
-  return <f32>1 / (<f32>1 + <f32>Math.exp(<f64>-x));
+  return <f32>1 / (<f32>1 + expf(-x));
+}
+
+// @ts-ignore: decorator
+@inline function sigmoidv(x: v128): v128 {
+  const one = f32x4.splat(1);
+  return f32x4.div(one, f32x4.add(one, expv(f32x4.neg(x))));
 }
 
 /** h = silu(g)·u, silu(g) = g·σ(g). */
 export function swigluForward(h: usize, g: usize, u: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const x = v128.load(g + o);
+    v128.store(h + o, f32x4.mul(f32x4.mul(x, sigmoidv(x)), v128.load(u + o)));
+  }
+  for (; i < n; i++) {
     const o = <usize>i << 2;
     const x = load<f32>(g + o);
     store<f32>(h + o, x * sigmoid(x) * load<f32>(u + o));
@@ -430,7 +509,18 @@ export function swigluForward(h: usize, g: usize, u: usize, n: i32): void {
 
 /** dg = dh·u·σ(g)(1 + g(1−σ(g))), du = dh·silu(g) (written, not accumulated). */
 export function swigluBackward(dg: usize, du: usize, dh: usize, g: usize, u: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  const one = f32x4.splat(1);
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const x = v128.load(g + o);
+    const sg = sigmoidv(x);
+    const d = v128.load(dh + o);
+    const ds = f32x4.mul(sg, f32x4.add(one, f32x4.mul(x, f32x4.sub(one, sg))));
+    v128.store(dg + o, f32x4.mul(f32x4.mul(d, v128.load(u + o)), ds));
+    v128.store(du + o, f32x4.mul(d, f32x4.mul(x, sg)));
+  }
+  for (; i < n; i++) {
     const o = <usize>i << 2;
     const x = load<f32>(g + o);
     const s = sigmoid(x);
@@ -472,9 +562,17 @@ export function crossEntropy(logits: usize, targets: usize, weights: usize, m: i
     }
     let mx: f32 = -Infinity;
     for (let j = 0; j < v; j++) mx = max(mx, load<f32>(row + (<usize>j << 2)));
-    let sum: f32 = 0;
-    for (let j = 0; j < v; j++) {
-      const e = <f32>Math.exp(<f64>(load<f32>(row + (<usize>j << 2)) - mx));
+    const mv = f32x4.splat(mx);
+    let sv = f32x4.splat(0);
+    let j = 0;
+    for (; j + 4 <= v; j += 4) {
+      const e = expv(f32x4.sub(v128.load(row + (<usize>j << 2)), mv));
+      v128.store(row + (<usize>j << 2), e);
+      sv = f32x4.add(sv, e);
+    }
+    let sum: f32 = hsum(sv);
+    for (; j < v; j++) {
+      const e = expf(load<f32>(row + (<usize>j << 2)) - mx);
       store<f32>(row + (<usize>j << 2), e);
       sum += e;
     }

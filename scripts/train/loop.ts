@@ -24,7 +24,7 @@ type Phase = 'pretrain' | 'instruct' | 'done';
 
 /** What a checkpoint's JSON half holds (the binary half: params, then AdamW m and v). */
 interface RunState {
-  config: string; // JSON of the resolved config (a resume must match)
+  config: string; // JSON of the parts of the config that fix the pretraining (a resume must match)
   phase: Phase;
   step: number; // optimizer steps done in this phase
   rng: number;
@@ -42,6 +42,8 @@ export interface RunOptions {
   root: string;
   /** ignore an existing checkpoint */
   fresh?: boolean;
+  /** start the instruction phase over from the snapshot taken at the end of pretraining */
+  restartInstruct?: boolean;
   /** stop after this many optimizer steps in this process (for tests), leaving a checkpoint */
   stopAfter?: number;
   log?: (line: string) => void;
@@ -134,6 +136,12 @@ function loadCheckpoint(dir: string): { state: RunState; blob: Float32Array } | 
   return { state, blob };
 }
 
+/** n items evenly spaced through a list (so a short evaluation covers every kind). */
+export function spread<T>(xs: T[], n: number): T[] {
+  if (n >= xs.length) return xs.slice();
+  return Array.from({ length: n }, (_, i) => xs[Math.floor((i * xs.length) / n)]);
+}
+
 /** Mean loss per scored token over fixed validation windows of the SOTU validation text. */
 function sotuValLoss(model: TrainModel, corpus: Corpus, batches: number): number {
   const b = emptyBatch(model.B, model.T);
@@ -168,14 +176,16 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
   const log = opts.log ?? ((s: string) => console.log(s));
   const ckDir = join(opts.root, 'checkpoints', cfg.name);
   const corpus = buildCorpus(cfg, log);
-  const cfgJson = JSON.stringify(cfg);
+  // a checkpoint can be resumed when these agree (the instruction phase may be re-planned)
+  const cfgJson = JSON.stringify({ seed: cfg.seed, model: cfg.model, tokenizer: cfg.tokenizer, data: cfg.data, pretrain: cfg.pretrain });
   const modelCfg = (vocab: number): ModelConfig => ({ ...cfg.model, vocabSize: vocab });
   const preSteps = cfg.pretrain.steps;
   const insSteps = cfg.instruct.steps;
 
   let state: RunState;
   let blob: Float32Array | undefined;
-  const ck = opts.fresh ? undefined : loadCheckpoint(ckDir);
+  const ck = opts.fresh ? undefined : loadCheckpoint(opts.restartInstruct ? join(ckDir, 'pretrain-end') : ckDir);
+  if (opts.restartInstruct && !ck) throw new Error(`no snapshot in ${join(ckDir, 'pretrain-end')}`);
   if (ck) {
     if (ck.state.config !== cfgJson) throw new Error(`checkpoint in ${ckDir} was made with another config (rerun with --fresh to start over)`);
     state = ck.state;
@@ -207,7 +217,10 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
   const runPhase = async (phase: 'pretrain' | 'instruct', vocab: number, params: Float32Array, moments?: Float32Array) => {
     const pc: PhaseConfig = cfg[phase];
     const mc = modelCfg(vocab);
-    const model = new TrainModel(mc, pc.batch, pc.seqLen, { optimizer: true });
+    // with two threads each micro-batch is split in halves of rows: same batches, same update
+    const threads = cfg.threads === 2 && pc.batch % 2 === 0 ? 2 : 1;
+    const rowsHere = pc.batch / threads;
+    const model = new TrainModel(mc, rowsHere, pc.seqLen, { optimizer: true });
     state.nParams = model.nParams;
     model.setParams(params);
     if (moments) {
@@ -215,12 +228,12 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
       m.set(moments.subarray(0, model.nParams));
       v.set(moments.subarray(model.nParams));
     }
-    const dp = cfg.threads === 2 ? await DataParallel.start(mc, pc.batch, pc.seqLen) : undefined;
+    const dp = threads === 2 ? await DataParallel.start(mc, rowsHere, pc.seqLen) : undefined;
     const rng = new Rng(0);
     rng.state = state.rng;
     const packer = new Packer(corpus.sftTrain, corpus.end, cfg.seed);
     packer.seek(state.packer.cursor, state.packer.epoch);
-    const batches: Batch[] = Array.from({ length: pc.accum * (dp ? 2 : 1) }, () => emptyBatch(pc.batch, pc.seqLen));
+    const batches: Batch[] = Array.from({ length: pc.accum }, () => emptyBatch(pc.batch, pc.seqLen));
     const fill = (b: Batch) => {
       for (let r = 0; r < pc.batch; r++) {
         if (phase === 'pretrain' || rng.next() < cfg.data.instructMixPretrain) {
@@ -235,12 +248,12 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
       const t0 = Date.now();
       const rec: Record<string, number | string> = { phase, step: state.step, tokens: state.tokens };
       if (phase === 'pretrain') {
-        state.valLoss = sotuValLoss(model, corpus, pc.evalBatches);
+        state.valLoss = sotuValLoss(model, corpus, pc.evalBatches * threads);
         rec.valLoss = state.valLoss;
       } else {
-        rec.instructValLoss = instructValLoss(model, corpus, pc.evalBatches);
+        rec.instructValLoss = instructValLoss(model, corpus, pc.evalBatches * threads);
         if (cfg.evalExactMatch > 0) {
-          const em = exactMatch(mc, model.paramView().slice(), corpus.sftHeldOut.slice(0, cfg.evalExactMatch), corpus);
+          const em = exactMatch(mc, model.paramView().slice(), spread(corpus.sftHeldOut, cfg.evalExactMatch), corpus);
           rec.exactMatch = em.score;
           for (const s of em.samples.slice(0, 3)) log(`  ${JSON.stringify(s.prompt)} → ${JSON.stringify(s.got)} (want ${JSON.stringify(s.want)})`);
         }
@@ -259,9 +272,17 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
       model.zeroGrads();
       let loss = 0;
       if (dp) {
-        const half = batches.length / 2;
-        const remote = dp.run(model.paramView(), batches.slice(half), gscale);
-        for (const b of batches.slice(0, half)) loss += model.step(b.tokens, b.targets, b.weights, gscale);
+        const n = rowsHere * pc.seqLen;
+        const half = (b: Batch, k: number): Batch => ({
+          tokens: b.tokens.slice(k * n, (k + 1) * n),
+          targets: b.targets.slice(k * n, (k + 1) * n),
+          weights: b.weights.slice(k * n, (k + 1) * n),
+        });
+        const remote = dp.run(model.paramView(), batches.map((b) => half(b, 1)), gscale);
+        for (const b of batches) {
+          const h = half(b, 0);
+          loss += model.step(h.tokens, h.targets, h.weights, gscale);
+        }
         const r = await remote;
         loss += r.loss;
         model.addGrads(r.grads);
@@ -307,6 +328,7 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
     const params = blob ? blob.subarray(0, n) : initParams(modelCfg(corpus.pretrainVocab), cfg.seed);
     const r = await runPhase('pretrain', corpus.pretrainVocab, params, blob?.subarray(n));
     blob = undefined;
+    if (!r.stopped) saveCheckpoint(join(ckDir, 'pretrain-end'), state, r.model);
     if (r.stopped) stoppedEarly = true;
     else {
       // grow the vocabulary by the chat markers; new rows start at the mean of the old ones

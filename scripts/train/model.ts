@@ -208,7 +208,8 @@ export class TrainModel {
       3 * M +
       6 * M * D +
       3 * M * F +
-      T +
+      T * T +
+      T * D +
       64 * 40;
     this.w = opts.wasm ?? new TrainWasm();
     this.w.reserve(floats * 4 + (1 << 16));
@@ -266,7 +267,7 @@ export class TrainModel {
     this.dh = a(M * F);
     this.dg = a(M * F);
     this.du = a(M * F);
-    this.scratch = a(T);
+    this.scratch = a(T * T + T * hd); // attention: dS (T × T) and one head's Kᵀ or Vᵀ (hd × T)
   }
 
   /** A view of the flat parameter buffer (re-made on each call). */
@@ -332,7 +333,7 @@ export class TrainModel {
       this.linear(A.v, A.xn1, `${pre}attn_v.weight`, D, D);
       x.rope(A.q, this.ropeTab, M, T, H, hd, 1);
       x.rope(A.k, this.ropeTab, M, T, H, hd, 1);
-      x.attentionForward(A.att, A.p, A.q, A.k, A.v, B, T, H, hd);
+      x.attentionForward(A.att, A.p, A.q, A.k, A.v, this.scratch, B, T, H, hd);
       this.linear(A.xmid, A.att, `${pre}attn_output.weight`, D, D);
       x.addInPlace(A.xmid, A.xin, M * D);
       x.rmsnormForward(A.xn2, A.rstd2, A.xmid, this.p(`${pre}ffn_norm.weight`), M, D, cfg.normEps);

@@ -16,6 +16,7 @@ export interface TrainExports {
   scale(x: number, s: number, n: number): void;
   sumSquares(x: number, n: number): number;
   transpose(dst: number, src: number, r: number, c: number): void;
+  expInPlace(x: number, n: number): void;
   matmul(
     c: number,
     a: number,
@@ -38,6 +39,7 @@ export interface TrainExports {
     q: number,
     k: number,
     v: number,
+    scratch: number,
     b: number,
     t: number,
     nHeads: number,
