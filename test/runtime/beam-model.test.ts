@@ -5,7 +5,8 @@
 // are identical on these seeds (margins between candidates are far above f32 noise).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { generate } from '../../runtime/generate.ts';
+import { COMPLETION_TEXT } from '../../runtime/beam.ts';
+import { type GenerateEvent, generate } from '../../runtime/generate.ts';
 import { parseGGUF } from '../../runtime/gguf.ts';
 import { createKernels } from '../../runtime/kernels.ts';
 import { Model } from '../../runtime/model.ts';
@@ -111,6 +112,31 @@ describe('decoding on random GGUF models (WASM kernels)', () => {
         let best = 0;
         for (let v = 1; v < row.length; v++) if (row[v] > row[best]) best = v;
         expect(toks[i]).toBe(best);
+      }
+    });
+    it(`${arch}: streamed text = result text = decode(tokens) with the real tokenizer (sampling and beams)`, async () => {
+      const { model, tokenizer } = setup(arch, 11, 4);
+      const eos = tokenizer.eos;
+      for (const opts of [
+        { maxNewTokens: 40, temperature: 1.5, seed: 9, ignoreEos: true },
+        { maxNewTokens: 40, temperature: 1.2, seed: 10, stop: ['a', ' t'] },
+        { maxNewTokens: 12, numBeams: 4, numReturnSequences: 2 },
+      ]) {
+        const events: GenerateEvent[] = [];
+        for await (const ev of generate(model, tokenizer, [3, 4, 5], opts)) events.push(ev);
+        const done = events.at(-1) as Extract<GenerateEvent, { type: 'done' }>;
+        const best = done.result.sequences[0];
+        const streamed = events
+          .filter((e): e is Extract<GenerateEvent, { type: 'token' }> => e.type === 'token')
+          .map((e) => e.text)
+          .join('');
+        expect(streamed).toBe(best.text);
+        const full = tokenizer.decode(
+          best.tokens.filter((t) => t !== eos),
+          COMPLETION_TEXT,
+        );
+        if (best.finishReason === 'stop' && opts.stop) expect(full.startsWith(best.text)).toBe(true);
+        else expect(best.text).toBe(full);
       }
     });
   }
