@@ -183,9 +183,12 @@ export class KvCache {
       const s = seqs[i];
       const n = counts[i];
       if (n === 0) continue;
-      const table = this.k.i32(s.tablePtr, this.layout.maxBlocksPerSeq);
       const bi = Math.floor(s.length / bs);
-      if (bi < s.blocks.length && this.refs[s.blocks[bi]] > 1) {
+      const want = Math.ceil((s.length + n) / bs);
+      const cow = bi < s.blocks.length && this.refs[s.blocks[bi]] > 1;
+      if (!cow && s.blocks.length >= want) continue; // the common decode step: nothing to do
+      const table = this.k.i32(s.tablePtr, this.layout.maxBlocksPerSeq);
+      if (cow) {
         const old = s.blocks[bi];
         const b = this.take();
         if (s.length % bs !== 0) this.copyBlock(b, old); // positions before length are live: copy them
@@ -193,7 +196,6 @@ export class KvCache {
         s.blocks[bi] = b;
         table[bi] = b;
       }
-      const want = Math.ceil((s.length + n) / bs);
       while (s.blocks.length < want) {
         const b = this.take();
         table[s.blocks.length] = b;

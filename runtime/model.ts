@@ -174,6 +174,7 @@ export class Model {
   private readonly outNormB: number;
   private readonly output: LinearWeight;
   private readonly ones: Int32Array;
+  private mem: Float32Array; // view of all WASM memory (re-made if the memory ever grows)
 
   private constructor(
     k: Kernels,
@@ -206,6 +207,7 @@ export class Model {
     this.outNormB = w.outNormB;
     this.output = w.output;
     this.ones = new Int32Array(maxSequences).fill(1);
+    this.mem = new Float32Array(k.memory.buffer);
   }
 
   /**
@@ -582,7 +584,8 @@ export class Model {
 
   // rows of s.qkv (q|k|v each) → s.q, s.kb, s.vb, which the kernels read as contiguous rows
   private splitQkv(m: number): void {
-    const F = new Float32Array(this.k.memory.buffer);
+    if (this.mem.buffer !== this.k.memory.buffer) this.mem = new Float32Array(this.k.memory.buffer);
+    const F = this.mem;
     const { dim } = this.c;
     const kvDim = this.c.nKvHeads * this.c.headDim;
     const w = dim + 2 * kvDim;
@@ -715,6 +718,12 @@ function readConfig(file: GGUFFile, maxContext: number | undefined): Config {
       },
     );
   }
+  const experts = metaInt(file, `${a}.expert_count`, 0, 1 << 16, 0);
+  if (experts > 0) {
+    throw new UnsupportedError(`mixture-of-experts models (${experts} experts) are not supported`, {
+      field: `${a}.expert_count`,
+    });
+  }
   let eps: number;
   let freqBase = 10000;
   if (a === 'llama') {
@@ -725,6 +734,12 @@ function readConfig(file: GGUFFile, maxContext: number | undefined): Config {
     }
     eps = metaFloat(file, 'llama.attention.layer_norm_rms_epsilon', 0, 1, 1e-5);
     freqBase = metaFloat(file, 'llama.rope.freq_base', 0, 1e12, 10000);
+    const ropeDims = metaInt(file, 'llama.rope.dimension_count', 1, 1 << 16, headDim);
+    if (ropeDims !== headDim) {
+      throw new UnsupportedError(`partial RoPE (${ropeDims} of ${headDim} dimensions) is not supported`, {
+        field: 'llama.rope.dimension_count',
+      });
+    }
     const scaling = file.get<unknown>('llama.rope.scaling.type');
     if (scaling !== undefined && scaling !== 'none') {
       throw new UnsupportedError(`RoPE scaling ${describe(scaling)} is not supported`, {

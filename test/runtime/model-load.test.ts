@@ -275,6 +275,22 @@ describe.each(impls)('model load on $name kernels', (impl) => {
       UnsupportedError,
     ],
     [
+      'mixture of experts',
+      llama,
+      [[`${a}.expert_count`, meta.u32(8)]],
+      [],
+      `${a}.expert_count`,
+      UnsupportedError,
+    ],
+    [
+      'partial RoPE',
+      llama,
+      [[`${a}.rope.dimension_count`, meta.u32(8)]],
+      [],
+      `${a}.rope.dimension_count`,
+      UnsupportedError,
+    ],
+    [
       'gpt2 context past position_embd',
       gpt2,
       [['gpt2.context_length', meta.u32(64)]],
