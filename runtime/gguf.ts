@@ -685,11 +685,19 @@ function wellFormed(s: string): boolean {
 }
 
 const utf8e = new TextEncoder();
+const CHUNK = 1 << 16;
+
+function badValue(key: string, v: unknown, t: GGUFValueType): FormatError {
+  return new FormatError(`metadata ${key}: ${String(v)} is not a valid ${t}`, {
+    field: key,
+    hint: 'fix the value or its type',
+  });
+}
 
 class Writer {
   chunks: Uint8Array[] = [];
   size = 0;
-  private buf = new Uint8Array(1 << 16);
+  private buf = new Uint8Array(CHUNK);
   private dv = new DataView(this.buf.buffer);
   private pos = 0;
   private room(n: number): void {
@@ -714,14 +722,10 @@ class Writer {
     if (n > 0) this.bytes(new Uint8Array(n));
   }
   num(t: GGUFValueType, v: unknown, key: string): void {
-    const bad = () =>
-      new FormatError(`metadata ${key}: ${String(v)} is not a valid ${t}`, {
-        field: key,
-        hint: 'fix the value or its type',
-      });
     const range = INT_RANGE[t];
     if (range) {
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < range[0] || v > range[1]) throw bad();
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < range[0] || v > range[1])
+        throw badValue(key, v, t);
     }
     const w = MIN_BYTES[t];
     this.room(w);
@@ -746,15 +750,15 @@ class Writer {
         this.dv.setInt32(p, v as number, true);
         break;
       case 'f32':
-        if (typeof v !== 'number') throw bad();
+        if (typeof v !== 'number') throw badValue(key, v, t);
         this.dv.setFloat32(p, v, true);
         break;
       case 'f64':
-        if (typeof v !== 'number') throw bad();
+        if (typeof v !== 'number') throw badValue(key, v, t);
         this.dv.setFloat64(p, v, true);
         break;
       case 'bool':
-        if (typeof v !== 'boolean') throw bad();
+        if (typeof v !== 'boolean') throw badValue(key, v, t);
         this.dv.setUint8(p, v ? 1 : 0);
         break;
       case 'u64':
@@ -762,9 +766,9 @@ class Writer {
         let b: bigint;
         if (typeof v === 'bigint') b = v;
         else if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
-        else throw bad();
+        else throw badValue(key, v, t);
         const ok = t === 'u64' ? b >= 0n && b < 1n << 64n : b >= -(1n << 63n) && b < 1n << 63n;
-        if (!ok) throw bad();
+        if (!ok) throw badValue(key, v, t);
         if (t === 'u64') this.dv.setBigUint64(p, b, true);
         else this.dv.setBigInt64(p, b, true);
         break;
@@ -782,12 +786,32 @@ class Writer {
         hint: 'lone surrogate?',
       });
     }
-    const b = utf8e.encode(s);
-    if (b.length > cap) {
-      throw new FormatError(`${key}: string of ${b.length} bytes exceeds ${cap}`, { field: key });
+    const tooLong = (n: number) =>
+      new FormatError(`${key}: string of ${n} bytes exceeds ${cap}`, { field: key });
+    if (s.length * 3 + 8 > CHUNK) {
+      const b = utf8e.encode(s);
+      if (b.length > cap) throw tooLong(b.length);
+      this.num('u64', b.length, key);
+      this.bytes(b);
+      return;
     }
-    this.num('u64', b.length, key);
-    this.bytes(b);
+    // short string: encoded in place after its length (ASCII by hand, else encodeInto)
+    this.room(8 + s.length * 3);
+    const at = this.pos + 8;
+    let n = s.length;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        n = utf8e.encodeInto(s, this.buf.subarray(at)).written;
+        break;
+      }
+      this.buf[at + i] = c;
+    }
+    if (n > cap) throw tooLong(n);
+    this.dv.setUint32(this.pos, n, true);
+    this.dv.setUint32(this.pos + 4, 0, true);
+    this.pos += 8 + n;
+    this.size += 8 + n;
   }
   nestedArrays = false;
   value(v: GGUFMetaValue, key: string, depth: number): void {

@@ -662,3 +662,24 @@ describe('parseGGUFHeader (validate from a prefix, before downloading the weight
     expect(() => parseGGUFHeader(full, full.length - 1)).toThrow(FormatError);
   });
 });
+
+it('the writer stores strings as TextEncoder does (ASCII, 2/3/4-byte characters, at buffer boundaries)', () => {
+  const rnd = seededRandom(23);
+  const chars = ['a', '~', 'é', '▁', '模', '😀', '\u0000', '\ufeff'];
+  const strs = Array.from({ length: 5000 }, () =>
+    Array.from({ length: Math.floor(rnd() * 40) }, () => chars[Math.floor(rnd() * chars.length)]).join(''),
+  );
+  strs.push('x'.repeat(30000), '😀'.repeat(20000)); // past one 64 KiB writer chunk
+  const bytes = writeGGUF([['s', meta.arr('string', strs)]], []);
+  // walk the array by hand: u32 item type, u64 count, then (u64 length, bytes) per string
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  let p = 24 + 8 + 1 + 4 + 4 + 8;
+  const enc = new TextEncoder();
+  for (const s of strs) {
+    const want = enc.encode(s);
+    expect(Number(dv.getBigUint64(p, true))).toBe(want.length);
+    expect(bytes.subarray(p + 8, p + 8 + want.length)).toEqual(want);
+    p += 8 + want.length;
+  }
+  expect(parseGGUF(bytes).get('s')).toEqual(strs);
+});
