@@ -233,7 +233,10 @@ export function quantizeQ8_0(src: Float32Array): Uint8Array {
     const x0 = b * QK;
     const o = b * Q8_0_BLOCK_BYTES;
     let amax = 0;
-    for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(src[x0 + j]));
+    for (let j = 0; j < QK; j++) {
+      const a = Math.abs(src[x0 + j]);
+      if (a > amax) amax = a;
+    }
     const d = fr(amax / 127);
     const id = d ? fr(1 / d) : 0;
     const h = f32ToF16(d);
@@ -241,8 +244,7 @@ export function quantizeQ8_0(src: Float32Array): Uint8Array {
     out[o + 1] = h >>> 8;
     for (let j = 0; j < QK; j++) {
       const v = fr(src[x0 + j] * id);
-      const q = Math.sign(v) * Math.floor(Math.abs(v) + 0.5); // C roundf
-      out[o + 2 + j] = q & 0xff;
+      out[o + 2 + j] = v >= 0 ? Math.floor(v + 0.5) : -Math.floor(0.5 - v); // C roundf: half away from zero
     }
   }
   return out;
