@@ -62,6 +62,7 @@ const DEFAULT_BUDGET = 128 * MiB;
 const DEFAULT_MAX_SEQUENCES = 16; // generate.ts allows up to 16 beams
 const DEFAULT_PREFILL_CHUNK = 64;
 const BLOCK_SIZE = 16;
+const MAX_ALL_LOGITS = 1 << 25; // floats prefill(…, true) may return at once (128 MiB)
 const MAX_LOGIT_ROWS = 16; // rows per lm-head product when all logits are asked for
 
 const WEIGHT_TYPES: Record<number, WeightType> = {
@@ -418,8 +419,14 @@ export class Model {
     const T = tokens.length;
     if (T === 0) throw new OptionsError('prefill needs at least one token', { field: 'tokens' });
     this.checkTokens(tokens);
-    this.kv.reserve([s], [T]);
     const V = this.c.vocab;
+    if (allLogits && T * V > MAX_ALL_LOGITS) {
+      throw new BudgetError(`all logits of ${T} tokens would take ${((T * V * 4) / MiB).toFixed(0)} MiB`, {
+        field: 'tokens',
+        hint: `prefill at most ${Math.floor(MAX_ALL_LOGITS / V)} tokens per call; the sequence continues across calls`,
+      });
+    }
+    this.kv.reserve([s], [T]);
     const out = new Float32Array(allLogits ? T * V : V);
     for (let t0 = 0; t0 < T; t0 += this.prefillChunk) {
       const m = Math.min(this.prefillChunk, T - t0);

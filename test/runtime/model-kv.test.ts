@@ -233,6 +233,11 @@ describe.each(impls)('KV cache on $name kernels', (impl) => {
       for (const bad of [-1, 260, 1.5, Number.NaN])
         expect(() => model.prefill(a, [1, bad])).toThrow(OptionsError);
       expect(() => model.prefill(a, [])).toThrow(OptionsError);
+      // all logits of a prompt too long to return at once: BudgetError before any work or allocation
+      const big = load(impl, randomModel({ ...o, vocab: 70_000, context: 1024, dim: 32 }), {
+        maxSequences: 1,
+      });
+      expect(() => big.prefill(big.newSequence(), new Array(500).fill(1), true)).toThrow(BudgetError);
       expect(a.length).toBe(0);
       const c = model.newSequence();
       expect(() => model.decode([a, a], [1, 2])).toThrow(OptionsError);
