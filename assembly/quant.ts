@@ -113,6 +113,14 @@ function pairSum(a: v128, b: v128): v128 {
   return i32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
 }
 
+// relaxed: Σ w·x over 4 rows × 4 k as (w·sign(x))·|x|, |x| in 0..127 (xg: sign masks, xa: |x|)
+// @ts-ignore: decorator
+@inline
+function sdot(w: v128, xg: usize, xa: usize, acc: v128): v128 {
+  const sg = v128.load32_splat(xg);
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), v128.load32_splat(xa), acc);
+}
+
 // ---- Q8_0 ----------------------------------------------------------------------------------
 
 // one group of 4 output rows times R (1..4) x rows; xr = row-0 address of this block's x values
@@ -132,28 +140,39 @@ function q8Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, m: i32, k: i3
   for (let b = 0; b < nb; b++) {
     const ws = v128.load(wb, 128);
     if (ASC_FEATURE_RELAXED_SIMD) {
+      // two accumulators per row for R <= 2: the dot-adds of one row form a dependency chain
+      const D = R <= 2;
       let a0 = i32x4.splat(0);
       let a1 = i32x4.splat(0);
       let a2 = i32x4.splat(0);
       let a3 = i32x4.splat(0);
+      let e0 = i32x4.splat(0);
+      let e1 = i32x4.splat(0);
       const xa = xq + mk;
       const xg = xq + 2 * mk;
-      for (let st: usize = 0; st < 32; st += 4) {
+      for (let st: usize = 0; st < 32; st += 8) {
         const w = v128.load(wb + (st << 2));
-        let sg = v128.load32_splat(xg + st);
-        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), v128.load32_splat(xa + st), a0);
+        const w2 = v128.load(wb + (st << 2), 16);
+        a0 = sdot(w, xg + st, xa + st, a0);
+        if (D) e0 = sdot(w2, xg + st + 4, xa + st + 4, e0);
+        else a0 = sdot(w2, xg + st + 4, xa + st + 4, a0);
         if (R > 1) {
-          sg = v128.load32_splat(xg + ldq + st);
-          a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), v128.load32_splat(xa + ldq + st), a1);
+          a1 = sdot(w, xg + ldq + st, xa + ldq + st, a1);
+          if (D) e1 = sdot(w2, xg + ldq + st + 4, xa + ldq + st + 4, e1);
+          else a1 = sdot(w2, xg + ldq + st + 4, xa + ldq + st + 4, a1);
         }
         if (R > 2) {
-          sg = v128.load32_splat(xg + 2 * ldq + st);
-          a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), v128.load32_splat(xa + 2 * ldq + st), a2);
+          a2 = sdot(w, xg + 2 * ldq + st, xa + 2 * ldq + st, a2);
+          a2 = sdot(w2, xg + 2 * ldq + st + 4, xa + 2 * ldq + st + 4, a2);
         }
         if (R > 3) {
-          sg = v128.load32_splat(xg + 3 * ldq + st);
-          a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), v128.load32_splat(xa + 3 * ldq + st), a3);
+          a3 = sdot(w, xg + 3 * ldq + st, xa + 3 * ldq + st, a3);
+          a3 = sdot(w2, xg + 3 * ldq + st + 4, xa + 3 * ldq + st + 4, a3);
         }
+      }
+      if (D) {
+        a0 = i32x4.add(a0, e0);
+        if (R > 1) a1 = i32x4.add(a1, e1);
       }
       f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(ws, v128.load32_splat(xdp)), f0);
       if (R > 1) f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(ws, v128.load32_splat(xdp + ldd)), f1);
@@ -206,6 +225,89 @@ function q8Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, m: i32, k: i3
   if (R > 3) store4(o + 3 * ldo, f3, valid);
 }
 
+// one x row times G (1..4, constant) consecutive groups of 4 output rows: every x load (and, in the
+// relaxed build, its sign and magnitude) feeds G weight vectors; G independent accumulator chains.
+// @ts-ignore: decorator
+@inline
+function q8Row(G: i32, o: usize, s: usize, xd: usize, mk: usize, wg: usize, gBytes: usize, nb: i32, valid: i32): void {
+  let f0 = f32x4.splat(0);
+  let f1 = f32x4.splat(0);
+  let f2 = f32x4.splat(0);
+  let f3 = f32x4.splat(0);
+  let w0 = wg;
+  let xq = s;
+  let xdp = xd;
+  for (let b = 0; b < nb; b++) {
+    let a0 = i32x4.splat(0);
+    let a1 = i32x4.splat(0);
+    let a2 = i32x4.splat(0);
+    let a3 = i32x4.splat(0);
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      const xa = xq + mk;
+      const xg = xq + 2 * mk;
+      for (let st: usize = 0; st < 32; st += 4) {
+        const sg = v128.load32_splat(xg + st);
+        const ab = v128.load32_splat(xa + st);
+        const wo = st << 2;
+        let w = v128.load(w0 + wo);
+        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), ab, a0);
+        if (G > 1) {
+          w = v128.load(w0 + gBytes + wo);
+          a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), ab, a1);
+        }
+        if (G > 2) {
+          w = v128.load(w0 + 2 * gBytes + wo);
+          a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), ab, a2);
+        }
+        if (G > 3) {
+          w = v128.load(w0 + 3 * gBytes + wo);
+          a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), ab, a3);
+        }
+      }
+      xq += 32;
+    } else {
+      let b0 = i32x4.splat(0);
+      let b1 = i32x4.splat(0);
+      let b2 = i32x4.splat(0);
+      let b3 = i32x4.splat(0);
+      for (let st: usize = 0; st < 32; st += 4) {
+        const xv = v128.load64_splat(xq + (st << 1));
+        const wo = st << 2;
+        a0 = i32x4.add(a0, i32x4.dot_i16x8_s(v128.load8x8_s(w0 + wo), xv));
+        b0 = i32x4.add(b0, i32x4.dot_i16x8_s(v128.load8x8_s(w0 + wo + 8), xv));
+        if (G > 1) {
+          a1 = i32x4.add(a1, i32x4.dot_i16x8_s(v128.load8x8_s(w0 + gBytes + wo), xv));
+          b1 = i32x4.add(b1, i32x4.dot_i16x8_s(v128.load8x8_s(w0 + gBytes + wo + 8), xv));
+        }
+        if (G > 2) {
+          a2 = i32x4.add(a2, i32x4.dot_i16x8_s(v128.load8x8_s(w0 + 2 * gBytes + wo), xv));
+          b2 = i32x4.add(b2, i32x4.dot_i16x8_s(v128.load8x8_s(w0 + 2 * gBytes + wo + 8), xv));
+        }
+        if (G > 3) {
+          a3 = i32x4.add(a3, i32x4.dot_i16x8_s(v128.load8x8_s(w0 + 3 * gBytes + wo), xv));
+          b3 = i32x4.add(b3, i32x4.dot_i16x8_s(v128.load8x8_s(w0 + 3 * gBytes + wo + 8), xv));
+        }
+      }
+      a0 = pairSum(a0, b0);
+      if (G > 1) a1 = pairSum(a1, b1);
+      if (G > 2) a2 = pairSum(a2, b2);
+      if (G > 3) a3 = pairSum(a3, b3);
+      xq += 64;
+    }
+    const xdv = v128.load32_splat(xdp);
+    f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(w0, 128), xdv), f0);
+    if (G > 1) f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(w0 + gBytes, 128), xdv), f1);
+    if (G > 2) f2 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load(w0 + 2 * gBytes, 128), xdv), f2);
+    if (G > 3) f3 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load(w0 + 3 * gBytes, 128), xdv), f3);
+    xdp += 4;
+    w0 += Q8_GB;
+  }
+  store4(o, f0, valid);
+  if (G > 1) store4(o + 16, f1, valid - 4);
+  if (G > 2) store4(o + 32, f2, valid - 8);
+  if (G > 3) store4(o + 48, f3, valid - 12);
+}
+
 /** out[m×n] = x[m×k] · Wᵀ, W packed as above (q8_0), x quantised to Q8_0 into scratch s. */
 export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32, s: usize): void {
   quantizeAct(s, x, m, k);
@@ -217,6 +319,17 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const ldq: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>k : <usize>k << 1;
   const ldd = <usize>nb << 2;
   const gBytes = <usize>nb * Q8_GB;
+  if (m == 1) {
+    let g = 0;
+    for (; g + 4 <= ng; g += 4) q8Row(4, out + (<usize>g << 4), s, xd, mk, w + <usize>g * gBytes, gBytes, nb, n - g * 4);
+    const left = ng - g;
+    const o = out + (<usize>g << 4);
+    const wg = w + <usize>g * gBytes;
+    if (left == 3) q8Row(3, o, s, xd, mk, wg, gBytes, nb, n - g * 4);
+    else if (left == 2) q8Row(2, o, s, xd, mk, wg, gBytes, nb, n - g * 4);
+    else if (left == 1) q8Row(1, o, s, xd, mk, wg, gBytes, nb, n - g * 4);
+    return;
+  }
   for (let g = 0; g < ng; g++) {
     const wg = w + <usize>g * gBytes;
     const valid = n - g * 4;
@@ -257,15 +370,21 @@ function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k:
     let a2 = i32x4.splat(0);
     let a3 = i32x4.splat(0);
     if (ASC_FEATURE_RELAXED_SIMD) {
+      // low and high nibbles into separate accumulators for R <= 2 (shorter dependency chains)
+      const D = R <= 2;
+      let e0 = i32x4.splat(0);
+      let e1 = i32x4.splat(0);
       for (let j: usize = 0; j < 16; j += 4) {
         const v = v128.load(wb + (j << 2));
         const lo = v128.and(v, lo4);
         const hi = i8x16.shr_u(v, 4);
         a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + j), lo, a0);
-        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 16 + j), hi, a0);
+        if (D) e0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 16 + j), hi, e0);
+        else a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 16 + j), hi, a0);
         if (R > 1) {
           a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + ldq + j), lo, a1);
-          a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + ldq + 16 + j), hi, a1);
+          if (D) e1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + ldq + 16 + j), hi, e1);
+          else a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + ldq + 16 + j), hi, a1);
         }
         if (R > 2) {
           a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 2 * ldq + j), lo, a2);
@@ -275,6 +394,10 @@ function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k:
           a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 3 * ldq + j), lo, a3);
           a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 3 * ldq + 16 + j), hi, a3);
         }
+      }
+      if (D) {
+        a0 = i32x4.add(a0, e0);
+        if (R > 1) a1 = i32x4.add(a1, e1);
       }
       xq += 32;
     } else {
@@ -344,6 +467,104 @@ function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k:
   if (R > 3) store4(o + 3 * ldo, f3, valid);
 }
 
+// one x row times G (1..4, constant) consecutive groups: x loads shared by G weight vectors
+// @ts-ignore: decorator
+@inline
+function q4Row(G: i32, o: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, valid: i32): void {
+  const lo4 = i8x16.splat(0x0f);
+  let f0 = f32x4.splat(0);
+  let f1 = f32x4.splat(0);
+  let f2 = f32x4.splat(0);
+  let f3 = f32x4.splat(0);
+  let w0 = wg;
+  let xq = s;
+  for (let b = 0; b < nb; b++) {
+    let a0 = i32x4.splat(0);
+    let a1 = i32x4.splat(0);
+    let a2 = i32x4.splat(0);
+    let a3 = i32x4.splat(0);
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      for (let j: usize = 0; j < 16; j += 4) {
+        const xl = v128.load32_splat(xq + j);
+        const xh = v128.load32_splat(xq + 16 + j);
+        const wo = j << 2;
+        let v = v128.load(w0 + wo);
+        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, v128.and(v, lo4), a0);
+        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, i8x16.shr_u(v, 4), a0);
+        if (G > 1) {
+          v = v128.load(w0 + gBytes + wo);
+          a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, v128.and(v, lo4), a1);
+          a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, i8x16.shr_u(v, 4), a1);
+        }
+        if (G > 2) {
+          v = v128.load(w0 + 2 * gBytes + wo);
+          a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, v128.and(v, lo4), a2);
+          a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, i8x16.shr_u(v, 4), a2);
+        }
+        if (G > 3) {
+          v = v128.load(w0 + 3 * gBytes + wo);
+          a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, v128.and(v, lo4), a3);
+          a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, i8x16.shr_u(v, 4), a3);
+        }
+      }
+      xq += 32;
+    } else {
+      let b0 = i32x4.splat(0);
+      let b1 = i32x4.splat(0);
+      let b2 = i32x4.splat(0);
+      let b3 = i32x4.splat(0);
+      for (let j: usize = 0; j < 16; j += 4) {
+        const xl = v128.load64_splat(xq + (j << 1));
+        const xh = v128.load64_splat(xq + 32 + (j << 1));
+        const wo = j << 2;
+        let v = v128.load(w0 + wo);
+        let lo = v128.and(v, lo4);
+        let hi = i8x16.shr_u(v, 4);
+        a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), xh)));
+        b0 = i32x4.add(b0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), xh)));
+        if (G > 1) {
+          v = v128.load(w0 + gBytes + wo);
+          lo = v128.and(v, lo4);
+          hi = i8x16.shr_u(v, 4);
+          a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), xh)));
+          b1 = i32x4.add(b1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), xh)));
+        }
+        if (G > 2) {
+          v = v128.load(w0 + 2 * gBytes + wo);
+          lo = v128.and(v, lo4);
+          hi = i8x16.shr_u(v, 4);
+          a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), xh)));
+          b2 = i32x4.add(b2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), xh)));
+        }
+        if (G > 3) {
+          v = v128.load(w0 + 3 * gBytes + wo);
+          lo = v128.and(v, lo4);
+          hi = i8x16.shr_u(v, 4);
+          a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), xh)));
+          b3 = i32x4.add(b3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), xh)));
+        }
+      }
+      a0 = pairSum(a0, b0);
+      if (G > 1) a1 = pairSum(a1, b1);
+      if (G > 2) a2 = pairSum(a2, b2);
+      if (G > 3) a3 = pairSum(a3, b3);
+      xq += 64;
+    }
+    // nibbles were used as 0..15: subtract 8·Σx
+    const corr = i32x4.splat(load<i32>(xs + (<usize>b << 2)) << 3);
+    const xdv = v128.load32_splat(xd + (<usize>b << 2));
+    f0 = fma(f32x4.convert_i32x4_s(i32x4.sub(a0, corr)), f32x4.mul(v128.load(w0, 64), xdv), f0);
+    if (G > 1) f1 = fma(f32x4.convert_i32x4_s(i32x4.sub(a1, corr)), f32x4.mul(v128.load(w0 + gBytes, 64), xdv), f1);
+    if (G > 2) f2 = fma(f32x4.convert_i32x4_s(i32x4.sub(a2, corr)), f32x4.mul(v128.load(w0 + 2 * gBytes, 64), xdv), f2);
+    if (G > 3) f3 = fma(f32x4.convert_i32x4_s(i32x4.sub(a3, corr)), f32x4.mul(v128.load(w0 + 3 * gBytes, 64), xdv), f3);
+    w0 += Q4_GB;
+  }
+  store4(o, f0, valid);
+  if (G > 1) store4(o + 16, f1, valid - 4);
+  if (G > 2) store4(o + 32, f2, valid - 8);
+  if (G > 3) store4(o + 48, f3, valid - 12);
+}
+
 /** out[m×n] = x[m×k] · Wᵀ, W packed as above (q4_0), x quantised to Q8_0 into scratch s. */
 export function linearQ4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32, s: usize): void {
   quantizeAct(s, x, m, k);
@@ -356,6 +577,22 @@ export function linearQ4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const ldq: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>k : <usize>k << 1;
   const ldd = <usize>nb << 2;
   const gBytes = <usize>nb * Q4_GB;
+  if (m == 1) {
+    let g = 0;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      for (; g + 4 <= ng; g += 4) q4Row(4, out + (<usize>g << 4), s, xd, xs, w + <usize>g * gBytes, gBytes, nb, n - g * 4);
+    } else {
+      // the plain unpack needs more registers: two groups at a time
+      for (; g + 2 <= ng; g += 2) q4Row(2, out + (<usize>g << 4), s, xd, xs, w + <usize>g * gBytes, gBytes, nb, n - g * 4);
+    }
+    const left = ng - g;
+    const o = out + (<usize>g << 4);
+    const wg = w + <usize>g * gBytes;
+    if (left == 3) q4Row(3, o, s, xd, xs, wg, gBytes, nb, n - g * 4);
+    else if (left == 2) q4Row(2, o, s, xd, xs, wg, gBytes, nb, n - g * 4);
+    else if (left == 1) q4Row(1, o, s, xd, xs, wg, gBytes, nb, n - g * 4);
+    return;
+  }
   for (let g = 0; g < ng; g++) {
     const wg = w + <usize>g * gBytes;
     const valid = n - g * 4;
