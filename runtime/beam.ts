@@ -23,7 +23,7 @@
 // KV cache: the B live beams are B model sequences; after selection the first child of a parent
 // takes over the parent's sequence, every further child is a copy-on-write fork, parents without
 // children are freed — nothing is recomputed. Then all children go through one model.decode call.
-import { logSoftmax, type ProcessorConfig, processScores } from './sample.ts';
+import { logSoftmax, logSumExp, type ProcessorConfig, processorsActive, processScores } from './sample.ts';
 
 /** An opaque sequence handle of a model (runtime/model.ts `Sequence`). */
 export interface SequenceHandle {
@@ -244,20 +244,43 @@ export async function* beamSearch<S>(
       for (let b = 0; b < live.length; b++) {
         const beam = live[b];
         const row = rows.subarray(b * V, (b + 1) * V);
-        logSoftmax(row, lp);
-        processScores(lp, prompt, beam.tokens, beam.counts, cfg);
         const base = beam.score;
         let full = cands.n === K;
         let worst = full ? cands.score[K - 1] : Number.NEGATIVE_INFINITY;
-        for (let v = 0; v < V; v++) {
-          const l = lp[v];
-          if (!(l > Number.NEGATIVE_INFINITY)) continue; // banned (or NaN)
-          const sc = base + l;
-          if (full && !(sc > worst)) continue; // cheap reject before the sorted insert
-          cands.offer(sc, l, b, v);
-          if (cands.n === K) {
-            full = true;
-            worst = cands.score[K - 1];
+        if (processorsActive(cfg, beam.tokens.length, V)) {
+          logSoftmax(row, lp);
+          processScores(lp, prompt, beam.tokens, beam.counts, cfg);
+          for (let v = 0; v < V; v++) {
+            const l = lp[v];
+            if (!(l > Number.NEGATIVE_INFINITY)) continue; // banned (or NaN)
+            const sc = base + l;
+            if (full && !(sc > worst)) continue; // cheap reject before the sorted insert
+            cands.offer(sc, l, b, v);
+            if (cands.n === K) {
+              full = true;
+              worst = cands.score[K - 1];
+            }
+          }
+        } else {
+          // no processor: log-probs are row[v] − lse, computed only for entries that can enter the
+          // top K (the raw-space threshold is loosened by a margin; the exact test follows)
+          const lse = logSumExp(row);
+          let thr = full
+            ? worst - base + lse - 1e-9 * (1 + Math.abs(worst - base + lse))
+            : Number.NEGATIVE_INFINITY;
+          for (let v = 0; v < V; v++) {
+            const x = row[v];
+            if (!(x > thr)) continue;
+            const l = x - lse;
+            if (!(l > Number.NEGATIVE_INFINITY)) continue;
+            const sc = base + l;
+            if (full && !(sc > worst)) continue;
+            cands.offer(sc, l, b, v);
+            if (cands.n === K) {
+              full = true;
+              worst = cands.score[K - 1];
+              thr = worst - base + lse - 1e-9 * (1 + Math.abs(worst - base + lse));
+            }
           }
         }
       }

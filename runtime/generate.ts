@@ -12,7 +12,15 @@ import {
 } from './beam.ts';
 import { ContextLengthError, OptionsError } from './errors.ts';
 import { createRng } from './prng.ts';
-import { argmax, logSoftmax, processScores, sampleIndex, samplingDistribution, topN } from './sample.ts';
+import {
+  argmax,
+  logSumExp,
+  processorsActive,
+  processScores,
+  sampleIndex,
+  samplingDistribution,
+  topN,
+} from './sample.ts';
 
 export type { LogitsModel, TokenizerLike } from './beam.ts';
 
@@ -513,16 +521,21 @@ export async function* generate<S>(
     const tokens: number[] = [];
     const counts = new Map<number, number>();
     const row = new Float64Array(V);
-    const raw = new Float64Array(V);
     let text = '';
     let sumLogprob = 0;
     let finishReason: 'stop' | 'length' | 'abort' = 'length';
     for (let step = 1; step <= o.maxNewTokens; step++) {
-      for (let i = 0; i < V; i++) row[i] = logits[i];
-      logSoftmax(row, raw);
-      processScores(row, promptIds, tokens, counts, proc);
-      let id = o.mode === 'sample' ? sampleIndex(samplingDistribution(row, o), rng) : argmax(row);
+      // the model's own log-probabilities are logits − lse; processors and warpers work on a copy
+      const lse = logSumExp(logits);
+      let scores: ArrayLike<number> = logits;
+      if (o.mode === 'sample' || processorsActive(proc, tokens.length, V)) {
+        for (let i = 0; i < V; i++) row[i] = logits[i];
+        processScores(row, promptIds, tokens, counts, proc);
+        scores = row;
+      }
+      let id = o.mode === 'sample' ? sampleIndex(samplingDistribution(scores, o), rng) : argmax(scores);
       if (id < 0) id = argmax(logits); // every token banned: fall back to the raw argmax
+      const logprob = logits[id] - lse;
       tokens.push(id);
       counts.set(id, (counts.get(id) ?? 0) + 1);
       const isEos = eos.has(id);
@@ -532,14 +545,14 @@ export async function* generate<S>(
       const out = sm.push(delta, last);
       text += out.text;
       const ev: GenerateEvent = { type: 'token', text: out.text, tokenId: id };
-      sumLogprob += raw[id];
+      sumLogprob += logprob;
       if (o.logprobs) {
-        ev.logprob = raw[id];
+        ev.logprob = logprob;
         if (o.topLogprobs > 0) {
-          ev.topLogprobs = topN(raw, o.topLogprobs).map(([tid, lp]) => ({
+          ev.topLogprobs = topN(logits, o.topLogprobs).map(([tid, x]) => ({
             id: tid,
             text: tokenText(tid),
-            logprob: lp,
+            logprob: x - lse,
           }));
         }
       }

@@ -250,6 +250,18 @@ describe('samplers', () => {
     }
   });
 
+  it('logSoftmax (table-based exp) equals the Math.exp computation within 1e-13 on wide rows', () => {
+    const rng = createRng(17);
+    for (let trial = 0; trial < 50; trial++) {
+      const spread = [1, 30, 700][trial % 3];
+      const x = Float32Array.from({ length: 3000 }, () => (rng.next() - 0.5) * spread);
+      const m = Math.max(...x);
+      const lse = m + Math.log(x.reduce((a, v) => a + Math.exp(v - m), 0));
+      const got = logSoftmax(x);
+      for (let i = 0; i < x.length; i++) expect(Math.abs(got[i] - (x[i] - lse))).toBeLessThanOrEqual(1e-13);
+    }
+  });
+
   it('argmax / topN / logSoftmax', () => {
     expect(argmax([1, 3, 3, 2])).toBe(1);
     expect(topN([0.1, 0.7, 0.2, 0.7], 3)).toEqual([
