@@ -84,10 +84,12 @@ function tile1(o: usize, xp: usize, wp: usize, k: i32, valid: i32): void {
   let d1 = f32x4.splat(0);
   let kk = 0;
   for (; kk + 4 <= k; kk += 4) {
-    const x0 = v128.load32_splat(xp);
-    const x1 = v128.load32_splat(xp, 4);
-    const x2 = v128.load32_splat(xp, 8);
-    const x3 = v128.load32_splat(xp, 12);
+    // one load of x[kk..kk+3], broadcast by shuffles (cheaper than four splat loads here)
+    const xv = v128.load(xp);
+    const x0 = i32x4.shuffle(xv, xv, 0, 0, 0, 0);
+    const x1 = i32x4.shuffle(xv, xv, 1, 1, 1, 1);
+    const x2 = i32x4.shuffle(xv, xv, 2, 2, 2, 2);
+    const x3 = i32x4.shuffle(xv, xv, 3, 3, 3, 3);
     a0 = fma(v128.load(wp), x0, a0);
     a1 = fma(v128.load(wp, 16), x0, a1);
     b0 = fma(v128.load(wp, 32), x1, b0);
