@@ -327,18 +327,23 @@ export function createApp(deps: AppDeps): Hono<Env> {
       async pull(controller) {
         if (finished) return;
         try {
-          const r = pending ?? (await events.next());
-          pending = null;
-          if (r.done) {
-            finished = true;
-            controller.enqueue(enc.encode('data: [DONE]\n\n'));
-            controller.close();
-            cleanup();
-            return;
+          // enqueue at least one chunk per pull: a pull that enqueues nothing is not pulled again
+          for (;;) {
+            const r = pending ?? (await events.next());
+            pending = null;
+            if (r.done) {
+              finished = true;
+              controller.enqueue(enc.encode('data: [DONE]\n\n'));
+              controller.close();
+              cleanup();
+              return;
+            }
+            const out = fmt.chunks(r.value);
+            if (out.length > 0) {
+              controller.enqueue(enc.encode(out.map((o) => `data: ${JSON.stringify(o)}\n\n`).join('')));
+              return;
+            }
           }
-          const out = fmt.chunks(r.value);
-          if (out.length > 0)
-            controller.enqueue(enc.encode(out.map((o) => `data: ${JSON.stringify(o)}\n\n`).join('')));
         } catch (e) {
           finished = true;
           cleanup();

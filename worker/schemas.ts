@@ -85,12 +85,12 @@ export function makeSchemas(limits: Limits) {
     max_completion_tokens: int(1, limits.maxTokens).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: int(0, 20).nullish(),
-    tools: z.unknown(),
-    tool_choice: z.unknown(),
-    functions: z.unknown(),
-    function_call: z.unknown(),
-    response_format: z.unknown(),
-    parallel_tool_calls: z.unknown(),
+    tools: z.unknown().optional(),
+    tool_choice: z.unknown().optional(),
+    functions: z.unknown().optional(),
+    function_call: z.unknown().optional(),
+    response_format: z.unknown().optional(),
+    parallel_tool_calls: z.unknown().optional(),
   });
   return { completion, chat };
 }
