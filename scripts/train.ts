@@ -1,5 +1,5 @@
 /**
- * `npm run train -- --config <file> [--fresh] [--stop-after N]`
+ * `npm run train -- --config <file> [--fresh] [--restart-instruct] [--stop-after N]`
  *
  * Trains a llama-architecture model on our WASM kernels: BPE tokenizer on SOTU text, pretraining,
  * then instruction tuning with <|user|>, <|assistant|>, <|end|> added to the vocabulary; writes
@@ -17,6 +17,7 @@ const { values } = parseArgs({
   options: {
     config: { type: 'string', default: 'configs/train/default.json' },
     fresh: { type: 'boolean', default: false },
+    'restart-instruct': { type: 'boolean', default: false },
     'stop-after': { type: 'string' },
   },
 });
@@ -24,11 +25,16 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cfg = loadConfig(values.config as string);
 const t0 = Date.now();
 const log = (s: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
-log(`config ${values.config}: ${JSON.stringify(cfg.model)}, bpe ${cfg.tokenizer.bpeVocab}, threads ${cfg.threads}`);
+log(
+  `config ${values.config}: ${JSON.stringify(cfg.model)}, bpe ${cfg.tokenizer.bpeVocab}, threads ${cfg.threads}`,
+);
 const r = await runTraining(cfg, {
   root,
   fresh: values.fresh,
+  restartInstruct: values['restart-instruct'],
   stopAfter: values['stop-after'] ? Number(values['stop-after']) : undefined,
   log,
 });
-log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${JSON.stringify(r.stats)}${r.files.length ? `; files ${r.files.join(', ')}` : ''}`);
+log(
+  `done in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${JSON.stringify(r.stats)}${r.files.length ? `; files ${r.files.join(', ')}` : ''}`,
+);

@@ -118,7 +118,11 @@ function isObj(v: unknown): v is Record<string, unknown> {
 }
 
 // deep merge of `over` onto `base`, rejecting unknown keys and wrong types
-function merge(base: Record<string, unknown>, over: Record<string, unknown>, path: string): Record<string, unknown> {
+function merge(
+  base: Record<string, unknown>,
+  over: Record<string, unknown>,
+  path: string,
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
     if (k.startsWith('_') || k.startsWith('//')) continue;
@@ -143,8 +147,10 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>, pat
 export function resolveConfig(over: Record<string, unknown>): TrainConfig {
   const c = merge(DEFAULTS as unknown as Record<string, unknown>, over, '') as unknown as TrainConfig;
   const m = c.model;
-  if (m.dim % m.nHeads !== 0 || (m.dim / m.nHeads) % 4 !== 0) throw new Error('config: dim / nHeads must be a multiple of 4');
-  if (m.dim % 32 !== 0 || m.ffnDim % 32 !== 0) throw new Error('config: dim and ffnDim must be multiples of 32 (Q8_0 blocks)');
+  if (m.dim % m.nHeads !== 0 || (m.dim / m.nHeads) % 4 !== 0)
+    throw new Error('config: dim / nHeads must be a multiple of 4');
+  if (m.dim % 32 !== 0 || m.ffnDim % 32 !== 0)
+    throw new Error('config: dim and ffnDim must be multiples of 32 (Q8_0 blocks)');
   for (const ph of ['pretrain', 'instruct'] as const) {
     if (c[ph].seqLen > m.contextLength) throw new Error(`config: ${ph}.seqLen exceeds model.contextLength`);
     if (c[ph].batch < 1 || c[ph].accum < 1) throw new Error(`config: ${ph}.batch and accum must be ≥ 1`);

@@ -4,11 +4,19 @@
  * prompt (unscored) and response (scored, ends with <|end|>), and the row builders that turn them
  * into (tokens, targets, weights) micro-batches.
  */
-import { EOT, tokenizerMetadata, trainByteBPE } from '../data/bpe-train.ts';
-import { CHAT_SPECIALS, END, instructCorpus, instructSplits, type Pair, renderPair } from '../data/instruct.ts';
-import { sotuSplit } from '../data/sotu.ts';
+
 import { type GGUFMetaValue, meta, parseGGUF, writeGGUF } from '../../runtime/gguf.ts';
 import { type Tokenizer, tokenizerFromGGUF } from '../../runtime/tokenizer.ts';
+import { EOT, tokenizerMetadata, trainByteBPE } from '../data/bpe-train.ts';
+import {
+  CHAT_SPECIALS,
+  END,
+  instructCorpus,
+  instructSplits,
+  type Pair,
+  renderPair,
+} from '../data/instruct.ts';
+import { sotuSplit } from '../data/sotu.ts';
 import type { TrainConfig } from './config.ts';
 import type { Rng } from './model.ts';
 
@@ -38,11 +46,18 @@ export interface Corpus {
  * tokenizerMetadata, with `tokenizer.ggml.pre` set to a value the runtime's tokenizer accepts
  * (the data module writes llama.cpp's "gpt-2"; the runtime may only know "gpt2"/"default").
  */
-function runtimeTokenizerKv(tokens: string[], merges: string[], specials: string[]): Array<[string, GGUFMetaValue]> {
+function runtimeTokenizerKv(
+  tokens: string[],
+  merges: string[],
+  specials: string[],
+): Array<[string, GGUFMetaValue]> {
   const kv = tokenizerMetadata(tokens, merges, specials);
   const probe = (v: Array<[string, GGUFMetaValue]>) => tokenizerFromGGUF(parseGGUF(writeGGUF(v, [])));
   for (const pre of [undefined, 'gpt2', 'default']) {
-    const cand = pre === undefined ? kv : kv.map(([k, v]): [string, GGUFMetaValue] => [k, k === 'tokenizer.ggml.pre' ? meta.str(pre) : v]);
+    const cand =
+      pre === undefined
+        ? kv
+        : kv.map(([k, v]): [string, GGUFMetaValue] => [k, k === 'tokenizer.ggml.pre' ? meta.str(pre) : v]);
     try {
       probe(cand);
       return cand;
@@ -70,7 +85,9 @@ export function buildCorpus(cfg: TrainConfig, log: (s: string) => void = () => {
     trainDocs = kept;
   }
   const ins = instructSplits(cfg.seed, cfg.data.instruct);
-  log(`data: ${trainDocs.length} SOTU train addresses, ${sotu.validation.length} validation; ${ins.train.length} instruction pairs, ${ins.heldOut.length} held out (${Date.now() - t0} ms)`);
+  log(
+    `data: ${trainDocs.length} SOTU train addresses, ${sotu.validation.length} validation; ${ins.train.length} instruction pairs, ${ins.heldOut.length} held out (${Date.now() - t0} ms)`,
+  );
   t0 = Date.now();
   const bpe = trainByteBPE([...trainDocs, instructCorpus(ins.train)], cfg.tokenizer.bpeVocab);
   const specials = [EOT, ...CHAT_SPECIALS];
@@ -100,7 +117,9 @@ export function buildCorpus(cfg: TrainConfig, log: (s: string) => void = () => {
   };
   const sftTrain = ins.train.map(toExample);
   const sftHeldOut = ins.heldOut.map(toExample);
-  log(`encoded: ${train.length} train tokens, ${validation.length} validation tokens (${Date.now() - t0} ms)`);
+  log(
+    `encoded: ${train.length} train tokens, ${validation.length} validation tokens (${Date.now() - t0} ms)`,
+  );
   return {
     tokenizerKv,
     tokenizer,

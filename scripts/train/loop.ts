@@ -10,8 +10,8 @@ import {
   type Batch,
   buildCorpus,
   type Corpus,
-  emptyBatch,
   type Example,
+  emptyBatch,
   fixedWindows,
   Packer,
   randomWindows,
@@ -58,7 +58,9 @@ export interface RunResult {
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return '?';
   const m = Math.floor(s / 60);
-  return m >= 60 ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m` : `${m}m${String(Math.floor(s % 60)).padStart(2, '0')}s`;
+  return m >= 60
+    ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`
+    : `${m}m${String(Math.floor(s % 60)).padStart(2, '0')}s`;
 }
 
 /** Greedy decoding of held-out prompts on the training model; fraction answered exactly. */
@@ -132,7 +134,8 @@ function loadCheckpoint(dir: string): { state: RunState; blob: Float32Array } | 
   const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as RunState;
   const b = readFileSync(join(dir, 'state.bin'));
   const blob = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-  if (blob.length !== state.nParams * 3) throw new Error(`checkpoint ${dir}: state.bin has ${blob.length} floats, expected ${state.nParams * 3}`);
+  if (blob.length !== state.nParams * 3)
+    throw new Error(`checkpoint ${dir}: state.bin has ${blob.length} floats, expected ${state.nParams * 3}`);
   return { state, blob };
 }
 
@@ -177,17 +180,28 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
   const ckDir = join(opts.root, 'checkpoints', cfg.name);
   const corpus = buildCorpus(cfg, log);
   // a checkpoint can be resumed when these agree (the instruction phase may be re-planned)
-  const cfgJson = JSON.stringify({ seed: cfg.seed, model: cfg.model, tokenizer: cfg.tokenizer, data: cfg.data, pretrain: cfg.pretrain });
+  const cfgJson = JSON.stringify({
+    seed: cfg.seed,
+    model: cfg.model,
+    tokenizer: cfg.tokenizer,
+    data: cfg.data,
+    pretrain: cfg.pretrain,
+  });
   const modelCfg = (vocab: number): ModelConfig => ({ ...cfg.model, vocabSize: vocab });
   const preSteps = cfg.pretrain.steps;
   const insSteps = cfg.instruct.steps;
 
   let state: RunState;
   let blob: Float32Array | undefined;
-  const ck = opts.fresh ? undefined : loadCheckpoint(opts.restartInstruct ? join(ckDir, 'pretrain-end') : ckDir);
+  const ck = opts.fresh
+    ? undefined
+    : loadCheckpoint(opts.restartInstruct ? join(ckDir, 'pretrain-end') : ckDir);
   if (opts.restartInstruct && !ck) throw new Error(`no snapshot in ${join(ckDir, 'pretrain-end')}`);
   if (ck) {
-    if (ck.state.config !== cfgJson) throw new Error(`checkpoint in ${ckDir} was made with another config (rerun with --fresh to start over)`);
+    if (ck.state.config !== cfgJson)
+      throw new Error(
+        `checkpoint in ${ckDir} was made with another config (rerun with --fresh to start over)`,
+      );
     state = ck.state;
     blob = ck.blob;
     log(`resuming from ${ckDir}: ${state.phase} step ${state.step}`);
@@ -209,12 +223,21 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
   let stepsThisProcess = 0;
   const secPerTok = { v: Number.NaN };
   const totalTokensLeft = () => {
-    const pre = state.phase === 'pretrain' ? (preSteps - state.step) * cfg.pretrain.batch * cfg.pretrain.seqLen * cfg.pretrain.accum : 0;
-    const insLeft = state.phase === 'done' ? 0 : state.phase === 'instruct' ? insSteps - state.step : insSteps;
+    const pre =
+      state.phase === 'pretrain'
+        ? (preSteps - state.step) * cfg.pretrain.batch * cfg.pretrain.seqLen * cfg.pretrain.accum
+        : 0;
+    const insLeft =
+      state.phase === 'done' ? 0 : state.phase === 'instruct' ? insSteps - state.step : insSteps;
     return pre + insLeft * cfg.instruct.batch * cfg.instruct.seqLen * cfg.instruct.accum;
   };
 
-  const runPhase = async (phase: 'pretrain' | 'instruct', vocab: number, params: Float32Array, moments?: Float32Array) => {
+  const runPhase = async (
+    phase: 'pretrain' | 'instruct',
+    vocab: number,
+    params: Float32Array,
+    moments?: Float32Array,
+  ) => {
     const pc: PhaseConfig = cfg[phase];
     const mc = modelCfg(vocab);
     // with two threads each micro-batch is split in halves of rows: same batches, same update
@@ -253,13 +276,23 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
       } else {
         rec.instructValLoss = instructValLoss(model, corpus, pc.evalBatches * threads);
         if (cfg.evalExactMatch > 0) {
-          const em = exactMatch(mc, model.paramView().slice(), spread(corpus.sftHeldOut, cfg.evalExactMatch), corpus);
+          const em = exactMatch(
+            mc,
+            model.paramView().slice(),
+            spread(corpus.sftHeldOut, cfg.evalExactMatch),
+            corpus,
+          );
           rec.exactMatch = em.score;
-          for (const s of em.samples.slice(0, 3)) log(`  ${JSON.stringify(s.prompt)} → ${JSON.stringify(s.got)} (want ${JSON.stringify(s.want)})`);
+          for (const s of em.samples.slice(0, 3))
+            log(`  ${JSON.stringify(s.prompt)} → ${JSON.stringify(s.got)} (want ${JSON.stringify(s.want)})`);
         }
       }
       state.history.push(rec);
-      log(`eval ${Object.entries(rec).map(([k, v]) => `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : v}`).join(' ')} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      log(
+        `eval ${Object.entries(rec)
+          .map(([k, v]) => `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : v}`)
+          .join(' ')} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+      );
       void randomWindows; // (pretraining rows are drawn inline above)
     };
 
@@ -278,7 +311,11 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
           targets: b.targets.slice(k * n, (k + 1) * n),
           weights: b.weights.slice(k * n, (k + 1) * n),
         });
-        const remote = dp.run(model.paramView(), batches.map((b) => half(b, 1)), gscale);
+        const remote = dp.run(
+          model.paramView(),
+          batches.map((b) => half(b, 1)),
+          gscale,
+        );
         for (const b of batches) {
           const h = half(b, 0);
           loss += model.step(h.tokens, h.targets, h.weights, gscale);
@@ -292,7 +329,15 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
       const gnorm = Math.sqrt(model.gradNormSq());
       const clip = pc.gradClip > 0 && gnorm > pc.gradClip ? pc.gradClip / gnorm : 1;
       const lr = learningRate(pc, state.step);
-      model.adamStep({ lr, beta1: pc.beta1, beta2: pc.beta2, eps: pc.eps, weightDecay: pc.weightDecay, t: state.step + 1, gscale: clip });
+      model.adamStep({
+        lr,
+        beta1: pc.beta1,
+        beta2: pc.beta2,
+        eps: pc.eps,
+        weightDecay: pc.weightDecay,
+        t: state.step + 1,
+        gscale: clip,
+      });
       const dt = (performance.now() - t0) / 1000;
       const ntok = batches.length * pc.batch * pc.seqLen;
       state.tokens += ntok;
@@ -310,7 +355,8 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
         );
       }
       if (state.step % pc.evalEvery === 0 || state.step === pc.steps) evaluate();
-      if (state.step % cfg.checkpointEvery === 0 || state.step === pc.steps) saveCheckpoint(ckDir, state, model);
+      if (state.step % cfg.checkpointEvery === 0 || state.step === pc.steps)
+        saveCheckpoint(ckDir, state, model);
       if (opts.stopAfter !== undefined && stepsThisProcess >= opts.stopAfter) {
         saveCheckpoint(ckDir, state, model);
         await dp?.close();
@@ -354,7 +400,8 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
       state.phase = 'done';
     }
   }
-  if (!stoppedEarly && state.phase === 'done' && !finalParams && blob) finalParams = blob.subarray(0, state.nParams);
+  if (!stoppedEarly && state.phase === 'done' && !finalParams && blob)
+    finalParams = blob.subarray(0, state.nParams);
 
   const files: string[] = [];
   if (!stoppedEarly && finalParams) {
@@ -364,9 +411,11 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
     const vm = new TrainModel(mc, Math.min(cfg.pretrain.batch, 8), T);
     vm.setParams(finalParams);
     state.valLoss = sotuValLoss(vm, corpus, cfg.pretrain.evalBatches);
-    log(`final SOTU validation loss ${state.valLoss.toFixed(4)} (perplexity ${Math.exp(state.valLoss).toFixed(2)})`);
+    log(
+      `final SOTU validation loss ${state.valLoss.toFixed(4)} (perplexity ${Math.exp(state.valLoss).toFixed(2)})`,
+    );
     const stats: TrainStats = {
-      steps: state.pretrainSteps + (insSteps > 0 ? insSteps : 0),
+      steps: state.pretrainSteps + Math.max(insSteps, 0),
       tokens: state.tokens,
       wallSeconds: state.wallSeconds,
       valLoss: state.valLoss,
@@ -385,7 +434,12 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
     writeFileSync(join(ckDir, 'summary.json'), JSON.stringify({ ...stats, history: state.history }, null, 2));
   }
   return {
-    stats: { steps: state.pretrainSteps + state.step, tokens: state.tokens, wallSeconds: state.wallSeconds, valLoss: state.valLoss },
+    stats: {
+      steps: state.pretrainSteps + state.step,
+      tokens: state.tokens,
+      wallSeconds: state.wallSeconds,
+      valLoss: state.valLoss,
+    },
     files,
     state,
   };

@@ -117,7 +117,8 @@ export function growVocab(old: ModelConfig, params: Float32Array, newVocab: numb
     out.set(params.subarray(s.offset, s.offset + s.rows * s.cols), t.offset);
     if (t.rows !== s.rows) {
       const mean = new Float32Array(t.cols);
-      for (let r = 0; r < s.rows; r++) for (let j = 0; j < t.cols; j++) mean[j] += params[s.offset + r * s.cols + j];
+      for (let r = 0; r < s.rows; r++)
+        for (let j = 0; j < t.cols; j++) mean[j] += params[s.offset + r * s.cols + j];
       for (let j = 0; j < t.cols; j++) mean[j] /= s.rows;
       for (let r = s.rows; r < t.rows; r++) out.set(mean, t.offset + r * t.cols);
     }
@@ -311,7 +312,15 @@ export class TrainModel {
   }
 
   // dx(M×K) += dout(M×N)·W; dW(N×K) += doutᵀ·x
-  private linearBack(dx: number, dout: number, x: number, name: string, n: number, k: number, needDx = true): void {
+  private linearBack(
+    dx: number,
+    dout: number,
+    x: number,
+    name: string,
+    n: number,
+    k: number,
+    needDx = true,
+  ): void {
     if (needDx) this.w.x.matmul(dx, dout, this.p(name), this.M, k, n, n, 1, k, k, 1);
     this.w.x.matmul(this.g(name), dout, x, n, k, this.M, 1, n, k, k, 1);
   }
@@ -323,7 +332,13 @@ export class TrainModel {
     const x = w.x;
     w.i32(this.tokens, M).set(tokens);
     // embedding → residual stream of layer 0
-    x.embeddingForward(this.acts.length ? this.acts[0].xin : this.xfin, this.tokens, this.p('token_embd.weight'), M, D);
+    x.embeddingForward(
+      this.acts.length ? this.acts[0].xin : this.xfin,
+      this.tokens,
+      this.p('token_embd.weight'),
+      M,
+      D,
+    );
     for (let l = 0; l < cfg.nLayers; l++) {
       const A = this.acts[l];
       const pre = `blk.${l}.`;
@@ -358,7 +373,13 @@ export class TrainModel {
    * Forward over B×T tokens; cross-entropy against targets with per-token weights; if `backward`,
    * accumulate gradients of (Σ weight·loss)·gscale into the gradient buffer. Returns Σ weight·loss.
    */
-  step(tokens: Int32Array, targets: Int32Array, weights: Float32Array, gscale: number, backward = true): number {
+  step(
+    tokens: Int32Array,
+    targets: Int32Array,
+    weights: Float32Array,
+    gscale: number,
+    backward = true,
+  ): number {
     const { w, M, B, T, cfg } = this;
     const { dim: D, ffnDim: F, vocabSize: V, nHeads: H } = cfg;
     const hd = D / H;
@@ -373,7 +394,16 @@ export class TrainModel {
     x.zero(this.dxn, M * D * 4);
     this.linearBack(this.dxn, this.logits, this.xnf, 'output.weight', V, D);
     x.zero(this.dres, M * D * 4);
-    x.rmsnormBackward(this.dres, this.g('output_norm.weight'), this.dxn, this.xfin, this.p('output_norm.weight'), this.rstdf, M, D);
+    x.rmsnormBackward(
+      this.dres,
+      this.g('output_norm.weight'),
+      this.dxn,
+      this.xfin,
+      this.p('output_norm.weight'),
+      this.rstdf,
+      M,
+      D,
+    );
     for (let l = cfg.nLayers - 1; l >= 0; l--) {
       const A = this.acts[l];
       const pre = `blk.${l}.`;
@@ -384,18 +414,50 @@ export class TrainModel {
       x.zero(this.dxn, M * D * 4);
       this.linearBack(this.dxn, this.dg, A.xn2, `${pre}ffn_gate.weight`, F, D);
       this.linearBack(this.dxn, this.du, A.xn2, `${pre}ffn_up.weight`, F, D);
-      x.rmsnormBackward(this.dres, this.g(`${pre}ffn_norm.weight`), this.dxn, A.xmid, this.p(`${pre}ffn_norm.weight`), A.rstd2, M, D);
+      x.rmsnormBackward(
+        this.dres,
+        this.g(`${pre}ffn_norm.weight`),
+        this.dxn,
+        A.xmid,
+        this.p(`${pre}ffn_norm.weight`),
+        A.rstd2,
+        M,
+        D,
+      );
       // attention branch: dres is now d(xmid)
       x.zero(this.datt, M * D * 4);
       this.linearBack(this.datt, this.dres, A.att, `${pre}attn_output.weight`, D, D);
-      x.attentionBackward(this.dq, this.dk, this.dv, this.datt, A.p, A.q, A.k, A.v, this.scratch, B, T, H, hd);
+      x.attentionBackward(
+        this.dq,
+        this.dk,
+        this.dv,
+        this.datt,
+        A.p,
+        A.q,
+        A.k,
+        A.v,
+        this.scratch,
+        B,
+        T,
+        H,
+        hd,
+      );
       x.rope(this.dq, this.ropeTab, M, T, H, hd, -1);
       x.rope(this.dk, this.ropeTab, M, T, H, hd, -1);
       x.zero(this.dxn, M * D * 4);
       this.linearBack(this.dxn, this.dq, A.xn1, `${pre}attn_q.weight`, D, D);
       this.linearBack(this.dxn, this.dk, A.xn1, `${pre}attn_k.weight`, D, D);
       this.linearBack(this.dxn, this.dv, A.xn1, `${pre}attn_v.weight`, D, D);
-      x.rmsnormBackward(this.dres, this.g(`${pre}attn_norm.weight`), this.dxn, A.xin, this.p(`${pre}attn_norm.weight`), A.rstd1, M, D);
+      x.rmsnormBackward(
+        this.dres,
+        this.g(`${pre}attn_norm.weight`),
+        this.dxn,
+        A.xin,
+        this.p(`${pre}attn_norm.weight`),
+        A.rstd1,
+        M,
+        D,
+      );
     }
     x.embeddingBackward(this.g('token_embd.weight'), this.dres, this.tokens, M, D);
     return loss;
@@ -413,7 +475,15 @@ export class TrainModel {
   }
 
   /** One AdamW update of every tensor (weight decay on matrices only), gradients scaled by gscale. */
-  adamStep(o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; t: number; gscale: number }): void {
+  adamStep(o: {
+    lr: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    weightDecay: number;
+    t: number;
+    gscale: number;
+  }): void {
     if (!this.adamM) throw new Error('model built without optimizer state');
     const bc1 = 1 - o.beta1 ** o.t;
     const bc2 = 1 - o.beta2 ** o.t;

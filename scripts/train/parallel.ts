@@ -23,7 +23,7 @@ export class DataParallel {
       this.pending = undefined;
       p?.(m);
     });
-    worker.on('error', (e) => this.failed?.(e));
+    worker.on('error', (e: Error) => this.failed?.(e));
   }
 
   /** Start the worker with a model of this shape (no optimizer state there). */

@@ -31,7 +31,16 @@ export interface TrainExports {
     accumulate: number,
   ): void;
   rmsnormForward(y: number, rstd: number, x: number, w: number, m: number, d: number, eps: number): void;
-  rmsnormBackward(dx: number, dw: number, dy: number, x: number, w: number, rstd: number, m: number, d: number): void;
+  rmsnormBackward(
+    dx: number,
+    dw: number,
+    dy: number,
+    x: number,
+    w: number,
+    rstd: number,
+    m: number,
+    d: number,
+  ): void;
   rope(x: number, cs: number, m: number, t: number, nHeads: number, hd: number, sign: number): void;
   attentionForward(
     out: number,
@@ -64,7 +73,14 @@ export interface TrainExports {
   swigluBackward(dg: number, du: number, dh: number, g: number, u: number, n: number): void;
   embeddingForward(x: number, tokens: number, table: number, m: number, d: number): void;
   embeddingBackward(dtable: number, dx: number, tokens: number, m: number, d: number): void;
-  crossEntropy(logits: number, targets: number, weights: number, m: number, v: number, gscale: number): number;
+  crossEntropy(
+    logits: number,
+    targets: number,
+    weights: number,
+    m: number,
+    v: number,
+    gscale: number,
+  ): number;
   adamw(
     p: number,
     g: number,

@@ -91,8 +91,18 @@ describe('train kernels: backward vs central finite differences (float64)', () =
     const dw = A.zeros(n * k);
     A.x.matmul(dx, g, w, m, k, n, n, 1, k, k, 1);
     A.x.matmul(dw, g, x, n, k, m, 1, n, k, k, 1);
-    expect(relErr(A.get(dx, m * k), fdGrad(xv, dy, (xx) => refLinear(xx, wv, m, n, k)))).toBeLessThan(1e-5);
-    expect(relErr(A.get(dw, n * k), fdGrad(wv, dy, (ww) => refLinear(xv, ww, m, n, k)))).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        A.get(dx, m * k),
+        fdGrad(xv, dy, (xx) => refLinear(xx, wv, m, n, k)),
+      ),
+    ).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        A.get(dw, n * k),
+        fdGrad(wv, dy, (ww) => refLinear(xv, ww, m, n, k)),
+      ),
+    ).toBeLessThan(1e-5);
   });
 
   it('rmsnorm: dx and dw', () => {
@@ -111,8 +121,18 @@ describe('train kernels: backward vs central finite differences (float64)', () =
     const dx = A.zeros(m * d);
     const dw = A.zeros(d);
     A.x.rmsnormBackward(dx, dw, A.put(dy), x, w, rstd, m, d);
-    expect(relErr(A.get(dx, m * d), fdGrad(xv, dy, (xx) => refRmsnorm(xx, wv, m, d, eps)))).toBeLessThan(1e-5);
-    expect(relErr(A.get(dw, d), fdGrad(wv, dy, (ww) => refRmsnorm(xv, ww, m, d, eps)))).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        A.get(dx, m * d),
+        fdGrad(xv, dy, (xx) => refRmsnorm(xx, wv, m, d, eps)),
+      ),
+    ).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        A.get(dw, d),
+        fdGrad(wv, dy, (ww) => refRmsnorm(xv, ww, m, d, eps)),
+      ),
+    ).toBeLessThan(1e-5);
   });
 
   it('rope: forward, and the backward is the inverse rotation', () => {
@@ -121,7 +141,16 @@ describe('train kernels: backward vs central finite differences (float64)', () =
     const m = 2 * t;
     const xv = f32r(randVec(rng, m * nh * hd));
     const dy = f32r(randVec(rng, m * nh * hd));
-    const cfg: ModelConfig = { vocabSize: 8, dim: nh * hd, nLayers: 0, nHeads: nh, ffnDim: 8, contextLength: t, normEps: 1e-5, ropeBase: base };
+    const cfg: ModelConfig = {
+      vocabSize: 8,
+      dim: nh * hd,
+      nLayers: 0,
+      nHeads: nh,
+      ffnDim: 8,
+      contextLength: t,
+      normEps: 1e-5,
+      ropeBase: base,
+    };
     // the model builds the (cos, sin) table; borrow it through a tiny model's instance
     const A = arena();
     const tab = A.zeros(t * hd);
@@ -137,7 +166,12 @@ describe('train kernels: backward vs central finite differences (float64)', () =
     expect(relErr(A.get(x, xv.length), refRope(xv, m, t, nh, hd, base))).toBeLessThan(1e-6);
     const g = A.put(dy);
     A.x.rope(g, tab, m, t, nh, hd, -1);
-    expect(relErr(A.get(g, dy.length), fdGrad(xv, dy, (xx) => refRope(xx, m, t, nh, hd, base)))).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        A.get(g, dy.length),
+        fdGrad(xv, dy, (xx) => refRope(xx, m, t, nh, hd, base)),
+      ),
+    ).toBeLessThan(1e-5);
   });
 
   it('causal attention: dq, dk, dv over several 32-row blocks', () => {
@@ -158,9 +192,24 @@ describe('train kernels: backward vs central finite differences (float64)', () =
     const [dq, dk, dv] = [A.zeros(n), A.zeros(n), A.zeros(n)];
     A.x.attentionBackward(dq, dk, dv, A.put(dy), p, q, k, v, scratch, bsz, t, nh, hd);
     const tol = 1e-4; // f32 softmax over up to 37 keys
-    expect(relErr(A.get(dq, n), fdGrad(qv, dy, (x) => refAttention(x, kv, vv, bsz, t, nh, hd)))).toBeLessThan(tol);
-    expect(relErr(A.get(dk, n), fdGrad(kv, dy, (x) => refAttention(qv, x, vv, bsz, t, nh, hd)))).toBeLessThan(tol);
-    expect(relErr(A.get(dv, n), fdGrad(vv, dy, (x) => refAttention(qv, kv, x, bsz, t, nh, hd)))).toBeLessThan(tol);
+    expect(
+      relErr(
+        A.get(dq, n),
+        fdGrad(qv, dy, (x) => refAttention(x, kv, vv, bsz, t, nh, hd)),
+      ),
+    ).toBeLessThan(tol);
+    expect(
+      relErr(
+        A.get(dk, n),
+        fdGrad(kv, dy, (x) => refAttention(qv, x, vv, bsz, t, nh, hd)),
+      ),
+    ).toBeLessThan(tol);
+    expect(
+      relErr(
+        A.get(dv, n),
+        fdGrad(vv, dy, (x) => refAttention(qv, kv, x, bsz, t, nh, hd)),
+      ),
+    ).toBeLessThan(tol);
   });
 
   it('swiglu: dg and du', () => {
@@ -176,8 +225,18 @@ describe('train kernels: backward vs central finite differences (float64)', () =
     expect(relErr(A.get(h, n), refSwiglu(gv, uv))).toBeLessThan(1e-6);
     const [dg, du] = [A.zeros(n), A.zeros(n)];
     A.x.swigluBackward(dg, du, A.put(dy), g, u, n);
-    expect(relErr(A.get(dg, n), fdGrad(gv, dy, (x) => refSwiglu(x, uv)))).toBeLessThan(1e-5);
-    expect(relErr(A.get(du, n), fdGrad(uv, dy, (x) => refSwiglu(gv, x)))).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        A.get(dg, n),
+        fdGrad(gv, dy, (x) => refSwiglu(x, uv)),
+      ),
+    ).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        A.get(du, n),
+        fdGrad(uv, dy, (x) => refSwiglu(gv, x)),
+      ),
+    ).toBeLessThan(1e-5);
   });
 
   it('embedding: lookup, and the backward scatters into the used rows (repeats add up)', () => {
@@ -191,11 +250,21 @@ describe('train kernels: backward vs central finite differences (float64)', () =
     const ids = A.putI(tokens);
     const x = A.zeros(tokens.length * d);
     A.x.embeddingForward(x, ids, tab, tokens.length, d);
-    const lookup = (tb: Vec) => Float64Array.from({ length: tokens.length * d }, (_, i) => tb[tokens[Math.floor(i / d)] * d + (i % d)]);
+    const lookup = (tb: Vec) =>
+      Float64Array.from({ length: tokens.length * d }, (_, i) => tb[tokens[Math.floor(i / d)] * d + (i % d)]);
     expect(relErr(A.get(x, tokens.length * d), lookup(table))).toBe(0);
     const dt = A.zeros(vocab * d);
     A.x.embeddingBackward(dt, A.put(dy), ids, tokens.length, d);
-    expect(relErr(A.get(dt, vocab * d), fdGrad(table, new Float64Array([1]), (tb) => [lookup(tb).reduce((s, v, i) => s + v * dy[i], 0)] as unknown as Vec))).toBeLessThan(1e-6);
+    expect(
+      relErr(
+        A.get(dt, vocab * d),
+        fdGrad(
+          table,
+          new Float64Array([1]),
+          (tb) => [lookup(tb).reduce((s, v, i) => s + v * dy[i], 0)] as unknown as Vec,
+        ),
+      ),
+    ).toBeLessThan(1e-6);
   });
 
   it('softmax cross-entropy: loss and dlogits, weighted rows, zero-weight rows get no gradient', () => {
@@ -209,9 +278,15 @@ describe('train kernels: backward vs central finite differences (float64)', () =
     const loss = A.x.crossEntropy(l, A.putI(targets), A.put(weights), m, v, 0.25);
     const ref = refCrossEntropy(lv, targets, weights, m, v);
     expect(Math.abs(loss - ref) / ref).toBeLessThan(1e-6);
-    const fd = fdGrad(lv, new Float64Array([0.25]), (x) => Float64Array.of(refCrossEntropy(x, targets, weights, m, v)));
+    const fd = fdGrad(lv, new Float64Array([0.25]), (x) =>
+      Float64Array.of(refCrossEntropy(x, targets, weights, m, v)),
+    );
     expect(relErr(A.get(l, m * v), fd)).toBeLessThan(1e-5);
-    expect(A.get(l, m * v).subarray(2 * v, 3 * v).every((g) => g === 0)).toBe(true);
+    expect(
+      A.get(l, m * v)
+        .subarray(2 * v, 3 * v)
+        .every((g) => g === 0),
+    ).toBe(true);
   });
 
   it('fast exp: relative error below 1e-6 over the range softmax uses', () => {
@@ -222,7 +297,8 @@ describe('train kernels: backward vs central finite differences (float64)', () =
     const got = A.get(p, xs.length);
     const x32 = f32r(xs);
     let worst = 0;
-    for (let i = 0; i < xs.length; i++) worst = Math.max(worst, Math.abs(got[i] - Math.exp(x32[i])) / Math.exp(x32[i]));
+    for (let i = 0; i < xs.length; i++)
+      worst = Math.max(worst, Math.abs(got[i] - Math.exp(x32[i])) / Math.exp(x32[i]));
     expect(worst).toBeLessThan(1e-6);
   });
 
@@ -244,14 +320,24 @@ describe('train kernels: backward vs central finite differences (float64)', () =
   });
 });
 
-const tiny: ModelConfig = { vocabSize: 11, dim: 8, nLayers: 2, nHeads: 2, ffnDim: 12, contextLength: 40, normEps: 1e-5, ropeBase: 10000 };
+const tiny: ModelConfig = {
+  vocabSize: 11,
+  dim: 8,
+  nLayers: 2,
+  nHeads: 2,
+  ffnDim: 12,
+  contextLength: 40,
+  normEps: 1e-5,
+  ropeBase: 10000,
+};
 
 // parameters away from the initialisation (norm weights ≠ 1) so every path carries gradient
 function tinyParams(seed: number): Float32Array {
   const p = initParams(tiny, seed);
   const rng = new Rng(seed + 1);
   for (let i = 0; i < p.length; i++) p[i] += (rng.next() - 0.5) * 0.5;
-  for (const t of paramLayout(tiny).tensors) if (!t.decay) for (let i = 0; i < t.cols; i++) p[t.offset + i] = 1 + (rng.next() - 0.5) * 0.4;
+  for (const t of paramLayout(tiny).tensors)
+    if (!t.decay) for (let i = 0; i < t.cols; i++) p[t.offset + i] = 1 + (rng.next() - 0.5) * 0.4;
   return p;
 }
 
@@ -305,7 +391,8 @@ describe('train model', () => {
     };
     const a = run(tokens);
     const changed = tokens.slice();
-    for (let i = cut + 1; i < T; i++) changed[i] = (changed[i] + 1 + rng.int(tiny.vocabSize - 1)) % tiny.vocabSize;
+    for (let i = cut + 1; i < T; i++)
+      changed[i] = (changed[i] + 1 + rng.int(tiny.vocabSize - 1)) % tiny.vocabSize;
     const b = run(changed);
     expect(b.loss).toBe(a.loss);
     expect(b.grads).toEqual(a.grads);

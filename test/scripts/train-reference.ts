@@ -45,7 +45,15 @@ export function refRope(x: Vec, m: number, t: number, nHeads: number, hd: number
   return y;
 }
 
-export function refAttention(q: Vec, k: Vec, v: Vec, bsz: number, t: number, nHeads: number, hd: number): Vec {
+export function refAttention(
+  q: Vec,
+  k: Vec,
+  v: Vec,
+  bsz: number,
+  t: number,
+  nHeads: number,
+  hd: number,
+): Vec {
   const c = nHeads * hd;
   const out = new Float64Array(bsz * t * c);
   for (let b = 0; b < bsz; b++)
@@ -61,7 +69,8 @@ export function refAttention(q: Vec, k: Vec, v: Vec, bsz: number, t: number, nHe
         const e = s.map((z) => Math.exp(z - mx));
         const z = e.reduce((a, b2) => a + b2, 0);
         for (let u = 0; u <= i; u++)
-          for (let j = 0; j < hd; j++) out[(b * t + i) * c + h * hd + j] += (e[u] / z) * v[(b * t + u) * c + h * hd + j];
+          for (let j = 0; j < hd; j++)
+            out[(b * t + i) * c + h * hd + j] += (e[u] / z) * v[(b * t + u) * c + h * hd + j];
       }
   return out;
 }
@@ -71,7 +80,13 @@ export function refSwiglu(g: Vec, u: Vec): Vec {
 }
 
 /** Σ_r weight_r · −log softmax(logits_r)[target_r]. */
-export function refCrossEntropy(logits: Vec, targets: ArrayLike<number>, weights: ArrayLike<number>, m: number, v: number): number {
+export function refCrossEntropy(
+  logits: Vec,
+  targets: ArrayLike<number>,
+  weights: ArrayLike<number>,
+  m: number,
+  v: number,
+): number {
   let total = 0;
   for (let r = 0; r < m; r++) {
     if (weights[r] === 0) continue;
