@@ -25,16 +25,16 @@ const Q4_GB: usize = 80; // bytes per (group, block), q4_0
 
 /** scratch bytes linearQ8/linearQ4 use for m rows of k (activation quants, scales, sums). */
 export function quantScratchBytes(m: i32, k: i32): usize {
-  return 4 * <usize>m * <usize>k + 8 * <usize>m * <usize>(k >> 5) + 64;
+  return 5 * <usize>m * <usize>k + 8 * <usize>m * <usize>(k >> 5) + 64;
 }
 
 /** quantise m rows of k activations to Q8_0 into scratch s:
- * plain build: int16 values at s; relaxed: int8 at s, |x| at s + m·k, sign masks (0 / -1) at s + 2m·k;
- * then f32 scales at s + 4m·k and i32 block sums after them. */
+ * plain build: int16 values at s; relaxed: int8 at s, |x| at s + m·k, sign masks (0 / -1) at s + 2m·k,
+ * and for m > 1 also int16 at s + 3m·k; then f32 scales at s + 5m·k and i32 block sums after them. */
 export function quantizeAct(s: usize, x: usize, m: i32, k: i32): void {
   const nb = k >> 5;
   const mk = <usize>m * <usize>k;
-  const xd = s + 4 * mk;
+  const xd = s + 5 * mk;
   const xs = xd + 4 * <usize>m * <usize>nb;
   let src = x;
   let bi: usize = 0; // block index over all rows
@@ -80,6 +80,13 @@ export function quantizeAct(s: usize, x: usize, m: i32, k: i32): void {
         v128.store(o + mk, i8x16.abs(b1), 16);
         v128.store(o + 2 * mk, i8x16.shr_s(b0, 7));
         v128.store(o + 2 * mk, i8x16.shr_s(b1, 7), 16);
+        if (m > 1) {
+          const o16 = s + 3 * mk + (bi << 6);
+          v128.store(o16, h0);
+          v128.store(o16, h1, 16);
+          v128.store(o16, h2, 32);
+          v128.store(o16, h3, 48);
+        }
       } else {
         const o = s + (bi << 6);
         v128.store(o, h0);
@@ -117,8 +124,12 @@ function pairSum(a: v128, b: v128): v128 {
 // @ts-ignore: decorator
 @inline
 function sdot(w: v128, xg: usize, xa: usize, acc: v128): v128 {
-  const sg = v128.load32_splat(xg);
-  return i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), v128.load32_splat(xa), acc);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const sg = v128.load32_splat(xg);
+    return i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), v128.load32_splat(xa), acc);
+  } else {
+    return unreachable(); // the plain build never takes the relaxed path
+  }
 }
 
 // ---- Q8_0 ----------------------------------------------------------------------------------
@@ -126,9 +137,9 @@ function sdot(w: v128, xg: usize, xa: usize, acc: v128): v128 {
 // one group of 4 output rows times R (1..4) x rows; xr = row-0 address of this block's x values
 // @ts-ignore: decorator
 @inline
-function q8Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, m: i32, k: i32, wg: usize, nb: i32, valid: i32): void {
+function q8Tile(R: i32, RX: bool, o: usize, ldo: usize, s: usize, xd: usize, m: i32, k: i32, wg: usize, nb: i32, valid: i32): void {
   const mk = <usize>m * <usize>k;
-  const ldq: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>k : <usize>k << 1; // bytes per x row of quants
+  const ldq: usize = RX ? <usize>k : <usize>k << 1; // bytes per x row of quants
   const ldd = <usize>nb << 2; // bytes per x row of scales
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
@@ -139,7 +150,7 @@ function q8Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, m: i32, k: i3
   let xdp = xd;
   for (let b = 0; b < nb; b++) {
     const ws = v128.load(wb, 128);
-    if (ASC_FEATURE_RELAXED_SIMD) {
+    if (RX) {
       // two accumulators per row for R <= 2: the dot-adds of one row form a dependency chain
       const D = R <= 2;
       let a0 = i32x4.splat(0);
@@ -314,7 +325,7 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const nb = k >> 5;
   const ng = (n + 3) >> 2;
   const mk = <usize>m * <usize>k;
-  const xd = s + 4 * mk;
+  const xd = s + 5 * mk;
   const ldo = <usize>n << 2;
   const ldq: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>k : <usize>k << 1;
   const ldd = <usize>nb << 2;
@@ -330,20 +341,24 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
     else if (left == 1) q8Row(1, o, s, xd, mk, wg, gBytes, nb, n - g * 4);
     return;
   }
+  // several rows: the int16 path in both builds (the relaxed sign trick costs two ops per row and
+  // weight vector; the int16 one shares its unpacking among the rows). same integer sums.
+  const s16 = ASC_FEATURE_RELAXED_SIMD ? s + 3 * mk : s;
+  const ld16 = <usize>k << 1;
   for (let g = 0; g < ng; g++) {
     const wg = w + <usize>g * gBytes;
     const valid = n - g * 4;
     const oc = out + (<usize>g << 4);
     let r = 0;
     for (; r + 4 <= m; r += 4) {
-      q8Tile(4, oc + <usize>r * ldo, ldo, s + <usize>r * ldq, xd + <usize>r * ldd, m, k, wg, nb, valid);
+      q8Tile(4, false, oc + <usize>r * ldo, ldo, s16 + <usize>r * ld16, xd + <usize>r * ldd, m, k, wg, nb, valid);
     }
     const left = m - r;
-    const sr = s + <usize>r * ldq;
+    const sr = s16 + <usize>r * ld16;
     const dr = xd + <usize>r * ldd;
-    if (left == 3) q8Tile(3, oc + <usize>r * ldo, ldo, sr, dr, m, k, wg, nb, valid);
-    else if (left == 2) q8Tile(2, oc + <usize>r * ldo, ldo, sr, dr, m, k, wg, nb, valid);
-    else if (left == 1) q8Tile(1, oc + <usize>r * ldo, ldo, sr, dr, m, k, wg, nb, valid);
+    if (left == 3) q8Tile(3, false, oc + <usize>r * ldo, ldo, sr, dr, m, k, wg, nb, valid);
+    else if (left == 2) q8Tile(2, false, oc + <usize>r * ldo, ldo, sr, dr, m, k, wg, nb, valid);
+    else if (left == 1) q8Tile(1, false, oc + <usize>r * ldo, ldo, sr, dr, m, k, wg, nb, valid);
   }
 }
 
@@ -571,7 +586,7 @@ export function linearQ4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const nb = k >> 5;
   const ng = (n + 3) >> 2;
   const mk = <usize>m * <usize>k;
-  const xd = s + 4 * mk;
+  const xd = s + 5 * mk;
   const xs = xd + 4 * <usize>m * <usize>nb;
   const ldo = <usize>n << 2;
   const ldq: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>k : <usize>k << 1;
