@@ -1,7 +1,7 @@
 // Shared setup for the model tests: the kernel implementations to run on, and comparisons.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parseGGUF } from '../../runtime/gguf.ts';
-import type { Kernels } from '../../runtime/kernels.ts';
+import { createKernels, detectRelaxedSimd, type Kernels } from '../../runtime/kernels.ts';
 import { Model, type ModelOptions } from '../../runtime/model.ts';
 import { createJsKernels } from '../helpers/js-kernels.ts';
 
@@ -10,16 +10,13 @@ export interface KernelImpl {
   create: () => Kernels;
 }
 
-/** The plain-JS kernels always; the WASM builds (SIMD, relaxed SIMD) once runtime/kernels.ts exists. */
-export async function kernelImpls(): Promise<KernelImpl[]> {
+/** The plain-JS kernels, and both WASM builds (SIMD; relaxed SIMD where the engine validates it). */
+export function kernelImpls(): KernelImpl[] {
   const impls: KernelImpl[] = [{ name: 'js', create: createJsKernels }];
-  if (!existsSync('runtime/kernels.ts')) return impls;
-  const { createKernels, detectRelaxedSimd } = await import('../../runtime/kernels.ts');
   for (const [name, path] of [
     ['wasm-simd', 'build/kernels.wasm'],
     ['wasm-relaxed', 'build/kernels-relaxed.wasm'],
   ]) {
-    if (!existsSync(path)) continue;
     if (name === 'wasm-relaxed' && !detectRelaxedSimd()) continue;
     const mod = new WebAssembly.Module(readFileSync(path));
     impls.push({ name, create: () => createKernels(mod) });

@@ -7,7 +7,7 @@ import type { Model } from '../../runtime/model.ts';
 import { type RandomModelOptions, randomModel } from '../helpers/random-model.ts';
 import { kernelImpls, load, maxDiff, tokenSeq } from './model-helpers.ts';
 
-const impls = await kernelImpls();
+const impls = kernelImpls();
 
 const models: Array<[string, RandomModelOptions]> = [
   [

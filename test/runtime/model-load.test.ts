@@ -8,7 +8,7 @@ import { Model } from '../../runtime/model.ts';
 import { byteVocab, type RandomModelOptions, randomModel, randomWeights } from '../helpers/random-model.ts';
 import { kernelImpls, load } from './model-helpers.ts';
 
-const impls = await kernelImpls();
+const impls = kernelImpls();
 const MiB = 1024 * 1024;
 
 const llama: RandomModelOptions = {

@@ -6,7 +6,7 @@ import { type RandomModelOptions, randomModel } from '../helpers/random-model.ts
 import { refForward } from '../helpers/ref-forward.ts';
 import { argmax, kernelImpls, kl, load, maxDiff, tokenSeq } from './model-helpers.ts';
 
-const impls = await kernelImpls();
+const impls = kernelImpls();
 const PEAK_LLAMA = 8; // llama's residual stream carries the embedding less than gpt2's: a smaller scale peaks it
 
 const f32Cases: Array<[string, RandomModelOptions, number]> = [
