@@ -127,7 +127,11 @@ export function yieldToEventLoop(): Promise<void> {
   return new Promise((r) => setTimeout(r, 0));
 }
 
-/** Earliest index of any of `stops` in `text` at or after `from`, or -1. */
+/**
+ * Earliest index of any of `stops` in `text` at or after `from`, or -1.
+ * @example
+ * findStop('hello\n\nworld', ['\n\n', 'wor']); // 5
+ */
 export function findStop(text: string, stops: readonly string[], from = 0): number {
   let best = -1;
   for (const s of stops) {

@@ -176,7 +176,8 @@ function bool(o: Record<string, unknown>, field: string): boolean | undefined {
  * integer; ≤ 16 non-empty stop strings of ≤ 256 chars; ≤ 64 stopTokenIds inside the vocabulary;
  * topLogprobs 0..20 and only with logprobs; numBeams 1..16 integer; numReturnSequences 1..numBeams;
  * lengthPenalty finite; earlyStopping true | false | "never"; noRepeatNgramSize 0..64. Beam search
- * with sampling (numBeams > 1 and temperature > 0 or any sampling option) is rejected.
+ * with sampling (numBeams > 1 and temperature > 0 or any sampling option) is rejected, and so is
+ * topLogprobs with beam search (logprobs alone gives each token's log-probability).
  * @example
  * const r = resolveOptions({ numBeams: 4 }, { vocabSize: 32000, contextLength: 512, promptTokens: 12 });
  * r.mode; // 'beam'
@@ -295,6 +296,9 @@ export function resolveOptions(
       'beam search cannot be combined with sampling (temperature > 0, topK, topP or minP)',
       'use numBeams: 1 to sample, or temperature: 0 for beam search',
     );
+  }
+  if (numBeams > 1 && topLogprobs > 0) {
+    bad('topLogprobs', 'is not available with beam search', "beam search reports each token's logprob only");
   }
   const mode = numBeams > 1 ? 'beam' : temperature > 0 ? 'sample' : 'greedy';
   return {

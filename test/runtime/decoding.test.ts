@@ -127,6 +127,7 @@ describe('resolveOptions', () => {
     [{ stopTokenIds: [-1] }, 'stopTokenIds'],
     [{ topLogprobs: 3 }, 'topLogprobs'],
     [{ logprobs: true, topLogprobs: 21 }, 'topLogprobs'],
+    [{ logprobs: true, topLogprobs: 2, numBeams: 2 }, 'topLogprobs'],
     [{ earlyStopping: 'sometimes' } as unknown as Record<string, unknown>, 'earlyStopping'],
     [{ noRepeatNgramSize: -2 }, 'noRepeatNgramSize'],
     [{ lengthPenalty: Number.NaN }, 'lengthPenalty'],
