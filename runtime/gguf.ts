@@ -81,6 +81,9 @@ export const GGUF_LIMITS = {
   maxKV: 100_000,
   maxTensors: 100_000,
   maxArrayLength: 1_000_000,
+  // all array items in the metadata together: a JS value costs up to ~16× its bytes in the file (a
+  // u8 or bool), so this bounds the heap a crafted file can claim (a 256k vocabulary needs ~1M)
+  maxMetadataItems: 4_000_000,
   maxStringBytes: 1 << 20,
   maxNameBytes: 63, // tensor names < 64 bytes (ggml's GGML_MAX_NAME)
   maxDims: 4,
@@ -140,6 +143,7 @@ const NEED_MORE = Symbol('need more bytes');
 
 class Reader {
   pos = 0;
+  items = 0; // array items read so far (GGUF_LIMITS.maxMetadataItems)
   readonly dv: DataView;
   /** `bytes` may be a prefix of a file of `total` bytes (parseGGUFHeader) */
   constructor(
@@ -353,6 +357,13 @@ function readArray(r: Reader, key: string, depth: number): GGUFMetaValue {
       { offset: countAt, field: key, hint: TRUNCATED },
     );
   }
+  r.items += n;
+  if (r.items > GGUF_LIMITS.maxMetadataItems) {
+    throw new FormatError(
+      `array ${key} at byte ${countAt} brings the metadata to ${r.items} array items, over the limit of ${GGUF_LIMITS.maxMetadataItems}`,
+      { offset: countAt, field: key, hint: 'corrupt or hostile file' },
+    );
+  }
   const value: unknown[] = new Array(n);
   if (itemType === 'array') {
     for (let i = 0; i < n; i++) value[i] = readArray(r, key, depth + 1);
@@ -360,8 +371,47 @@ function readArray(r: Reader, key: string, depth: number): GGUFMetaValue {
     if (itemType === 'string') {
       const label = `string value of ${key}`;
       for (let i = 0; i < n; i++) value[i] = r.str(label, GGUF_LIMITS.maxStringBytes, key);
-    } else {
+    } else if (itemType === 'bool') {
       for (let i = 0; i < n; i++) value[i] = scalar(r, itemType, key);
+    } else {
+      // fixed-size numbers: one bounds check for the whole array, then plain reads
+      const w = MIN_BYTES[itemType];
+      r.need(n * w, `items of ${key}`);
+      const dv = r.dv;
+      const p = r.pos;
+      switch (itemType) {
+        case 'u8':
+          for (let i = 0; i < n; i++) value[i] = r.bytes[p + i];
+          break;
+        case 'i8':
+          for (let i = 0; i < n; i++) value[i] = dv.getInt8(p + i);
+          break;
+        case 'u16':
+          for (let i = 0; i < n; i++) value[i] = dv.getUint16(p + 2 * i, true);
+          break;
+        case 'i16':
+          for (let i = 0; i < n; i++) value[i] = dv.getInt16(p + 2 * i, true);
+          break;
+        case 'u32':
+          for (let i = 0; i < n; i++) value[i] = dv.getUint32(p + 4 * i, true);
+          break;
+        case 'i32':
+          for (let i = 0; i < n; i++) value[i] = dv.getInt32(p + 4 * i, true);
+          break;
+        case 'f32':
+          for (let i = 0; i < n; i++) value[i] = dv.getFloat32(p + 4 * i, true);
+          break;
+        case 'f64':
+          for (let i = 0; i < n; i++) value[i] = dv.getFloat64(p + 8 * i, true);
+          break;
+        case 'u64':
+          for (let i = 0; i < n; i++) value[i] = dv.getBigUint64(p + 8 * i, true);
+          break;
+        case 'i64':
+          for (let i = 0; i < n; i++) value[i] = dv.getBigInt64(p + 8 * i, true);
+          break;
+      }
+      r.pos = p + n * w;
     }
   }
   return { type: 'array', itemType, value };

@@ -683,3 +683,25 @@ it('the writer stores strings as TextEncoder does (ASCII, 2/3/4-byte characters,
   }
   expect(parseGGUF(bytes).get('s')).toEqual(strs);
 });
+
+it('array items over all metadata are capped (4M), so small values cannot blow up the JS heap', () => {
+  // k u8 arrays of 900,000 items (4.5 MB of file for k = 5, ~36+ MB as JS arrays)
+  const n = 900_000;
+  const file = (k: number) => {
+    const parts = [new RawBytes().header(0, k).build()];
+    for (let i = 0; i < k; i++) {
+      parts.push(new RawBytes().str(`a${i}`).u32(VT.array).u32(VT.u8).u64(n).build(), new Uint8Array(n));
+    }
+    const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  };
+  const e = formatErr(() => parseGGUF(file(5)));
+  expect(e.field).toBe('a4');
+  expect(e.message).toMatch(/over the limit of 4000000/);
+  expect(parseGGUF(file(4)).get<number[]>('a3')!.length).toBe(n);
+});
