@@ -173,3 +173,104 @@ export class BPEMerger {
     }
   }
 }
+
+// ---- allocation-free lookups used inside the merge loops ---------------------------------------
+
+function nextPow2(n: number): number {
+  let c = 16;
+  while (c < n) c *= 2;
+  return c;
+}
+
+/**
+ * Strings → ids in an open-addressing table, looked up by a range of another string so the merge
+ * loop never allocates a substring (FNV-1a over UTF-16 code units). The first id for a string wins.
+ */
+export class PieceTable {
+  private readonly keys: string[] = [];
+  private readonly vals: number[] = [];
+  private readonly slots: Int32Array;
+  private readonly mask: number;
+
+  constructor(entries: Array<[string, number]>) {
+    const size = nextPow2(entries.length * 2);
+    this.slots = new Int32Array(size).fill(-1);
+    this.mask = size - 1;
+    for (const [k, v] of entries) {
+      if (this.get(k, 0, k.length) >= 0) continue;
+      let i = PieceTable.hash(k, 0, k.length) & this.mask;
+      while (this.slots[i] >= 0) i = (i + 1) & this.mask;
+      this.slots[i] = this.keys.length;
+      this.keys.push(k);
+      this.vals.push(v);
+    }
+  }
+
+  private static hash(s: string, a: number, b: number): number {
+    let h = 0x811c9dc5;
+    for (let i = a; i < b; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    return h >>> 0;
+  }
+
+  /** Id of the string s[a, b), or -1. */
+  get(s: string, a: number, b: number): number {
+    const len = b - a;
+    let i = PieceTable.hash(s, a, b) & this.mask;
+    for (;;) {
+      const k = this.slots[i];
+      if (k < 0) return -1;
+      const key = this.keys[k];
+      if (key.length === len) {
+        let j = 0;
+        while (j < len && key.charCodeAt(j) === s.charCodeAt(a + j)) j++;
+        if (j === len) return this.vals[k];
+      }
+      i = (i + 1) & this.mask;
+    }
+  }
+}
+
+/** (int, int) → non-negative int in an open-addressing table of typed arrays; first value wins. */
+export class IntPairMap {
+  private readonly ka: Int32Array;
+  private readonly kb: Int32Array;
+  private readonly val: Int32Array;
+  private readonly mask: number;
+
+  constructor(capacity: number) {
+    const size = nextPow2(capacity * 2);
+    this.ka = new Int32Array(size);
+    this.kb = new Int32Array(size);
+    this.val = new Int32Array(size).fill(-1);
+    this.mask = size - 1;
+  }
+
+  private slot(a: number, b: number): number {
+    let h = Math.imul(a, 0x9e3779b1) ^ Math.imul(b + 0x7f4a7c15, 0x85ebca77);
+    h ^= h >>> 15;
+    return Math.imul(h, 0x2c1b3c6d) & this.mask;
+  }
+
+  /** Sets (a, b) → v unless (a, b) is already present. */
+  add(a: number, b: number, v: number): void {
+    let i = this.slot(a, b);
+    while (this.val[i] >= 0) {
+      if (this.ka[i] === a && this.kb[i] === b) return;
+      i = (i + 1) & this.mask;
+    }
+    this.ka[i] = a;
+    this.kb[i] = b;
+    this.val[i] = v;
+  }
+
+  /** Value for (a, b), or -1. */
+  get(a: number, b: number): number {
+    let i = this.slot(a, b);
+    for (;;) {
+      const v = this.val[i];
+      if (v < 0) return -1;
+      if (this.ka[i] === a && this.kb[i] === b) return v;
+      i = (i + 1) & this.mask;
+    }
+  }
+}

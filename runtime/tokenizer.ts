@@ -8,7 +8,7 @@
 
 import { BudgetError, FormatError, OptionsError, UnsupportedError } from './errors.ts';
 import type { GGUFFile } from './gguf.ts';
-import { BPEMerger, SymbolList } from './tokenizer-bpe.ts';
+import { BPEMerger, IntPairMap, PieceTable, SymbolList } from './tokenizer-bpe.ts';
 import { gpt2ByteToUnicode, gpt2Pieces } from './tokenizer-gpt2.ts';
 
 /** A tokenizer built by tokenizerFromGGUF. */
@@ -425,7 +425,7 @@ class LlamaTokenizer extends BaseTokenizer {
   readonly model = 'llama' as const;
   private readonly addSpacePrefix: boolean;
   // pieces a merge may produce: normal and user-defined tokens (SentencePiece's merge candidates)
-  private readonly mergeable = new Map<string, number>();
+  private readonly mergeable: PieceTable;
   private readonly byteIds = new Int32Array(256).fill(-1);
   private readonly maxPiece: number;
   private readonly merger = new BPEMerger();
@@ -435,11 +435,12 @@ class LlamaTokenizer extends BaseTokenizer {
     super(v);
     this.addSpacePrefix = addSpacePrefix;
     let maxPiece = 1;
+    const pieces: Array<[string, number]> = [];
     for (let i = 0; i < v.tokens.length; i++) {
       const t = v.types[i];
       const s = v.tokens[i];
       if ((t === TokenType.normal || t === TokenType.userDefined) && s.length > 0) {
-        if (!this.mergeable.has(s)) this.mergeable.set(s, i);
+        pieces.push([s, i]);
         if (s.length > maxPiece) maxPiece = s.length;
       } else if (t === TokenType.byte) {
         const b = parseByteToken(s);
@@ -447,6 +448,7 @@ class LlamaTokenizer extends BaseTokenizer {
       }
     }
     this.maxPiece = maxPiece;
+    this.mergeable = new PieceTable(pieces);
     if (v.unk === undefined) {
       const missing = this.byteIds.indexOf(-1);
       if (missing >= 0) {
@@ -481,7 +483,7 @@ class LlamaTokenizer extends BaseTokenizer {
     for (let i = 0; i < s.length; ) {
       const c = s.charCodeAt(i);
       const w = c >= 0xd800 && c < 0xdc00 && i + 1 < s.length ? 2 : 1;
-      syms.add(i, i + w, this.mergeable.get(w === 1 ? s[i] : s.slice(i, i + 2)) ?? -1);
+      syms.add(i, i + w, this.mergeable.get(s, i, i + w));
       i += w;
     }
     const { start, end } = syms;
@@ -490,7 +492,7 @@ class LlamaTokenizer extends BaseTokenizer {
     const scores = this.v.scores;
     this.merger.merge(
       syms,
-      (l, r) => (end[r] - start[l] > maxPiece ? -1 : (mergeable.get(s.slice(start[l], end[r])) ?? -1)),
+      (l, r) => (end[r] - start[l] > maxPiece ? -1 : mergeable.get(s, start[l], end[r])),
       (id) => scores[id],
       (id) => id,
     );
@@ -526,7 +528,7 @@ const WORD_CACHE_MAX_CHARS = 64;
 class GPT2Tokenizer extends BaseTokenizer {
   readonly model = 'gpt2' as const;
   // pair (left id, right id) → merge rank; mergeResult[rank] = id of the merged token
-  private readonly pairRank = new Map<number, number>();
+  private readonly pairRank: IntPairMap;
   private readonly mergeResult: Int32Array;
   private readonly byteIds = new Int32Array(256);
   private readonly unicodeToByte = new Map<number, number>();
@@ -537,7 +539,6 @@ class GPT2Tokenizer extends BaseTokenizer {
 
   constructor(v: Vocab, merges: string[]) {
     super(v);
-    const n = v.tokens.length;
     const b2u = gpt2ByteToUnicode();
     const ids = { get: (s: string) => this.tokenId(s) };
     for (let b = 0; b < 256; b++) {
@@ -555,6 +556,7 @@ class GPT2Tokenizer extends BaseTokenizer {
       this.byteIds[b] = id;
     }
     this.mergeResult = new Int32Array(merges.length);
+    this.pairRank = new IntPairMap(merges.length);
     for (let r = 0; r < merges.length; r++) {
       const m = merges[r];
       const sp = m.indexOf(' ');
@@ -567,8 +569,7 @@ class GPT2Tokenizer extends BaseTokenizer {
           { field: K.merges, hint: CORRUPT },
         );
       }
-      const key = left * n + right;
-      if (!this.pairRank.has(key)) this.pairRank.set(key, r);
+      this.pairRank.add(left, right, r);
       this.mergeResult[r] = merged;
     }
   }
@@ -639,12 +640,11 @@ class GPT2Tokenizer extends BaseTokenizer {
     syms.reset();
     for (let i = 0; i < nb; i++) syms.add(i, i + 1, this.byteIds[this.buf[i]]);
     const ids = syms.id;
-    const n = this.vocabSize;
     const pairRank = this.pairRank;
     const mergeResult = this.mergeResult;
     this.merger.merge(
       syms,
-      (l, r) => pairRank.get(ids[l] * n + ids[r]) ?? -1,
+      (l, r) => pairRank.get(ids[l], ids[r]),
       (rank) => -rank,
       (rank) => mergeResult[rank],
     );
