@@ -81,6 +81,24 @@ for (const b of builds) {
       });
     }
 
+    it('peaked scores (keys ×40: softmax near one-hot, exp underflows) stay accurate', () => {
+      const [nHeads, nKv, hd, bs, T] = [2, 1, 16, 16, 40];
+      const mark = k.mark();
+      const c = makeCache(k, 3, nKv, hd, bs, 9);
+      const kAll = f32(randomF32(r, T * nKv * hd, 40));
+      const vAll = f32(randomF32(r, T * nKv * hd));
+      const q = f32(randomF32(r, nHeads * hd, 2));
+      k.kvWrite(c.kPool, c.vPool, c.table, 0, T, put(k, kAll), put(k, vAll), nKv, hd, bs);
+      const out = k.alloc(nHeads * hd * 4);
+      k.attention(out, put(k, q), 1, c.kPool, c.vPool, c.table, T - 1, nHeads, nKv, hd, bs);
+      const want = refAttention(q, kAll, vAll, 1, T - 1, nHeads, nKv, hd);
+      // scores up to ~±300: f32 rounding of a score (~2e-5 relative) moves weights by ~6e-3 relative;
+      // outputs are bounded by max|v| ≤ 1, so 1e-2 absolute (a wrong key would be off by ~1)
+      const res = worst(k.f32(out, nHeads * hd), want, () => 1e-2);
+      expect(res.ratio).toBeLessThanOrEqual(1);
+      k.release(mark);
+    });
+
     it('property: changing a masked (future) key or value changes nothing', () => {
       const nHeads = 2;
       const nKv = 1;
