@@ -199,6 +199,7 @@ export async function* beamSearch<S>(
   const eos = new Set(cfg.eosIds);
   const trackCounts = cfg.presencePenalty !== 0 || cfg.frequencyPenalty !== 0;
   const maxStop = cfg.stop.reduce((m, s) => Math.max(m, s.length), 0);
+  const stopWindow = 4 * maxStop + 4;
   const prompt = promptIds.slice();
   const finished: BeamHypothesis[] = []; // sorted by score descending, at most B
   let unsat = true; // HF's is_early_stop_heuristic_unsatisfied
@@ -299,7 +300,11 @@ export async function* beamSearch<S>(
         let reason: 'stop' | 'length' | undefined;
         if (eos.has(v)) reason = 'stop';
         else if (maxStop > 0 && tokenizer) {
-          const toks = pb.tokens.concat(v);
+          // the parent's text holds no stop string (else it would not be running), so a new match
+          // ends in the last token: decode only a tail window wide enough for the longest stop string
+          // (every non-special token has ≥ 1 byte, a character ≤ 4 bytes, plus a split character)
+          const toks =
+            pb.tokens.length < stopWindow ? pb.tokens.concat(v) : pb.tokens.slice(1 - stopWindow).concat(v);
           const text = tokenizer.decode(toks, COMPLETION_TEXT);
           if (findStop(text, cfg.stop) >= 0) reason = 'stop';
         }

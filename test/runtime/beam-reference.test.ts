@@ -105,4 +105,45 @@ describe('beam search = reference beam search', () => {
     expect(counts.stopStr).toBeGreaterThan(3);
     expect(counts.multi).toBeGreaterThan(50);
   });
+  it('agrees on long generations with stop strings (the tail-window stop check; 60 cases)', async () => {
+    const rng = createRng(77);
+    let stops = 0;
+    for (let trial = 0; trial < 60; trial++) {
+      const V = 4 + Math.floor(rng.next() * 8);
+      const model = new TinyLM({
+        vocab: V,
+        seed: 5000 + trial,
+        scale: 1,
+        eos: 0,
+        eosBias: -3,
+        contextLength: 48,
+      });
+      const tok = tinyTokenizer(V);
+      const B = 2 + Math.floor(rng.next() * 3);
+      const common = {
+        numBeams: B,
+        lengthPenalty: 1,
+        earlyStopping: pick(rng, [true, false, 'never'] as const),
+        maxNewTokens: 20 + Math.floor(rng.next() * 10),
+        minNewTokens: 0,
+        noRepeatNgramSize: 0,
+        repetitionPenalty: 1,
+        eosIds: [0],
+        stop: [pick(rng, ['abc', 'cab', 'bb', 'a b', 'xy z', 'ééé'])],
+        numReturnSequences: B,
+      };
+      const cfg: BeamConfig = { ...common, presencePenalty: 0, frequencyPenalty: 0, vocabLimit: V };
+      const prompt = [1, 2];
+      const decode = (ids: number[]) => tok.decode(ids, { skipSpecial: true });
+      const ref = refBeamSearch((p) => model.fullLogits(p), V, prompt, common as RefBeamConfig, decode);
+      const { result } = await run(model, tok, prompt, cfg);
+      const label = JSON.stringify({ trial, V, ...common });
+      expect(
+        result.hypotheses.map((h) => h.tokens),
+        label,
+      ).toEqual(ref.map((h) => h.tokens));
+      if (ref.some((h) => h.reason === 'stop' && h.tokens.length > 14)) stops++;
+    }
+    expect(stops).toBeGreaterThan(5);
+  });
 });
