@@ -29,6 +29,11 @@ export interface RandomModelOptions {
   scale?: number;
   eps?: number;
   freqBase?: number;
+  /**
+   * zero the output rows of byte tokens 0x80–0xFF and of <|endoftext|>: such tokens never win, so
+   * greedy text stays valid UTF-8 without EOS (llama.cpp's server cannot return invalid UTF-8)
+   */
+  asciiOnly?: boolean;
   /** extra or overriding metadata, written after the standard keys */
   extraMeta?: Array<[string, GGUFMetaValue]>;
   /** metadata keys to leave out */
@@ -142,6 +147,11 @@ export function randomWeights(o: RandomModelOptions): Map<string, { dims: number
   vec('output_norm.weight', dim, 1, 0.2);
   if (o.arch === 'gpt2') vec('output_norm.bias', dim, 0, 0.1);
   if (!tied) lin('output.weight', dim, vocab, scale);
+  if (o.asciiOnly) {
+    const out = w.get(tied ? 'token_embd.weight' : 'output.weight')!.data;
+    for (const t of [...Array.from({ length: 128 }, (_, i) => 128 + i), vocab - 1])
+      out.fill(0, t * dim, (t + 1) * dim);
+  }
   return w;
 }
 
@@ -172,9 +182,10 @@ export function randomModel(o: RandomModelOptions): Uint8Array {
   } else {
     md.push(['gpt2.attention.layer_norm_epsilon', meta.f32(o.eps ?? 1e-5)]);
   }
+  // no tokenizer.ggml.pre: llama.cpp names GPT-2's pre-tokenizer 'gpt-2' (and rejects 'gpt2'); absent,
+  // both llama.cpp and edgelm fall back to a GPT-2-style split
   md.push(
     ['tokenizer.ggml.model', meta.str('gpt2')],
-    ['tokenizer.ggml.pre', meta.str('gpt2')],
     ['tokenizer.ggml.tokens', meta.arr('string', tokens)],
     ['tokenizer.ggml.token_type', meta.arr('i32', types)],
     ['tokenizer.ggml.merges', meta.arr('string', merges)],
