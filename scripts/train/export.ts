@@ -20,7 +20,7 @@ export function modelGGUF(
   params: Float32Array,
   tokenizerKv: Array<[string, GGUFMetaValue]>,
   stats: TrainStats,
-  opts: { type: 'f32' | 'q8_0'; name: string },
+  opts: { type: 'f32' | 'q8_0'; name: string; extra?: Array<[string, GGUFMetaValue]> },
 ): Uint8Array {
   const kv: Array<[string, GGUFMetaValue]> = [
     ['general.architecture', meta.str('llama')],
@@ -41,6 +41,7 @@ export function modelGGUF(
     ['edgelm.train.tokens', meta.u64(stats.tokens)],
     ['edgelm.train.wall_seconds', meta.f32(stats.wallSeconds)],
     ['edgelm.train.val_loss', meta.f32(stats.valLoss)],
+    ...(opts.extra ?? []),
   ];
   const tensors: GGUFWriteTensor[] = [];
   for (const t of paramLayout(cfg).tensors) {

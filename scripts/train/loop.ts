@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { meta } from '../../runtime/gguf.ts';
 import { learningRate, type PhaseConfig, type TrainConfig } from './config.ts';
 import {
   type Batch,
@@ -425,7 +426,15 @@ export async function runTraining(cfg: TrainConfig, opts: RunOptions): Promise<R
       if (!rel) continue;
       const path = join(opts.root, rel);
       mkdirSync(dirname(path), { recursive: true });
-      const bytes = modelGGUF(mc, finalParams, corpus.tokenizerKv, stats, { type, name: cfg.out.modelName });
+      const bytes = modelGGUF(mc, finalParams, corpus.tokenizerKv, stats, {
+        type,
+        name: cfg.out.modelName,
+        // the eval script reads the instruction seed/options (the held-out split) from here
+        extra: [
+          ['edgelm.train.seed', meta.u32(cfg.seed)],
+          ['edgelm.train.config', meta.str(JSON.stringify(cfg))],
+        ],
+      });
       writeFileSync(path, bytes);
       files.push(path);
       log(`wrote ${rel} (${(bytes.length / 1e6).toFixed(2)} MB)`);

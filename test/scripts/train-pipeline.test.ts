@@ -39,6 +39,7 @@ describe('train: CI config', () => {
     expect(f.get('llama.embedding_length')).toBe(cfg.model.dim);
     expect(f.get('llama.block_count')).toBe(cfg.model.nLayers);
     expect(f.get('edgelm.train.steps')).toBe(cfg.pretrain.steps + cfg.instruct.steps);
+    expect(JSON.parse(f.get('edgelm.train.config') as string).seed).toBe(cfg.seed);
     const vocab = (f.get('tokenizer.ggml.tokens') as string[]).length;
     expect(f.tensor('token_embd.weight')?.dims).toEqual([cfg.model.dim, vocab]);
     expect(f.tensor('blk.0.ffn_down.weight')?.dims).toEqual([cfg.model.ffnDim, cfg.model.dim]);
