@@ -221,7 +221,7 @@ export async function* runPlan(
   let promptTokens = 0;
   let completionTokens = 0;
   const tok = model.tokenizer;
-  const pieceOf = (id: number) => tok.decode([id], { skipSpecial: false });
+  const pieceOf = (id: number) => tok.decode([id], { skipSpecial: false, stripLeadingSpace: false });
   for (const [pi, ids] of prompts.entries()) {
     if (plan.numBeams > 1) {
       const opts: GenOptions = { ...plan.options, signal };

@@ -1,6 +1,18 @@
-import { Hono } from 'hono';
-import kernelsModule from '../build/kernels.wasm';
+// The Workers entry: the kernels arrive as compiled WebAssembly.Modules and the default model as
+// an ArrayBuffer (wrangler.toml's CompiledWasm and Data rules); nothing is loaded until the first
+// request, so the global scope starts at once.
 
-const app = new Hono();
-app.get('/healthz', (c) => c.json({ ok: true, kernels: kernelsModule instanceof WebAssembly.Module }));
-export default app;
+import kernels from '../build/kernels.wasm';
+import kernelsRelaxed from '../build/kernels-relaxed.wasm';
+import { createRuntime } from '../runtime/index.ts';
+import defaultModel from '../weights/default.gguf';
+import { createHandler } from './handler.ts';
+
+const handler = createHandler({
+  createRuntime: () => createRuntime({ simd: kernels, relaxed: kernelsRelaxed }),
+  defaultBytes: () => new Uint8Array(defaultModel),
+});
+
+export default {
+  fetch: (request: Request, env: Record<string, unknown>, ctx: unknown) => handler.fetch(request, env, ctx),
+};

@@ -62,7 +62,7 @@ export interface TokenizerLike {
   readonly eos: number | undefined;
   readonly addBos: boolean;
   encode(text: string, opts?: { parseSpecial?: boolean; addBos?: boolean }): number[];
-  decode(ids: ArrayLike<number>, opts?: { skipSpecial?: boolean }): string;
+  decode(ids: ArrayLike<number>, opts?: { skipSpecial?: boolean; stripLeadingSpace?: boolean }): string;
   isSpecial(id: number): boolean;
 }
 

@@ -619,7 +619,7 @@ describe('streaming', () => {
       body: JSON.stringify({ prompt: 'hi', max_tokens: 100 }),
       signal: ac.signal,
     });
-    await app.request(req).catch(() => {});
+    await Promise.resolve(app.request(req)).catch(() => {});
     expect(model.aborted).toBe(1);
     expect(model.steps).toBeLessThanOrEqual(4);
   });
@@ -659,12 +659,13 @@ describe('auth', () => {
       { failAt: { step: 0, error: () => new Error('boom') } },
       { apiKeys: [key, 'other'] },
     );
-    for (const h of [
+    const variants: Array<Record<string, string>> = [
       {},
       { authorization: 'Bearer nope' },
       { authorization: key },
       { authorization: `Basic ${key}` },
-    ]) {
+    ];
+    for (const h of variants) {
       const res = await post(app, '/v1/completions', { prompt: 'hi' }, h);
       expect(res.status).toBe(401);
       expect(res.headers.get('www-authenticate')).toBe('Bearer');
