@@ -1,4 +1,4 @@
-// llama.cpp reads our Q8_0 and Q4_0 blocks as we do. A model whose only path from input to logits is
+// llama.cpp reads our Q8_0, Q4_0 and F16 weights as we do. A model whose only path from input to logits is
 // output.weight: one layer with its attention output and FFN down projection zero (so the residual
 // stream is the embedding), and the embedding of the letter token number i the unit vector e_i.
 // The logits at that position are then c·W[:, i] (c > 0), and llama.cpp's greedy token after the
@@ -72,6 +72,7 @@ describe('llama.cpp dequantises our blocks as ggml.ts does (greedy token = argma
   for (const [name, type] of [
     ['Q8_0', GGMLType.Q8_0],
     ['Q4_0', GGMLType.Q4_0],
+    ['F16', GGMLType.F16],
   ] as const) {
     it(`${name}: all 32 columns pick the planted row`, async () => {
       const { bytes, expected } = probeModel(type);
