@@ -426,6 +426,21 @@ export async function* beamSearch<S>(
       });
     }
     pool = pool.sort((a, b) => b.score - a.score);
+  } else if (pool.length === 0) {
+    // nothing finished because no candidate had a finite score (every token banned, or a broken
+    // model row): the beams that were running are the answer
+    for (const l of live) {
+      if (l.tokens.length === 0) continue;
+      pool.push({
+        tokens: l.tokens,
+        tokenLogprobs: l.tokenLogprobs,
+        sumLogprobs: l.score,
+        score: l.score / l.tokens.length ** lpow,
+        finishReason: 'stop',
+      });
+    }
+    if (pool.length === 0) throw new Error('beam search: no next token has a finite log-probability');
+    pool = pool.sort((a, b) => b.score - a.score);
   }
   return {
     hypotheses: pool.slice(0, cfg.numReturnSequences),

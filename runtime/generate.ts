@@ -539,6 +539,7 @@ export async function* generate<S>(
       }
       let id = o.mode === 'sample' ? sampleIndex(samplingDistribution(scores, o), rng) : argmax(scores);
       if (id < 0) id = argmax(logits); // every token banned: fall back to the raw argmax
+      if (id < 0) throw new Error('generate: the model returned no finite logit');
       const logprob = logits[id] - lse;
       tokens.push(id);
       counts.set(id, (counts.get(id) ?? 0) + 1);

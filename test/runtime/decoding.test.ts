@@ -578,3 +578,40 @@ describe('beam search through generate()', () => {
     expect(model.stats.live).toBe(0);
   });
 });
+
+describe('degenerate rows', () => {
+  it('a model row of NaN is an error, not a hang or a bad token id', async () => {
+    const model = new ScriptLM(5, [1, 2], 1);
+    const bad = {
+      ...model,
+      info: model.info,
+      newSequence: () => model.newSequence(),
+      free: () => model.free(),
+      fork: () => model.fork({ length: 0 }),
+    } as any;
+    bad.prefill = () => new Float32Array(5).fill(Number.NaN);
+    bad.decode = () => new Float32Array(5).fill(Number.NaN);
+    await expect(collect(generate(bad, tinyTokenizer(5), [1], { maxNewTokens: 3 }))).rejects.toThrow(
+      /no finite logit/,
+    );
+    await expect(
+      collect(generate(bad, tinyTokenizer(5), [1], { maxNewTokens: 3, numBeams: 2 })),
+    ).rejects.toThrow(/finite/);
+    expect(model.live).toBe(0);
+  });
+
+  it('beam search with every continuation banned returns the running beams', async () => {
+    // vocabulary 3, noRepeatNgramSize 1: each token may appear once (prompt included) — the search runs dry
+    const model = new TinyLM({ vocab: 3, seed: 2 });
+    const { result } = await collect(
+      generate(model, tinyTokenizer(3), [0], {
+        maxNewTokens: 5,
+        numBeams: 2,
+        noRepeatNgramSize: 1,
+        ignoreEos: true,
+      }),
+    );
+    expect(result.sequences.length).toBeGreaterThan(0);
+    for (const s of result.sequences) expect(new Set([0, ...s.tokens]).size).toBe(s.tokens.length + 1);
+  });
+});
