@@ -532,7 +532,10 @@ export class Model {
       }
       if (llama) {
         // RoPE on q and k (adjacent pairs): prefill rows are consecutive positions, decode rows each at its own
-        if (seq) {
+        if (q === s.qkv) {
+          // one fused row: its q heads and k heads are adjacent, one call rotates both
+          k.rope(q, 1, nHeads + nKvHeads, headDim, seq ? pos0 : seqs![0].length, 0, freqBase, false);
+        } else if (seq) {
           k.rope(q, m, nHeads, headDim, pos0, 1, freqBase, false);
           k.rope(kb, m, nKvHeads, headDim, pos0, 1, freqBase, false);
         } else {

@@ -98,7 +98,9 @@ describe.each(impls)('KV cache on $name kernels', (impl) => {
       const P = 7;
       const last = model.prefill(seq, tokens.slice(0, P));
       expectRowsClose(last, 0, full, P - 1, V, `prefill position ${P - 1}`);
-      for (let t = P; t < tokens.length; t++) {
+      // a one-token prefill continues the sequence too (the single-row path)
+      expectRowsClose(model.prefill(seq, [tokens[P]]), 0, full, P, V, `prefill position ${P}`);
+      for (let t = P + 1; t < tokens.length; t++) {
         const step = model.decode([seq], [tokens[t]]);
         expect(step.length).toBe(V);
         expectRowsClose(step, 0, full, t, V, `decode position ${t}`);
