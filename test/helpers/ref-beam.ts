@@ -78,6 +78,7 @@ export function refBeamSearch(
   let running: Array<{ tokens: number[]; sum: number }> = [{ tokens: [], sum: 0 }];
   let finished: RefHyp[] = [];
   let heuristicUnsatisfied = true;
+  let lastRunning = running;
   for (let t = 1; t <= c.maxNewTokens; t++) {
     // all continuations of all running beams, fully sorted
     const all: Array<{ beam: number; token: number; sum: number }> = [];
@@ -116,6 +117,7 @@ export function refBeamSearch(
       .concat(newlyFinished)
       .sort((a, b) => b.score - a.score)
       .slice(0, B);
+    lastRunning = running;
     running = nextRunning.map((x) => ({ tokens: x.tokens, sum: x.sum }));
     // early-stop heuristic with t generated tokens
     if (heuristicUnsatisfied && running.length > 0) {
@@ -127,6 +129,18 @@ export function refBeamSearch(
     }
     const allFinishedAndEarly = finished.length === B && c.earlyStopping === true;
     if (!heuristicUnsatisfied || allFinishedAndEarly || running.length === 0) break;
+  }
+  if (finished.length === 0) {
+    // edgelm's rule beyond HF: when no candidate was finite, the beams that were running are returned
+    finished = lastRunning
+      .filter((r) => r.tokens.length > 0)
+      .map((r) => ({
+        tokens: r.tokens,
+        sum: r.sum,
+        score: r.sum / r.tokens.length ** c.lengthPenalty,
+        reason: 'stop' as const,
+      }))
+      .sort((a, b) => b.score - a.score);
   }
   return finished.slice(0, c.numReturnSequences);
 }
