@@ -9,7 +9,7 @@
 // scores use an online softmax (running max m, running sum l, rescaled accumulator) over tiles
 // of up to 32 keys: one pass over K and V, no buffer proportional to the context. within a tile:
 // scores four keys at a time, a SIMD exp, then V accumulated 16 floats of head_dim at a time.
-import { fma, hmax, hsum, SCRATCH_ACC, SCRATCH_SCORES } from './simd';
+import { exp4, fma, hmax, hsum, SCRATCH_ACC, SCRATCH_SCORES } from './simd';
 
 /** store n rows of keys and values (rows [n][nKvHeads·headDim]) at positions pos0.. of a sequence. */
 export function kvWrite(
@@ -37,26 +37,6 @@ export function kvWrite(
       memory.copy(vPool + off, v + <usize>i * rowBytes + <usize>h * hdBytes, hdBytes);
     }
   }
-}
-
-// e^x on four lanes (Cephes expf: x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, then
-// 2^n through the exponent bits); relative error ~2e-7. inputs below -87.3 give ~1e-38, not 0.
-// @ts-ignore: decorator
-@inline
-function exp4(x: v128): v128 {
-  x = f32x4.max(f32x4.min(x, f32x4.splat(88.37626)), f32x4.splat(-87.33654));
-  const n = f32x4.floor(fma(x, f32x4.splat(1.44269504088896341), f32x4.splat(0.5)));
-  let r = fma(n, f32x4.splat(-0.693359375), x);
-  r = fma(n, f32x4.splat(2.12194440e-4), r);
-  let p = f32x4.splat(1.9875691500e-4);
-  p = fma(p, r, f32x4.splat(1.3981999507e-3));
-  p = fma(p, r, f32x4.splat(8.3334519073e-3));
-  p = fma(p, r, f32x4.splat(4.1665795894e-2));
-  p = fma(p, r, f32x4.splat(1.6666665459e-1));
-  p = fma(p, r, f32x4.splat(5.0000001201e-1));
-  p = fma(p, f32x4.mul(r, r), f32x4.add(r, f32x4.splat(1)));
-  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
-  return f32x4.mul(p, pow2n);
 }
 
 // four scores q·k_j (j = 0..3, keys hdBytes apart) as one vector

@@ -1,6 +1,6 @@
 // element-wise and row-wise ops: norms, RoPE, activations, softmax, argmax, top-k.
 // rows are contiguous f32; every loop has a scalar tail for lengths not a multiple of 4.
-import { fma, hmax, hsum, SCRATCH_COS, SCRATCH_SIN } from './simd';
+import { exp4, fma, hmax, hsum, SCRATCH_COS, SCRATCH_SIN } from './simd';
 
 /** out[i] = a[i] + b[i] for i < n. */
 export function add(out: usize, a: usize, b: usize, n: i32): void {
@@ -175,7 +175,14 @@ export function ropeAt(x: usize, m: i32, nHeads: i32, headDim: i32, positions: u
 
 /** out = silu(a) · b = a / (1 + e^-a) · b. */
 export function siluMul(out: usize, a: usize, b: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
+  const one = f32x4.splat(1);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const v = v128.load(a + o);
+    v128.store(out + o, f32x4.mul(f32x4.div(v, f32x4.add(one, exp4(f32x4.neg(v)))), v128.load(b + o)));
+  }
+  for (; i < n; i++) {
     const o = <usize>i << 2;
     const v = load<f32>(a + o);
     store<f32>(out + o, (v / (<f32>1 + Mathf.exp(-v))) * load<f32>(b + o));
@@ -185,12 +192,27 @@ export function siluMul(out: usize, a: usize, b: usize, n: i32): void {
 /** GELU, tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
 export function gelu(out: usize, x: usize, n: i32): void {
   const c: f32 = 0.7978845608028654;
-  for (let i = 0; i < n; i++) {
+  // tanh(u) = 1 - 2 / (e^{2u} + 1), u clamped to ±15 where tanh is ±1 in f32
+  const vc = f32x4.splat(c);
+  const vk = f32x4.splat(0.044715);
+  const one = f32x4.splat(1);
+  const two = f32x4.splat(2);
+  const half = f32x4.splat(0.5);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const v = v128.load(x + o);
+    let u = f32x4.mul(vc, fma(f32x4.mul(vk, v), f32x4.mul(v, v), v));
+    u = f32x4.max(f32x4.min(u, f32x4.splat(15)), f32x4.splat(-15));
+    const t = f32x4.sub(one, f32x4.div(two, f32x4.add(exp4(f32x4.mul(two, u)), one)));
+    v128.store(out + o, f32x4.mul(f32x4.mul(half, v), f32x4.add(one, t)));
+  }
+  for (; i < n; i++) {
     const o = <usize>i << 2;
     const v = load<f32>(x + o);
-    const u = c * (v + <f32>0.044715 * v * v * v);
-    // tanh(u) = 1 - 2 / (e^{2u} + 1), saturating cleanly at both ends
-    const t: f32 = u > 15 ? 1 : u < -15 ? -1 : <f32>1 - <f32>2 / (Mathf.exp(<f32>2 * u) + 1);
+    let u = c * (v + <f32>0.044715 * v * v * v);
+    u = max(min(u, <f32>15), <f32>-15);
+    const t: f32 = <f32>1 - <f32>2 / (Mathf.exp(<f32>2 * u) + 1);
     store<f32>(out + o, <f32>0.5 * v * (<f32>1 + t));
   }
 }
@@ -204,8 +226,17 @@ export function softmax(x: usize, m: i32, n: i32): void {
     for (; i + 4 <= n; i += 4) mv = f32x4.max(mv, v128.load(xr + (<usize>i << 2)));
     let mx = hmax(mv);
     for (; i < n; i++) mx = max(mx, load<f32>(xr + (<usize>i << 2)));
-    let s: f32 = 0;
-    for (i = 0; i < n; i++) {
+    const vm = f32x4.splat(mx);
+    let vs = f32x4.splat(0);
+    i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const o = <usize>i << 2;
+      const e = exp4(f32x4.sub(v128.load(xr + o), vm));
+      v128.store(xr + o, e);
+      vs = f32x4.add(vs, e);
+    }
+    let s = hsum(vs);
+    for (; i < n; i++) {
       const o = <usize>i << 2;
       const e = Mathf.exp(load<f32>(xr + o) - mx);
       store<f32>(xr + o, e);

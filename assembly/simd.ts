@@ -11,6 +11,27 @@ export function fma(a: v128, b: v128, c: v128): v128 {
   }
 }
 
+// e^x on four lanes (Cephes expf: x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, then
+// 2^n through the exponent bits); relative error ~2e-7.
+// @ts-ignore: decorator
+@inline
+export function exp4(x0: v128): v128 {
+  const x = f32x4.max(f32x4.min(x0, f32x4.splat(88.37626)), f32x4.splat(-87.33654));
+  const n = f32x4.floor(fma(x, f32x4.splat(1.44269504088896341), f32x4.splat(0.5)));
+  let r = fma(n, f32x4.splat(-0.693359375), x);
+  r = fma(n, f32x4.splat(2.12194440e-4), r);
+  let p = f32x4.splat(1.9875691500e-4);
+  p = fma(p, r, f32x4.splat(1.3981999507e-3));
+  p = fma(p, r, f32x4.splat(8.3334519073e-3));
+  p = fma(p, r, f32x4.splat(4.1665795894e-2));
+  p = fma(p, r, f32x4.splat(1.6666665459e-1));
+  p = fma(p, r, f32x4.splat(5.0000001201e-1));
+  p = fma(p, f32x4.mul(r, r), f32x4.add(r, f32x4.splat(1)));
+  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  // below the clamp the true value is < 1.2e-38: return exactly 0 (so e^-inf = 0; NaN also gives 0)
+  return v128.and(f32x4.mul(p, pow2n), f32x4.ge(x0, f32x4.splat(-87.33654)));
+}
+
 /** sum of the four f32 lanes. */
 // @ts-ignore: decorator
 @inline

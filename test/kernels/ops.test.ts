@@ -64,6 +64,26 @@ for (const b of builds) {
       }
     });
 
+    it('softmax gives exactly 0 to -Infinity (masked) entries', () => {
+      const mark = k.mark();
+      const vals = [
+        Number.NEGATIVE_INFINITY,
+        0,
+        1,
+        Number.NEGATIVE_INFINITY,
+        2,
+        -100,
+        Number.NEGATIVE_INFINITY,
+      ];
+      const p = put(k, vals);
+      k.softmax(p, 1, vals.length);
+      const got = k.f32(p, vals.length);
+      expect([got[0], got[3], got[6]]).toEqual([0, 0, 0]);
+      const want = refSoftmax(vals, 1, vals.length);
+      expect(worst(got, want, (i) => 1e-6 + 1e-5 * want[i]).ratio).toBeLessThanOrEqual(1);
+      k.release(mark);
+    });
+
     it('property: softmax rows sum to 1 (within 1e-5) for any finite input', () => {
       fc.assert(
         fc.property(
