@@ -103,6 +103,8 @@ export async function loadWllama(path: string, nCtx = 1024): Promise<WllamaHandl
   } as any);
   const blob = await openAsBlob(path);
   await ll.loadModel([blob as any], { n_threads: 1, n_gpu_layers: 0, n_ctx: nCtx } as any);
+  // loadModel can resolve although llama.cpp refused the file; fail here, not on the next call
+  if (!ll.isModelLoaded()) throw new Error(`llama.cpp could not load ${path}`);
   return {
     async complete(prompt, maxTokens, opts = {}) {
       // the prompt must be text (llama-server's JSON wants a string); token ids come back through
