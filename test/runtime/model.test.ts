@@ -33,6 +33,36 @@ const f32Cases: Array<[string, RandomModelOptions, number]> = [
     33,
   ],
   [
+    'llama all F16 (the reference reads the same f16 weights)',
+    {
+      arch: 'llama',
+      dim: 48,
+      nLayers: 2,
+      nHeads: 4,
+      ffnDim: 80,
+      vocab: 270,
+      context: 48,
+      seed: 7,
+      type: 'f16',
+    },
+    29,
+  ],
+  [
+    'gpt2 all F16',
+    {
+      arch: 'gpt2',
+      dim: 48,
+      nLayers: 2,
+      nHeads: 4,
+      ffnDim: 80,
+      vocab: 270,
+      context: 48,
+      seed: 8,
+      type: 'f16',
+    },
+    29,
+  ],
+  [
     'llama odd shapes (dim 42, 3 heads of 14, ffn 37, vocab 263), freq_base 500',
     {
       arch: 'llama',
