@@ -351,6 +351,11 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
     },
 
     linear(out, x, w, m) {
+      if (!Number.isSafeInteger(m) || m < 0 || m > 1 << 20) {
+        throw new OptionsError(`linear: row count m = ${m} is not an integer in 0..${1 << 20}`, {
+          field: 'm',
+        });
+      }
       if (m === 0) return;
       if (w.type === 'f32' || w.type === 'f16') {
         e.linearF32(out, x, w.ptr, m, w.n, w.k);

@@ -108,6 +108,22 @@ for (const b of builds) {
       k.release(mark);
     });
 
+    it('arena: reserve grows memory once, values survive growth, release restores the top', () => {
+      const kk = load(b.file, 0);
+      const before = kk.memory.buffer.byteLength;
+      const p = kk.alloc(16);
+      kk.f32(p, 4).set([1, 2, 3, 4]);
+      kk.reserve(8 << 20);
+      expect(kk.memory.buffer.byteLength).toBeGreaterThanOrEqual(before + (8 << 20));
+      expect(Array.from(kk.f32(p, 4))).toEqual([1, 2, 3, 4]); // a fresh view after growth
+      const m = kk.mark();
+      const q = kk.alloc(1000, 256);
+      expect(q % 256).toBe(0);
+      kk.release(m);
+      expect(kk.mark()).toBe(m);
+      expect(() => kk.linear(0, 0, { type: 'f32', ptr: 0, n: 1, k: 1, bytes: 32 }, -1)).toThrow(/row count/);
+    });
+
     it('rejects quantised K not a multiple of 32, wrong byte counts, and allocation past the reserve', () => {
       expect(() => k.prepareLinear('q8_0', new Uint8Array(34), 1, 33)).toThrow(UnsupportedError);
       expect(() => k.linearBytes('q4_0', 4, 48)).toThrow(/multiple of 32/);
