@@ -85,7 +85,7 @@ describe('playground', () => {
     // the returned sequences, best first, as the API returns them
     const seqs = await page.$$eval('#seqs .seq', (els) => els.map((e) => e.textContent ?? ''));
     expect(seqs).toHaveLength(2);
-    seqs.forEach((s, i) => expect(s.endsWith(`: ${ref.choices[i].text}`)).toBe(true));
+    for (const [i, s] of seqs.entries()) expect(s.endsWith(`: ${ref.choices[i].text}`)).toBe(true);
     expect(await page.textContent('#out')).toBe(ref.choices[0].text);
     // the best sequence's path is highlighted from the first step on
     const highlighted = await page.$$eval('#tree g.node.ret', (els) =>
