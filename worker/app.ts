@@ -121,10 +121,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.get('/', (c) => c.html(PLAYGROUND_HTML));
 
-  app.get('/healthz', (c) => {
+  // healthy means the default model is loaded and can serve (loading it here if need be)
+  app.get('/healthz', async (c) => {
+    await deps.models.get(undefined).catch(() => {});
     const models = deps.models.list();
     const def = models.find((m) => m.id === deps.models.defaultId);
-    const ok = def !== undefined && def.status !== 'unavailable';
+    const ok = def?.status === 'loaded';
     return c.json(
       {
         ok,

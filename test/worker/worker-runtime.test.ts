@@ -252,3 +252,32 @@ describe('the handler: killed requests and R2', () => {
     expect(((await res.json()) as any).error.message).toMatch(/R2_MAX_BYTES/);
   });
 });
+
+describe('health', () => {
+  it('healthz loads the default model and says 503 when it cannot be loaded', async () => {
+    const good = createHandler({
+      createRuntime: () => createRuntime({ simd: kernels }),
+      defaultBytes: () => new Uint8Array(defaultModel),
+      log: () => {},
+    });
+    const ok = await good.fetch(new Request('http://x/healthz'), {});
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as any).models[0].status).toBe('loaded');
+    const bad = createHandler({
+      createRuntime: () => createRuntime({ simd: kernels }),
+      defaultBytes: () => new Uint8Array(64),
+      log: () => {},
+    });
+    const res = await bad.fetch(new Request('http://x/healthz'), {});
+    expect(res.status).toBe(503);
+    const j: any = await res.json();
+    expect(j.ok).toBe(false);
+    expect(j.models[0].error).toMatch(/magic/);
+    const gen = await bad.fetch(
+      new Request('http://x/v1/completions', { method: 'POST', body: '{"prompt":"a"}' }),
+      {},
+    );
+    expect(gen.status).toBe(503);
+    expect(gen.headers.get('retry-after')).not.toBeNull();
+  });
+});
