@@ -23,7 +23,14 @@
 // KV cache: the B live beams are B model sequences; after selection the first child of a parent
 // takes over the parent's sequence, every further child is a copy-on-write fork, parents without
 // children are freed — nothing is recomputed. Then all children go through one model.decode call.
-import { logSoftmax, logSumExp, type ProcessorConfig, processorsActive, processScores } from './sample.ts';
+import {
+  logSoftmax,
+  logSumExp,
+  type ProcessorConfig,
+  processorsActive,
+  processScores,
+  topKInto,
+} from './sample.ts';
 
 /** An opaque sequence handle of a model (runtime/model.ts `Sequence`). */
 export interface SequenceHandle {
@@ -207,6 +214,8 @@ export async function* beamSearch<S>(
   const owned = new Set<S>();
   const lp = new Float64Array(V);
   const cands = new TopCandidates(K);
+  const rowIdx = new Int32Array(K);
+  const rowVal = new Float64Array(K);
   let steps = 0;
   let aborted = false;
 
@@ -267,24 +276,19 @@ export async function* beamSearch<S>(
             }
           }
         } else {
-          // no processor: log-probs are row[v] − lse, computed only for entries that can enter the
-          // top K (the raw-space threshold is loosened by a margin; the exact test follows)
-          const lse = logSumExp(row);
-          let thr = full
-            ? worst - base + lse - 1e-9 * (1 + Math.abs(worst - base + lse))
-            : Number.NEGATIVE_INFINITY;
-          for (let v = 0; v < V; v++) {
-            const x = row[v];
-            if (!(x > thr)) continue;
-            const l = x - lse;
+          // no processor: only this row's own top K (by logit) can enter the top K over all beams,
+          // and their log-probs are row[v] − lse; one selection pass, one exp pass
+          const n = topKInto(row, K, rowIdx, rowVal);
+          const lse = logSumExp(row, n > 0 ? rowVal[0] : Number.NEGATIVE_INFINITY);
+          for (let j = 0; j < n; j++) {
+            const l = rowVal[j] - lse;
             if (!(l > Number.NEGATIVE_INFINITY)) continue;
             const sc = base + l;
-            if (full && !(sc > worst)) continue;
-            cands.offer(sc, l, b, v);
+            if (full && !(sc > worst)) break; // the rest of this row scores lower still
+            cands.offer(sc, l, b, rowIdx[j]);
             if (cands.n === K) {
               full = true;
               worst = cands.score[K - 1];
-              thr = worst - base + lse - 1e-9 * (1 + Math.abs(worst - base + lse));
             }
           }
         }

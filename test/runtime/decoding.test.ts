@@ -18,6 +18,7 @@ import {
   processScores,
   sampleIndex,
   samplingDistribution,
+  topKInto,
   topN,
 } from '../../runtime/sample.ts';
 import { TinyLM, TinyTokenizer, tinyTokenizer } from '../helpers/tiny-lm.ts';
@@ -260,6 +261,28 @@ describe('samplers', () => {
       const lse = m + Math.log(x.reduce((a, v) => a + Math.exp(v - m), 0));
       const got = logSoftmax(x);
       for (let i = 0; i < x.length; i++) expect(Math.abs(got[i] - (x[i] - lse))).toBeLessThanOrEqual(1e-13);
+    }
+  });
+
+  it('topKInto equals a full sort (value desc, index asc), skipping -Infinity and NaN', () => {
+    const rng = createRng(23);
+    for (let trial = 0; trial < 300; trial++) {
+      const n = Math.floor(rng.next() * 60);
+      // few distinct values, so ties are common
+      const x = Float32Array.from({ length: n }, () => {
+        const u = rng.next();
+        return u < 0.1 ? Number.NEGATIVE_INFINITY : u < 0.15 ? Number.NaN : Math.floor(u * 8);
+      });
+      const k = 1 + Math.floor(rng.next() * 12);
+      const idx = new Int32Array(k);
+      const val = new Float64Array(k);
+      const got = topKInto(x, k, idx, val);
+      const want = Array.from(x, (v, i) => [i, v] as const)
+        .filter(([, v]) => v > Number.NEGATIVE_INFINITY)
+        .sort((a, b) => b[1] - a[1] || a[0] - b[0])
+        .slice(0, k);
+      expect(got).toBe(want.length);
+      expect(Array.from(idx.subarray(0, got))).toEqual(want.map(([i]) => i));
     }
   });
 
