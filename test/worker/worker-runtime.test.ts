@@ -281,3 +281,33 @@ describe('health', () => {
     expect(gen.headers.get('retry-after')).not.toBeNull();
   });
 });
+
+describe('memory', () => {
+  it('WASM memory does not grow: a big beam request then many small ones leave it at its size after load', async () => {
+    const memories: WebAssembly.Memory[] = [];
+    const h = createHandler({
+      createRuntime: () => {
+        const rt = createRuntime({ simd: kernels });
+        return {
+          loadModel: (bytes, opts) => {
+            const m = rt.loadModel(bytes, opts);
+            memories.push((m.model as any).k.memory); // private in TS; read here only to measure
+            return m;
+          },
+        };
+      },
+      defaultBytes: () => new Uint8Array(defaultModel),
+      log: () => {},
+    });
+    const send = (body: unknown) =>
+      h.fetch(new Request('http://x/v1/completions', { method: 'POST', body: JSON.stringify(body) }), {});
+    expect((await send({ prompt: 'a', max_tokens: 1 })).status).toBe(200);
+    const size = memories[0]!.buffer.byteLength;
+    const big = await send({ prompt: 'word '.repeat(10), max_tokens: 200, num_beams: 8, ignore_eos: true });
+    expect(big.status, await big.clone().text()).toBe(200);
+    for (let i = 0; i < 20; i++)
+      expect((await send({ prompt: `p${i}`, max_tokens: 4, temperature: 0.9, seed: i })).status).toBe(200);
+    expect(memories).toHaveLength(1);
+    expect(memories[0]!.buffer.byteLength).toBe(size);
+  });
+});
