@@ -530,9 +530,9 @@ export async function* generate<S>(
     let finishReason: 'stop' | 'length' | 'abort' = 'length';
     for (let step = 1; step <= o.maxNewTokens; step++) {
       // the model's own log-probabilities are logits − lse; processors and warpers work on a copy
-      const lse = logSumExp(logits);
       let scores: ArrayLike<number> = logits;
-      if (o.mode === 'sample' || processorsActive(proc, tokens.length, V)) {
+      const processed = o.mode === 'sample' || processorsActive(proc, tokens.length, V);
+      if (processed) {
         for (let i = 0; i < V; i++) row[i] = logits[i];
         processScores(row, promptIds, tokens, counts, proc);
         scores = row;
@@ -540,6 +540,8 @@ export async function* generate<S>(
       let id = o.mode === 'sample' ? sampleIndex(samplingDistribution(scores, o), rng) : argmax(scores);
       if (id < 0) id = argmax(logits); // every token banned: fall back to the raw argmax
       if (id < 0) throw new Error('generate: the model returned no finite logit');
+      // greedy on raw logits: the chosen logit is the row's max, so the lse skips its max pass
+      const lse = logSumExp(logits, processed ? undefined : logits[id]);
       const logprob = logits[id] - lse;
       tokens.push(id);
       counts.set(id, (counts.get(id) ?? 0) + 1);
