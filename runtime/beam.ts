@@ -18,7 +18,11 @@
 //  7. continue while the heuristic holds, not (earlyStopping true and B finished), and some beam runs.
 // Where HF pads with −1e9 placeholder beams (fewer than K finite candidates: tiny vocabularies,
 // heavy bans), we keep only real candidates; the results equal HF's whenever every step has at
-// least K finite candidates. Ties between equal scores may order differently from torch.topk.
+// least K finite candidates. If no candidate at all is finite and nothing has finished, the beams
+// that were running are returned (finishReason 'stop'). Ties between equal scores may order
+// differently from torch.topk. HF computes in float32; we compute log-probs in float64.
+// Not modelled: HF's batch dimension (one prompt per search here), beam sampling, diverse/group beams,
+// constrained beams.
 //
 // KV cache: the B live beams are B model sequences; after selection the first child of a parent
 // takes over the parent's sequence, every further child is a copy-on-write fork, parents without
