@@ -362,6 +362,23 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   }
 }
 
+// relaxed: int16 pair sums of x (signed, splat of 4 bytes at xp or given) times nibbles (0..15)
+// @ts-ignore: decorator
+@inline
+function rdot16(x: v128, nib: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i16x8.relaxed_dot_i8x16_i7x16_s(x, nib);
+  } else {
+    return unreachable();
+  }
+}
+
+// @ts-ignore: decorator
+@inline
+function dot16(xp: usize, nib: v128): v128 {
+  return rdot16(v128.load32_splat(xp), nib);
+}
+
 // ---- Q4_0 ----------------------------------------------------------------------------------
 
 // @ts-ignore: decorator
@@ -385,35 +402,25 @@ function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k:
     let a2 = i32x4.splat(0);
     let a3 = i32x4.splat(0);
     if (ASC_FEATURE_RELAXED_SIMD) {
-      // low and high nibbles into separate accumulators for R <= 2 (shorter dependency chains)
-      const D = R <= 2;
-      let e0 = i32x4.splat(0);
-      let e1 = i32x4.splat(0);
+      // nibble·x pair sums are at most 2·15·127 = 3810: the eight of a block add up in int16
+      // (≤ 30480) and widen once per block
+      let h0 = i16x8.splat(0);
+      let h1 = i16x8.splat(0);
+      let h2 = i16x8.splat(0);
+      let h3 = i16x8.splat(0);
       for (let j: usize = 0; j < 16; j += 4) {
         const v = v128.load(wb + (j << 2));
         const lo = v128.and(v, lo4);
         const hi = i8x16.shr_u(v, 4);
-        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + j), lo, a0);
-        if (D) e0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 16 + j), hi, e0);
-        else a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 16 + j), hi, a0);
-        if (R > 1) {
-          a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + ldq + j), lo, a1);
-          if (D) e1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + ldq + 16 + j), hi, e1);
-          else a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + ldq + 16 + j), hi, a1);
-        }
-        if (R > 2) {
-          a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 2 * ldq + j), lo, a2);
-          a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 2 * ldq + 16 + j), hi, a2);
-        }
-        if (R > 3) {
-          a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 3 * ldq + j), lo, a3);
-          a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq + 3 * ldq + 16 + j), hi, a3);
-        }
+        h0 = i16x8.add(h0, i16x8.add(dot16(xq + j, lo), dot16(xq + 16 + j, hi)));
+        if (R > 1) h1 = i16x8.add(h1, i16x8.add(dot16(xq + ldq + j, lo), dot16(xq + ldq + 16 + j, hi)));
+        if (R > 2) h2 = i16x8.add(h2, i16x8.add(dot16(xq + 2 * ldq + j, lo), dot16(xq + 2 * ldq + 16 + j, hi)));
+        if (R > 3) h3 = i16x8.add(h3, i16x8.add(dot16(xq + 3 * ldq + j, lo), dot16(xq + 3 * ldq + 16 + j, hi)));
       }
-      if (D) {
-        a0 = i32x4.add(a0, e0);
-        if (R > 1) a1 = i32x4.add(a1, e1);
-      }
+      a0 = i32x4.extadd_pairwise_i16x8_s(h0);
+      if (R > 1) a1 = i32x4.extadd_pairwise_i16x8_s(h1);
+      if (R > 2) a2 = i32x4.extadd_pairwise_i16x8_s(h2);
+      if (R > 3) a3 = i32x4.extadd_pairwise_i16x8_s(h3);
       xq += 32;
     } else {
       let b0 = i32x4.splat(0);
@@ -499,29 +506,34 @@ function q4Row(G: i32, o: usize, s: usize, xd: usize, xs: usize, wg: usize, gByt
     let a2 = i32x4.splat(0);
     let a3 = i32x4.splat(0);
     if (ASC_FEATURE_RELAXED_SIMD) {
+      // int16 sums within the block (see q4Tile)
+      let h0 = i16x8.splat(0);
+      let h1 = i16x8.splat(0);
+      let h2 = i16x8.splat(0);
+      let h3 = i16x8.splat(0);
       for (let j: usize = 0; j < 16; j += 4) {
         const xl = v128.load32_splat(xq + j);
         const xh = v128.load32_splat(xq + 16 + j);
         const wo = j << 2;
         let v = v128.load(w0 + wo);
-        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, v128.and(v, lo4), a0);
-        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, i8x16.shr_u(v, 4), a0);
+        h0 = i16x8.add(h0, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, i8x16.shr_u(v, 4))));
         if (G > 1) {
           v = v128.load(w0 + gBytes + wo);
-          a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, v128.and(v, lo4), a1);
-          a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, i8x16.shr_u(v, 4), a1);
+          h1 = i16x8.add(h1, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, i8x16.shr_u(v, 4))));
         }
         if (G > 2) {
           v = v128.load(w0 + 2 * gBytes + wo);
-          a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, v128.and(v, lo4), a2);
-          a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, i8x16.shr_u(v, 4), a2);
+          h2 = i16x8.add(h2, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, i8x16.shr_u(v, 4))));
         }
         if (G > 3) {
           v = v128.load(w0 + 3 * gBytes + wo);
-          a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xl, v128.and(v, lo4), a3);
-          a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(xh, i8x16.shr_u(v, 4), a3);
+          h3 = i16x8.add(h3, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, i8x16.shr_u(v, 4))));
         }
       }
+      a0 = i32x4.extadd_pairwise_i16x8_s(h0);
+      if (G > 1) a1 = i32x4.extadd_pairwise_i16x8_s(h1);
+      if (G > 2) a2 = i32x4.extadd_pairwise_i16x8_s(h2);
+      if (G > 3) a3 = i32x4.extadd_pairwise_i16x8_s(h3);
       xq += 32;
     } else {
       let b0 = i32x4.splat(0);

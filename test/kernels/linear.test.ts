@@ -90,6 +90,40 @@ for (const b of builds) {
       }
     });
 
+    it('extreme blocks: integer sums at their limits stay exact (no int16 overflow)', () => {
+      const K = 96;
+      const N = 9;
+      const M = 3;
+      // every weight at one extreme: q4_0 nibbles 15 (+7) or 0 (−8), q8_0 ±127, scale 1.0 (f16 0x3c00)
+      const cases: Array<[WeightType, number, number, number]> = [
+        ['q4_0', 0xff, 18, 7],
+        ['q4_0', 0x00, 18, -8],
+        ['q8_0', 127, 34, 127],
+        ['q8_0', 0x81, 34, -127],
+      ];
+      for (const [type, byte, bs, wv] of cases) {
+        const raw = new Uint8Array((N * K * bs) / 32).fill(byte);
+        for (let o = 0; o < raw.length; o += bs) {
+          raw[o] = 0x00;
+          raw[o + 1] = 0x3c;
+        }
+        const mark = k.mark();
+        const lw = k.prepareLinear(type, raw, N, K);
+        // x rows of ±2.5: each block quantises to ±127 with d = 2.5/127, exactly representable sums
+        const x = new Float32Array(M * K).map((_, i) => (Math.floor(i / K) % 2 ? -2.5 : 2.5));
+        const op = k.alloc(M * N * 4);
+        k.linear(op, put(k, x), lw, M);
+        const got = k.f32(op, M * N);
+        for (let r = 0; r < M; r++) {
+          const want = K * wv * (r % 2 ? -2.5 : 2.5);
+          // one f32 product per block plus f32 sums of 3 blocks: 1e-6 relative
+          for (let j = 0; j < N; j++)
+            expect(Math.abs(got[r * N + j] - want)).toBeLessThanOrEqual(1e-6 * Math.abs(want));
+        }
+        k.release(mark);
+      }
+    });
+
     it('f32 at the sizes a model uses (K = 768, N = 67, M = 1, 4, 6)', () => {
       const K = 768;
       const N = 67;
