@@ -12,6 +12,8 @@ export interface RefBeamConfig {
   minNewTokens: number;
   noRepeatNgramSize: number;
   repetitionPenalty: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
   eosIds: number[];
   stop: string[];
   numReturnSequences: number;
@@ -52,13 +54,26 @@ export function refStepLogprobs(
   fullLogits: (prefix: number[]) => Float64Array,
   prompt: number[],
   tokens: number[],
-  c: Pick<RefBeamConfig, 'minNewTokens' | 'noRepeatNgramSize' | 'repetitionPenalty' | 'eosIds'>,
+  c: Pick<
+    RefBeamConfig,
+    | 'minNewTokens'
+    | 'noRepeatNgramSize'
+    | 'repetitionPenalty'
+    | 'presencePenalty'
+    | 'frequencyPenalty'
+    | 'eosIds'
+  >,
 ): number[] {
   const hist = prompt.concat(tokens);
   const lp = logSoftmaxRef(fullLogits(hist));
   if (c.repetitionPenalty !== 1) {
     for (const t of new Set(hist))
       lp[t] = lp[t] < 0 ? lp[t] * c.repetitionPenalty : lp[t] / c.repetitionPenalty;
+  }
+  // OpenAI-style penalties over the generated tokens only
+  for (const t of new Set(tokens)) {
+    const count = tokens.filter((u) => u === t).length;
+    lp[t] -= (c.presencePenalty ?? 0) + (c.frequencyPenalty ?? 0) * count;
   }
   for (const t of bannedByNgram(hist, c.noRepeatNgramSize)) lp[t] = Number.NEGATIVE_INFINITY;
   if (tokens.length < c.minNewTokens) for (const e of c.eosIds) lp[e] = Number.NEGATIVE_INFINITY;

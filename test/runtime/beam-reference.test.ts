@@ -54,11 +54,13 @@ describe('beam search = reference beam search', () => {
         minNewTokens: rng.next() < 0.3 ? Math.floor(rng.next() * (maxNew + 1)) : 0,
         noRepeatNgramSize: rng.next() < 0.3 ? 1 + Math.floor(rng.next() * 3) : 0,
         repetitionPenalty: rng.next() < 0.15 ? 1.4 : 1,
+        presencePenalty: rng.next() < 0.1 ? 0.6 : 0,
+        frequencyPenalty: rng.next() < 0.1 ? 0.3 : 0,
         eosIds,
         stop,
         numReturnSequences: 1 + Math.floor(rng.next() * B),
       };
-      const cfg: BeamConfig = { ...common, presencePenalty: 0, frequencyPenalty: 0, vocabLimit: V };
+      const cfg: BeamConfig = { ...common, vocabLimit: V };
       const prompt = Array.from({ length: 1 + Math.floor(rng.next() * 3) }, () => Math.floor(rng.next() * V));
       const decode = (ids: number[]) => tok.decode(ids, { skipSpecial: true });
       const ref = refBeamSearch((p) => model.fullLogits(p), V, prompt, common as RefBeamConfig, decode);
