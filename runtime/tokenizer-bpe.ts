@@ -1,19 +1,23 @@
-// BPE merging shared by both tokenizers: a doubly linked list of symbols and a binary heap of
-// candidate pairs (highest key first, ties to the leftmost pair), with stale entries skipped on pop.
-// Each merge costs O(log n), so a word of n symbols costs O(n log n) whatever its content.
-// The scheme is SentencePiece's bpe_model.cc agenda (score desc, left position asc); for GPT-2 the
-// key is minus the merge rank, which picks the same pair as tiktoken's "lowest rank, leftmost".
+// BPE merging shared by both tokenizers: a doubly linked list of symbols and a 4-ary min-heap of
+// candidate pairs, with stale entries skipped on pop. Each merge costs O(log n), so a word of n
+// symbols costs O(n log n) whatever its content.
+// Order: the pair with the best priority first (for llama the highest score, as SentencePiece's
+// bpe_model.cc agenda; for gpt2 the lowest merge rank, as tiktoken), ties to the leftmost pair.
+// Priority and left position are packed into one float64 key, `prio · 2^24 + left` (exact: prio <
+// 2^29, left < 2^24), so a comparison is one number and an entry is 16 bytes.
 
 /** A candidate lookup: for adjacent symbols l and r, a code ≥ 0 for their merge, or -1. */
 export type PairLookup = (l: number, r: number) => number;
 
-/** Growable max-heap of (key, left, right, end, code); ties on key go to the smaller `left`. */
+/** Positions (symbols) per merge call; MAX_INPUT_CHARS × 3 UTF-8 bytes stays below it. */
+export const MAX_SYMBOLS = 2 ** 24;
+const LEFT_SCALE = 2 ** 24;
+
+/** Growable 4-ary min-heap of (key, end, code). */
 class PairHeap {
-  key = new Float64Array(64);
-  left = new Int32Array(64);
-  right = new Int32Array(64);
-  end = new Int32Array(64);
-  code = new Int32Array(64);
+  key = new Float64Array(256);
+  end = new Int32Array(256);
+  code = new Int32Array(256);
   size = 0;
 
   reset(): void {
@@ -25,71 +29,65 @@ class PairHeap {
     const k = new Float64Array(cap);
     k.set(this.key);
     this.key = k;
-    for (const name of ['left', 'right', 'end', 'code'] as const) {
-      const a = new Int32Array(cap);
-      a.set(this[name]);
-      this[name] = a;
-    }
+    const e = new Int32Array(cap);
+    e.set(this.end);
+    this.end = e;
+    const c = new Int32Array(cap);
+    c.set(this.code);
+    this.code = c;
   }
 
-  // true when entry a should come out before entry b
-  private before(ka: number, la: number, kb: number, lb: number): boolean {
-    return ka > kb || (ka === kb && la < lb);
-  }
-
-  push(key: number, left: number, right: number, end: number, code: number): void {
+  push(key: number, end: number, code: number): void {
     if (this.size === this.key.length) this.grow();
-    let i = this.size++;
     const K = this.key;
-    const L = this.left;
+    let i = this.size++;
     // sift up: move parents down until the slot fits
     while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.before(key, left, K[p], L[p])) break;
-      this.move(p, i);
+      const p = (i - 1) >> 2;
+      if (K[p] <= key) break;
+      K[i] = K[p];
+      this.end[i] = this.end[p];
+      this.code[i] = this.code[p];
       i = p;
     }
     K[i] = key;
-    L[i] = left;
-    this.right[i] = right;
     this.end[i] = end;
     this.code[i] = code;
   }
 
-  private move(from: number, to: number): void {
-    this.key[to] = this.key[from];
-    this.left[to] = this.left[from];
-    this.right[to] = this.right[from];
-    this.end[to] = this.end[from];
-    this.code[to] = this.code[from];
-  }
-
-  // top entry is read from slot 0 before calling pop()
+  // the top entry is read from slot 0 before calling pop()
   pop(): void {
     const n = --this.size;
     if (n === 0) return;
     const K = this.key;
-    const L = this.left;
+    const E = this.end;
+    const C = this.code;
     const key = K[n];
-    const left = L[n];
-    const right = this.right[n];
-    const end = this.end[n];
-    const code = this.code[n];
+    const end = E[n];
+    const code = C[n];
     let i = 0;
     for (;;) {
-      const a = 2 * i + 1;
+      const a = 4 * i + 1;
       if (a >= n) break;
-      const b = a + 1;
-      const c = b < n && this.before(K[b], L[b], K[a], L[a]) ? b : a;
-      if (!this.before(K[c], L[c], key, left)) break;
-      this.move(c, i);
+      // smallest of up to four children
+      let c = a;
+      let kc = K[a];
+      const last = Math.min(a + 4, n);
+      for (let j = a + 1; j < last; j++) {
+        if (K[j] < kc) {
+          c = j;
+          kc = K[j];
+        }
+      }
+      if (kc >= key) break;
+      K[i] = kc;
+      E[i] = E[c];
+      C[i] = C[c];
       i = c;
     }
     K[i] = key;
-    L[i] = left;
-    this.right[i] = right;
-    this.end[i] = end;
-    this.code[i] = code;
+    E[i] = end;
+    C[i] = code;
   }
 }
 
@@ -128,9 +126,9 @@ export class SymbolList {
 }
 
 /**
- * Merges `syms` in place. `lookup(l, r)` gives a code for the pair or -1; `keyOf(code)` its
- * priority (higher merges first); `tokenOf(code)` the id of the merged symbol. Afterwards walk the
- * list from symbol 0 with `next` (a merged-away symbol has `end` = -1).
+ * Merges `syms` in place. `lookup(l, r)` gives a code for the pair or -1; `prioOf(code)` its
+ * priority, an integer in 0..2^29 (lower merges first); `tokenOf(code)` the id of the merged
+ * symbol. Afterwards walk the list from symbol 0 with `next` (a merged-away symbol has `end` = -1).
  */
 export class BPEMerger {
   private heap = new PairHeap();
@@ -138,7 +136,7 @@ export class BPEMerger {
   merge(
     syms: SymbolList,
     lookup: PairLookup,
-    keyOf: (code: number) => number,
+    prioOf: (code: number) => number,
     tokenOf: (code: number) => number,
   ): void {
     const n = syms.n;
@@ -147,20 +145,22 @@ export class BPEMerger {
     if (n < 2) return;
     const heap = this.heap;
     heap.reset();
+    const { end, next, prev, id } = syms;
+    // an entry stays valid while l is alive and its right neighbour still ends where it did
     const offer = (l: number, r: number): void => {
       const c = lookup(l, r);
-      if (c >= 0) heap.push(keyOf(c), l, r, syms.end[r], c);
+      if (c >= 0) heap.push(prioOf(c) * LEFT_SCALE + l, end[r], c);
     };
     for (let i = 0; i + 1 < n; i++) offer(i, i + 1);
-    const { end, next, prev, id } = syms;
     while (heap.size > 0) {
-      const l = heap.left[0];
-      const r = heap.right[0];
+      const key = heap.key[0];
       const e = heap.end[0];
       const code = heap.code[0];
       heap.pop();
-      // stale: l merged away, l's neighbour changed, or r grew since the entry was made
-      if (end[l] < 0 || next[l] !== r || end[r] !== e) continue;
+      const l = key % LEFT_SCALE;
+      if (end[l] < 0) continue;
+      const r = next[l];
+      if (r < 0 || end[r] !== e) continue;
       end[l] = e;
       id[l] = tokenOf(code);
       end[r] = -1;

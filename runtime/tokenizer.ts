@@ -53,8 +53,14 @@ export interface DecodeOptions {
   stripLeadingSpace?: boolean;
 }
 
-/** Longest text `encode` accepts, in UTF-16 code units. */
-export const MAX_INPUT_CHARS = 4 * 1024 * 1024;
+/**
+ * Longest text `encode` accepts, in UTF-16 code units. Merging needs ~40–80 bytes per symbol of the
+ * longest run it merges at once (a gpt2 pre-token word counts UTF-8 bytes, a llama segment
+ * characters), so one 1 Mi-character word of CJK can take ~100+ MB: hosts with a tight memory budget
+ * should cap prompt text well below this (a context of a few thousand tokens never needs more than
+ * tens of KB).
+ */
+export const MAX_INPUT_CHARS = 1 << 20;
 /** Largest vocabulary accepted from metadata. */
 export const MAX_VOCAB = 1_000_000;
 /** Longest token text accepted from metadata, in UTF-16 code units. */
@@ -426,6 +432,8 @@ class LlamaTokenizer extends BaseTokenizer {
   private readonly addSpacePrefix: boolean;
   // pieces a merge may produce: normal and user-defined tokens (SentencePiece's merge candidates)
   private readonly mergeable: PieceTable;
+  // merge priority per token: 0 for the highest score, equal scores equal priority
+  private readonly prio: Int32Array;
   private readonly byteIds = new Int32Array(256).fill(-1);
   private readonly maxPiece: number;
   private readonly merger = new BPEMerger();
@@ -449,6 +457,9 @@ class LlamaTokenizer extends BaseTokenizer {
     }
     this.maxPiece = maxPiece;
     this.mergeable = new PieceTable(pieces);
+    const distinct = Array.from(new Set(v.scores)).sort((a, b) => b - a);
+    const rankOf = new Map(distinct.map((x, i) => [x, i] as const));
+    this.prio = Int32Array.from(v.scores, (x) => rankOf.get(x)!);
     if (v.unk === undefined) {
       const missing = this.byteIds.indexOf(-1);
       if (missing >= 0) {
@@ -489,11 +500,11 @@ class LlamaTokenizer extends BaseTokenizer {
     const { start, end } = syms;
     const maxPiece = this.maxPiece;
     const mergeable = this.mergeable;
-    const scores = this.v.scores;
+    const prio = this.prio;
     this.merger.merge(
       syms,
       (l, r) => (end[r] - start[l] > maxPiece ? -1 : mergeable.get(s, start[l], end[r])),
-      (id) => scores[id],
+      (id) => prio[id],
       (id) => id,
     );
     let lastUnk = false;
@@ -645,7 +656,7 @@ class GPT2Tokenizer extends BaseTokenizer {
     this.merger.merge(
       syms,
       (l, r) => pairRank.get(ids[l], ids[r]),
-      (rank) => -rank,
+      (rank) => rank,
       (rank) => mergeResult[rank],
     );
     const res: number[] = [];

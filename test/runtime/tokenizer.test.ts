@@ -466,6 +466,9 @@ describe('bad input text and ids', () => {
     const e = catchErr(() => tok.encode('a'.repeat(MAX_INPUT_CHARS + 1)));
     expect(e).toBeInstanceOf(BudgetError);
     expect(e.field).toBe('text');
+    // the cap itself is fine, and a run that long neither recurses nor loses characters
+    const at = '中'.repeat(MAX_INPUT_CHARS);
+    expect(tok.decode(tok.encode(at))).toBe(at);
   });
   it('refuses non-strings and bad ids with OptionsError', () => {
     expect(catchErr(() => tok.encode(42 as unknown as string))).toBeInstanceOf(OptionsError);
