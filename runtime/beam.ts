@@ -302,6 +302,7 @@ export async function* beamSearch<S>(
       const blocked = !unsat || (cfg.earlyStopping === true && finished.length === B);
       const next: Array<{ rank: number; parent: number; token: number; lp: number; score: number }> = [];
       for (let r = 0; r < cands.n; r++) {
+        if (r >= B && next.length === B) break; // can neither finish (rank ≥ B) nor run (B running)
         const parent = cands.beam[r];
         const v = cands.token[r];
         const pb = live[parent];
