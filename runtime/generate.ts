@@ -404,8 +404,8 @@ const now = (): number => (typeof performance !== 'undefined' ? performance.now(
  *   and its score (sum of log-probs / length^lengthPenalty, length counting the EOS).
  *
  * Sequences end at an EOS token (unless ignoreEos), a stop token id, a stop string or maxNewTokens.
- * `tokens` include the EOS/stop token that ended a sequence; `text` never includes special tokens or
- * the stop string. completionTokens counts the tokens of every returned sequence. When
+ * `tokens` include the EOS/stop token that ended a sequence; `text` never includes special tokens,
+ * the text of that EOS/stop token, or the stop string. completionTokens counts the tokens of every returned sequence. When
  * `signal` fires, generation stops before the next step and `done` reports finishReason 'abort'
  * (text held back for a possible stop string is then dropped). Every model sequence is freed on exit,
  * including when the consumer stops iterating early.
