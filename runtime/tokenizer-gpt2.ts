@@ -65,6 +65,9 @@ function runEnd(s: string, i: number, k: number): number {
 /**
  * Splits `s` into GPT-2 pre-tokenizer pieces; calls `emit(start, end)` (UTF-16 indices) for each,
  * in order. The pieces cover `s` exactly.
+ * @example
+ * const pieces: string[] = []
+ * gpt2Pieces("it's  ok", (a, b) => pieces.push(s.slice(a, b)))  // ['it', "'s", ' ', ' ok']
  */
 export function gpt2Pieces(s: string, emit: (start: number, end: number) => void): void {
   const n = s.length;
@@ -123,6 +126,8 @@ export function gpt2Pieces(s: string, emit: (start: number, end: number) => void
 /**
  * GPT-2's byte → unicode table: printable Latin-1 bytes map to themselves, the other 68 bytes to
  * U+0100.. in byte order, so every byte string is a printable string.
+ * @example
+ * gpt2ByteToUnicode()[0x20]  // 'Ġ'
  */
 export function gpt2ByteToUnicode(): string[] {
   const out = new Array<string>(256);

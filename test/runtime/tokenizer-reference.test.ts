@@ -30,6 +30,8 @@ import {
 } from '../helpers/tokenizer-fixtures.ts';
 
 const corpus = tokenizerCorpus();
+// the character classes of the "Text into the tokenizer" list in ../shared/RELIABILITY.md
+const LONG_RUN_UNITS = ['a', '_', '^', ' ', '\n', '\t', '7', '中文字', '👨‍👩‍👧‍👦', 'e\u0301\u0302'];
 
 // Both references turn bytes into text with a default TextDecoder (sentencepiece-js through
 // emscripten, for outputs over 16 bytes), which drops a U+FEFF at the start of the output; ours keeps
@@ -112,6 +114,13 @@ describe('gpt2 tokenizer vs GPT-2 (js-tiktoken r50k_base, gpt-3-encoder)', () =>
     }
   });
 
+  it('encodes long runs of one character class without recursion or loss', () => {
+    for (const unit of LONG_RUN_UNITS) {
+      const text = unit.repeat(Math.floor(200_000 / unit.length));
+      expect(tok.decode(tok.encode(text))).toBe(text);
+    }
+  });
+
   it('parses <|endoftext|> like tiktoken only when asked', () => {
     const texts = [
       '<|endoftext|>',
@@ -181,6 +190,13 @@ describe.skipIf(data === undefined)(
       expect(tok.decode([1, 15043, 2, 29871, 3186], { skipSpecial: true })).toBe(
         spp.decodeIds([1, 15043, 2, 29871, 3186]),
       );
+    });
+
+    it('encodes long runs of one character class without recursion or loss', () => {
+      for (const unit of LONG_RUN_UNITS) {
+        const text = unit.repeat(Math.floor(200_000 / unit.length));
+        expect(tok.decode(tok.encode(text, { addBos: false }))).toBe(text);
+      }
     });
 
     it('keeps <s> and </s> as text unless parseSpecial', () => {
