@@ -139,5 +139,25 @@ describe('decoding on random GGUF models (WASM kernels)', () => {
         else expect(best.text).toBe(full);
       }
     });
+    it(`${arch}: beams share the prompt's KV blocks (copy-on-write) while they run`, async () => {
+      const { model, tokenizer } = setup(arch, 21, 4);
+      const free0 = model.freeBlocks();
+      const bs = model.blockSize;
+      const prompt = Array.from({ length: 3 * bs }, (_, i) => 5 + ((i * 7) % 250));
+      let checked = 0;
+      for await (const ev of generate(model, tokenizer, prompt, {
+        numBeams: 4,
+        maxNewTokens: 6,
+        ignoreEos: true,
+      })) {
+        if (ev.type !== 'beams' || ev.beams.length === 0) continue;
+        const used = free0 - model.freeBlocks();
+        // shared prompt blocks + at most one or two private blocks per beam; separate copies would need 4 × 4
+        expect(used).toBeLessThanOrEqual(3 + 4 * 2);
+        checked++;
+      }
+      expect(checked).toBeGreaterThan(2);
+      expect(model.freeBlocks()).toBe(free0);
+    });
   }
 });
