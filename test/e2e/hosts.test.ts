@@ -2,7 +2,9 @@
 // (test/fixtures/hosts/expected.json, written by make.ts), then headless Chromium (Debian's, driven by
 // playwright-core) runs the same cases from a page served on 127.0.0.1 — runtime/index.ts bundled for
 // the browser with esbuild, the kernels compiled in the page with WebAssembly.compile — and must agree
-// with the committed values and, bit for bit, with Node's run (test/worker/hosts.test.ts does workerd).
+// with the committed values and, bit for bit, with Node's run. workerd too: test/worker/hosts.test.ts
+// checks the committed values in the vitest workers project; here the same cases bundled for a Miniflare
+// worker are compared bit for bit with this run's Node results.
 // Cases and tolerances: test/fixtures/hosts/cases.ts.
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -10,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -152,5 +155,56 @@ describe('headless Chromium', () => {
     expect(report.relaxedAvailable).toBe(true);
     expect(diffReport(expected, report)).toEqual([]);
     expect(diffLive(nodeReport, report)).toEqual([]);
+  }, 90_000);
+});
+
+describe('workerd (Miniflare, this run)', () => {
+  it('gives the committed results, and bit-identical forwards and equal scores to Node in this run', async () => {
+    // the fixtures and kernels arrive as Data / CompiledWasm modules, as in a deployed Worker
+    const entry = [
+      "import simd from './kernels.wasm';",
+      "import relaxed from './kernels-relaxed.wasm';",
+      ...MODEL_NAMES.map((m, i) => `import m${i} from './${m}.gguf';`),
+      `import { runHostCases } from ${JSON.stringify(join(fixtures, 'cases.ts'))};`,
+      `const ggufs = { ${MODEL_NAMES.map((m, i) => `'${m}': new Uint8Array(m${i})`).join(', ')} };`,
+      "export default { async fetch() { return Response.json(await runHostCases('workerd', { simd, relaxed }, ggufs)); } };",
+    ].join('\n');
+    const bundle = await build({
+      stdin: { contents: entry, resolveDir: here, loader: 'ts' },
+      bundle: true,
+      format: 'esm',
+      platform: 'neutral',
+      external: ['*.wasm', '*.gguf'],
+      write: false,
+      logLevel: 'silent',
+    });
+    const u8 = (b: Uint8Array) => new Uint8Array(b) as Uint8Array<ArrayBuffer>;
+    const mf = new Miniflare(
+      convertV4MiniflareOptions({
+        modulesRoot: '/hosts',
+        modules: [
+          { type: 'ESModule', path: '/hosts/index.mjs', contents: bundle.outputFiles[0]!.text },
+          { type: 'CompiledWasm', path: '/hosts/kernels.wasm', contents: u8(wasm.simd) },
+          { type: 'CompiledWasm', path: '/hosts/kernels-relaxed.wasm', contents: u8(wasm.relaxed) },
+          ...MODEL_NAMES.map((m) => ({
+            type: 'Data' as const,
+            path: `/hosts/${m}.gguf`,
+            contents: u8(ggufs[m]),
+          })),
+        ],
+        compatibilityDate: '2026-05-01',
+      }),
+    );
+    try {
+      const res = await within(60_000, 'the Miniflare worker', mf.dispatchFetch('http://localhost/'));
+      const text = await res.text();
+      expect(res.status, text.slice(0, 500)).toBe(200);
+      const report = JSON.parse(text) as HostReport;
+      expect(report.relaxedAvailable).toBe(true);
+      expect(diffReport(expected, report)).toEqual([]);
+      expect(diffLive(nodeReport, report)).toEqual([]);
+    } finally {
+      await mf.dispose();
+    }
   }, 90_000);
 });
