@@ -23,6 +23,7 @@ import {
   MODEL_NAMES,
   type ModelName,
   runHostCases,
+  summarize,
 } from '../fixtures/hosts/cases.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -153,6 +154,7 @@ describe('headless Chromium', () => {
     expect(report.host).toMatch(/^chromium Chrom/);
     // Chrome 114+ validates relaxed SIMD: both builds ran in the page
     expect(report.relaxedAvailable).toBe(true);
+    console.info(summarize(nodeReport, report));
     expect(diffReport(expected, report)).toEqual([]);
     expect(diffLive(nodeReport, report)).toEqual([]);
   }, 90_000);
@@ -201,6 +203,7 @@ describe('workerd (Miniflare, this run)', () => {
       expect(res.status, text.slice(0, 500)).toBe(200);
       const report = JSON.parse(text) as HostReport;
       expect(report.relaxedAvailable).toBe(true);
+      console.info(summarize(nodeReport, report));
       expect(diffReport(expected, report)).toEqual([]);
       expect(diffLive(nodeReport, report)).toEqual([]);
     } finally {
