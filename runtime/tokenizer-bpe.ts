@@ -24,6 +24,15 @@ class PairHeap {
     this.size = 0;
   }
 
+  /** Drops buffers grown past `small` entries, so one long input does not pin memory. */
+  trim(small: number): void {
+    if (this.key.length <= small) return;
+    this.key = new Float64Array(small);
+    this.end = new Int32Array(small);
+    this.code = new Int32Array(small);
+    this.size = 0;
+  }
+
   private grow(): void {
     const cap = this.key.length * 2;
     const k = new Float64Array(cap);
@@ -103,8 +112,24 @@ export class SymbolList {
   prev = new Int32Array(64);
   n = 0;
 
-  reset(): void {
+  /** Empties the list, making room for `capacity` symbols (exactly, when it must grow). */
+  reset(capacity = 0): void {
     this.n = 0;
+    if (capacity > this.start.length) this.alloc(capacity);
+  }
+
+  /** Drops buffers grown past `small` symbols, so one long input does not pin memory. */
+  trim(small: number): void {
+    if (this.start.length > small) this.alloc(small);
+    this.n = 0;
+  }
+
+  private alloc(cap: number): void {
+    this.start = new Int32Array(cap);
+    this.end = new Int32Array(cap);
+    this.id = new Int32Array(cap);
+    this.next = new Int32Array(cap);
+    this.prev = new Int32Array(cap);
   }
 
   add(start: number, end: number, id: number): void {
@@ -132,6 +157,11 @@ export class SymbolList {
  */
 export class BPEMerger {
   private heap = new PairHeap();
+
+  /** Releases a heap grown past `small` entries. */
+  trim(small: number): void {
+    this.heap.trim(small);
+  }
 
   merge(
     syms: SymbolList,

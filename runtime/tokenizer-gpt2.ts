@@ -66,8 +66,9 @@ function runEnd(s: string, i: number, k: number): number {
  * Splits `s` into GPT-2 pre-tokenizer pieces; calls `emit(start, end)` (UTF-16 indices) for each,
  * in order. The pieces cover `s` exactly.
  * @example
+ * const s = "it's  ok"
  * const pieces: string[] = []
- * gpt2Pieces("it's  ok", (a, b) => pieces.push(s.slice(a, b)))  // ['it', "'s", ' ', ' ok']
+ * gpt2Pieces(s, (a, b) => pieces.push(s.slice(a, b)))  // ['it', "'s", ' ', ' ok']
  */
 export function gpt2Pieces(s: string, emit: (start: number, end: number) => void): void {
   const n = s.length;

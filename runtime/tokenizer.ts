@@ -93,6 +93,8 @@ const K = {
 } as const;
 
 const SPACE_MARK = '\u2581'; // ▁
+// merge buffers up to this many symbols stay allocated between calls; larger ones are dropped
+const SCRATCH_KEEP = 1 << 16;
 const CORRUPT = 'corrupt or mis-converted tokenizer metadata; re-convert the model';
 
 type MetadataSource = Pick<GGUFFile, 'get'>;
@@ -340,10 +342,19 @@ abstract class BaseTokenizer implements Tokenizer {
     const s = wellFormed(text);
     const out: number[] = [];
     if ((opts.addBos ?? this.addBos) && this.bos !== undefined) out.push(this.bos);
-    if (!opts.parseSpecial) {
-      this.encodePlain(s, true, out);
-      return out;
+    try {
+      if (opts.parseSpecial) this.encodeWithSpecials(s, out);
+      else this.encodePlain(s, true, out);
+    } finally {
+      this.trimScratch();
     }
+    return out;
+  }
+
+  /** Releases merge buffers grown by a long input (kept while small, for reuse). */
+  protected abstract trimScratch(): void;
+
+  private encodeWithSpecials(s: string, out: number[]): void {
     // split around the longest special-token match at each position
     let segStart = 0;
     let first = true;
@@ -371,7 +382,6 @@ abstract class BaseTokenizer implements Tokenizer {
       segStart = i;
     }
     if (segStart < s.length) this.encodePlain(s.slice(segStart), first, out);
-    return out;
   }
 
   private decodeInto(opts: DecodeOptions) {
@@ -475,6 +485,11 @@ class LlamaTokenizer extends BaseTokenizer {
     return this.addSpacePrefix;
   }
 
+  protected trimScratch(): void {
+    this.syms.trim(SCRATCH_KEEP);
+    this.merger.trim(SCRATCH_KEEP);
+  }
+
   protected computeBytes(id: number): Uint8Array {
     const t = this.v.types[id];
     const s = this.v.tokens[id];
@@ -490,7 +505,7 @@ class LlamaTokenizer extends BaseTokenizer {
     let s = this.addSpacePrefix && first ? ` ${text}` : text;
     s = s.replaceAll(' ', SPACE_MARK);
     const syms = this.syms;
-    syms.reset();
+    syms.reset(s.length);
     for (let i = 0; i < s.length; ) {
       const c = s.charCodeAt(i);
       const w = c >= 0xd800 && c < 0xdc00 && i + 1 < s.length ? 2 : 1;
@@ -589,6 +604,12 @@ class GPT2Tokenizer extends BaseTokenizer {
     return false;
   }
 
+  protected trimScratch(): void {
+    this.syms.trim(SCRATCH_KEEP);
+    this.merger.trim(SCRATCH_KEEP);
+    if (this.buf.length > 3 * SCRATCH_KEEP) this.buf = new Uint8Array(256);
+  }
+
   protected computeBytes(id: number): Uint8Array {
     const t = this.v.types[id];
     const s = this.v.tokens[id];
@@ -648,7 +669,7 @@ class GPT2Tokenizer extends BaseTokenizer {
     }
     const nb = this.toUtf8(s, a, b);
     const syms = this.syms;
-    syms.reset();
+    syms.reset(nb);
     for (let i = 0; i < nb; i++) syms.add(i, i + 1, this.byteIds[this.buf[i]]);
     const ids = syms.id;
     const pairRank = this.pairRank;
