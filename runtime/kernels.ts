@@ -236,14 +236,21 @@ function ggufBytes(type: WeightType, n: number, k: number): number {
   }
 }
 
-// f16 bits to f32 value (exact)
+// f16 bits to f32 value (exact), through a table of all 65536 values made on first use (256 KiB)
+let halfTable: Float32Array | undefined;
 function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? Number.NaN : s * Number.POSITIVE_INFINITY;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) {
+      const s = i & 0x8000 ? -1 : 1;
+      const e = (i >> 10) & 0x1f;
+      const f = i & 0x3ff;
+      if (e === 0) halfTable[i] = s * f * 2 ** -24;
+      else if (e === 31) halfTable[i] = f ? Number.NaN : s * Number.POSITIVE_INFINITY;
+      else halfTable[i] = s * (1 + f / 1024) * 2 ** (e - 15);
+    }
+  }
+  return halfTable[h];
 }
 
 /**
@@ -268,6 +275,8 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
   const memory = e.memory;
   const base = alignUp(e.heapBase(), 64);
   let top = base;
+  // memory at or above `fresh` has never been handed out: still zero from memory.grow
+  let fresh = base;
   const hi = () => memory.buffer.byteLength;
 
   const allocRaw = (bytes: number, align: number): number => {
@@ -280,6 +289,10 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
     }
     top = p + bytes;
     return p;
+  };
+  // scratch taken by allocRaw (linear, prepareEmbedding) may leave data behind
+  const dirty = (end: number) => {
+    fresh = Math.max(fresh, end);
   };
 
   const k: Kernels = {
@@ -313,7 +326,8 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
         throw new BudgetError(`alloc: ${bytes} is not a byte count`, { field: 'bytes' });
       }
       const p = allocRaw(bytes, align);
-      new Uint8Array(memory.buffer, p, bytes).fill(0);
+      if (p < fresh) new Uint8Array(memory.buffer, p, Math.min(bytes, fresh - p)).fill(0);
+      fresh = Math.max(fresh, p + bytes);
       return p;
     },
     mark: () => top,
@@ -362,7 +376,9 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
         return;
       }
       const mk = top;
-      const s = allocRaw(e.quantScratchBytes(m, w.k), 64);
+      const bytes = e.quantScratchBytes(m, w.k);
+      const s = allocRaw(bytes, 64);
+      dirty(s + bytes);
       try {
         if (w.type === 'q8_0') e.linearQ8(out, x, w.ptr, m, w.n, w.k, s);
         else e.linearQ4(out, x, w.ptr, m, w.n, w.k, s);
@@ -390,6 +406,7 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
         );
       }
       const ptr = allocRaw(bytes, 64);
+      dirty(ptr + bytes);
       new Uint8Array(memory.buffer, ptr, bytes).set(raw);
       return { type, ptr, rows, dim, bytes };
     },

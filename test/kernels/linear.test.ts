@@ -153,8 +153,13 @@ for (const b of builds) {
       const m = kk.mark();
       const q = kk.alloc(1000, 256);
       expect(q % 256).toBe(0);
+      kk.u8(q, 1000).fill(7);
       kk.release(m);
       expect(kk.mark()).toBe(m);
+      // memory handed out again is zero-filled (no data from a released region leaks)
+      const q2 = kk.alloc(2000, 256);
+      expect(kk.u8(q2, 2000).every((v) => v === 0)).toBe(true);
+      kk.release(m);
       expect(() => kk.linear(0, 0, { type: 'f32', ptr: 0, n: 1, k: 1, bytes: 32 }, -1)).toThrow(/row count/);
     });
 
