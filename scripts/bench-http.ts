@@ -9,7 +9,8 @@
 // (prefill included). A greedy peer is the same request with 1 beam, so the 4-beam figure is also
 // printed as a ratio against it.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -107,6 +108,72 @@ export async function startWranglerDev(
   throw new Error(`wrangler dev was not ready within ${opts.timeoutMs ?? 90_000} ms:\n${out.slice(-4000)}`);
 }
 
+/**
+ * Serves the Worker's handler (real runtime, bundled default model) from Node's http module on
+ * 127.0.0.1 at a free port: the same app as in workerd, as a peer for measurements and for the
+ * browser test. Request bodies are read whole; responses are piped chunk by chunk (SSE arrives as
+ * produced); a client that goes away aborts the request's signal and cancels the body.
+ * @example
+ * const s = await serveWorkerInNode(); await fetch(`${s.url}/healthz`); await s.close();
+ */
+export async function serveWorkerInNode(
+  env: Record<string, unknown> = {},
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const { createRuntime } = await import('../runtime/index.ts');
+  const { createHandler } = await import('../worker/handler.ts');
+  const simd = new WebAssembly.Module(readFileSync(join(root, 'build/kernels.wasm')));
+  const relaxed = new WebAssembly.Module(readFileSync(join(root, 'build/kernels-relaxed.wasm')));
+  const gguf = new Uint8Array(readFileSync(join(root, 'weights/default.gguf')));
+  const handler = createHandler({
+    createRuntime: () => createRuntime({ simd, relaxed }),
+    defaultBytes: () => gguf,
+    log: () => {},
+  });
+  const server = createHttpServer(async (req, res) => {
+    const ac = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) ac.abort();
+    });
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers.set(k, v);
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    const request = new Request(`http://127.0.0.1${req.url}`, {
+      method: req.method,
+      headers,
+      body: hasBody ? Buffer.concat(chunks) : undefined,
+      signal: ac.signal,
+    });
+    const response = await handler.fetch(request, env);
+    res.writeHead(response.status, Object.fromEntries(response.headers));
+    if (!response.body) return void res.end();
+    const reader = response.body.getReader();
+    ac.signal.addEventListener('abort', () => void reader.cancel().catch(() => {}));
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        res.write(value);
+      }
+    } catch {
+      // client gone
+    }
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
 async function completion(url: string, body: Record<string, unknown>) {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/completions`, {
@@ -125,6 +192,52 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
+interface Figure {
+  beams: number;
+  ms: number;
+  steps: number;
+  tokensPerSecond: number;
+  beamTokensPerSecond: number;
+}
+
+// greedy and 4-beam requests interleaved (so load on the machine hits both alike), median per kind
+async function measure(
+  url: string,
+  prompt: string,
+  tokens: number,
+  runs: number,
+): Promise<Record<1 | 4, Figure>> {
+  const times: Record<number, number[]> = { 1: [], 4: [] };
+  const steps: Record<number, number> = { 1: 0, 4: 0 };
+  const body = (beams: number) => ({
+    prompt,
+    max_tokens: tokens,
+    temperature: 0,
+    ignore_eos: true,
+    num_beams: beams,
+  });
+  for (const beams of [1, 4]) await completion(url, body(beams)); // warm-up
+  for (let i = 0; i < runs; i++) {
+    for (const beams of [1, 4]) {
+      const { ms, j } = await completion(url, body(beams));
+      times[beams]!.push(ms);
+      steps[beams] = beams > 1 ? (j.choices[0].token_ids?.length ?? tokens) : j.usage.completion_tokens;
+    }
+  }
+  const fig = (beams: 1 | 4): Figure => {
+    const ms = median(times[beams]!);
+    const n = steps[beams]!;
+    return {
+      beams,
+      ms,
+      steps: n,
+      tokensPerSecond: (n / ms) * 1000,
+      beamTokensPerSecond: ((n * beams) / ms) * 1000,
+    };
+  };
+  return { 1: fig(1), 4: fig(4) };
+}
+
 async function main() {
   const argv = process.argv.slice(2);
   const arg = (name: string, def: string) => {
@@ -133,38 +246,26 @@ async function main() {
     return v !== undefined && !v.startsWith('--') ? v : def;
   };
   const tokens = Number(arg('tokens', '64'));
-  const runs = Number(arg('runs', '3'));
+  const runs = Number(arg('runs', '5'));
   const jsonOut = argv.includes('--json') ? arg('json', 'bench-results/bench-http.json') : undefined;
   const prompt = 'Once upon a time';
   const dev = await startWranglerDev();
+  let result: Record<string, unknown>;
   try {
     const first = await completion(dev.url, { prompt, max_tokens: 1, temperature: 0 });
     const models = (await (await fetch(`${dev.url}/v1/models`)).json()) as any;
     const model = models.data[0];
-    const run = async (beams: number) => {
-      const body = { prompt, max_tokens: tokens, temperature: 0, ignore_eos: true, num_beams: beams };
-      await completion(dev.url, body); // warm-up
-      const times: number[] = [];
-      let completionTokens = 0;
-      let steps = 0;
-      for (let i = 0; i < runs; i++) {
-        const { ms, j } = await completion(dev.url, body);
-        times.push(ms);
-        completionTokens = j.usage.completion_tokens;
-        steps = beams > 1 ? (j.choices[0].token_ids?.length ?? tokens) : completionTokens;
-      }
-      const ms = median(times);
-      return {
-        beams,
-        ms,
-        steps,
-        tokensPerSecond: (steps / ms) * 1000,
-        beamTokensPerSecond: ((steps * beams) / ms) * 1000,
-      };
-    };
-    const greedy = await run(1);
-    const beam4 = await run(4);
-    const result = {
+    const workerd = await measure(dev.url, prompt, tokens, runs);
+    await dev.stop();
+    // the peer: the same handler and model served from Node, measured right after
+    const node = await serveWorkerInNode();
+    let peer: Record<1 | 4, Figure>;
+    try {
+      peer = await measure(node.url, prompt, tokens, runs);
+    } finally {
+      await node.close();
+    }
+    result = {
       model: {
         id: model.id,
         context: model.context_length,
@@ -172,9 +273,12 @@ async function main() {
         parameters: model.parameters,
       },
       coldStart: { processToHealthzMs: dev.readyMs, firstCompletionMs: first.ms },
-      greedy,
-      beam4,
-      beam4VsGreedyWallRatio: beam4.ms / greedy.ms,
+      workerd: { greedy: workerd[1], beam4: workerd[4], beam4VsGreedyWall: workerd[4].ms / workerd[1].ms },
+      nodePeer: { greedy: peer[1], beam4: peer[4], beam4VsGreedyWall: peer[4].ms / peer[1].ms },
+      workerdVsNodeTokensPerSecond: {
+        greedy: workerd[1].tokensPerSecond / peer[1].tokensPerSecond,
+        beam4: workerd[4].tokensPerSecond / peer[4].tokensPerSecond,
+      },
       tokens,
       runs,
       node: process.version,
@@ -183,22 +287,32 @@ async function main() {
       `model ${model.id} (${model.quantization}, ${model.parameters} params, context ${model.context_length})`,
     );
     console.log(
-      `cold start: wrangler dev up → /healthz 200 in ${dev.readyMs.toFixed(0)} ms; first completion (loads the model) ${first.ms.toFixed(0)} ms`,
+      `cold start: spawn wrangler dev → /healthz 200 (model loaded) ${dev.readyMs.toFixed(0)} ms; first completion ${first.ms.toFixed(0)} ms`,
     );
-    for (const r of [greedy, beam4])
-      console.log(
-        `${r.beams === 1 ? 'greedy ' : `${r.beams} beams`}: ${r.steps} tokens in ${r.ms.toFixed(0)} ms (median of ${runs}) → ` +
-          `${r.tokensPerSecond.toFixed(1)} tok/s` +
-          (r.beams > 1 ? `, ${r.beamTokensPerSecond.toFixed(1)} beam-tok/s` : ''),
-      );
-    console.log(`4 beams cost ${result.beam4VsGreedyWallRatio.toFixed(2)}× the greedy request's wall time`);
-    if (jsonOut) {
-      mkdirSync(dirname(jsonOut), { recursive: true });
-      writeFileSync(jsonOut, `${JSON.stringify(result, null, 2)}\n`);
-      console.log(`wrote ${jsonOut}`);
+    for (const [where, f] of [
+      ['wrangler dev', workerd],
+      ['node peer   ', peer],
+    ] as const) {
+      for (const r of [f[1], f[4]])
+        console.log(
+          `${where} ${r.beams === 1 ? 'greedy ' : `${r.beams} beams`}: ${r.steps} tokens in ${r.ms.toFixed(0)} ms ` +
+            `(median of ${runs}, whole request) → ${r.tokensPerSecond.toFixed(1)} tok/s` +
+            (r.beams > 1
+              ? ` (${r.beamTokensPerSecond.toFixed(1)} beam-tok/s), ${(f[4].ms / f[1].ms).toFixed(2)}× greedy's time`
+              : ''),
+        );
     }
+    const ratio = result.workerdVsNodeTokensPerSecond as { greedy: number; beam4: number };
+    console.log(
+      `workerd / node tokens/s: greedy ${ratio.greedy.toFixed(2)}, 4 beams ${ratio.beam4.toFixed(2)}`,
+    );
   } finally {
     await dev.stop();
+  }
+  if (jsonOut) {
+    mkdirSync(dirname(jsonOut), { recursive: true });
+    writeFileSync(jsonOut, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(`wrote ${jsonOut}`);
   }
 }
 

@@ -5,14 +5,14 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type NodeServer, serveWorker } from './helpers/node-server.ts';
+import { serveWorkerInNode } from '../../scripts/bench-http.ts';
 
 const artifacts = join(import.meta.dirname, '../../test-artifacts');
-let server: NodeServer;
+let server: Awaited<ReturnType<typeof serveWorkerInNode>>;
 let browser: Browser;
 
 beforeAll(async () => {
-  server = await serveWorker();
+  server = await serveWorkerInNode();
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: [
