@@ -61,6 +61,11 @@ export interface LoadedModel {
   chatPromptIds(messages: ChatMessage[]): number[];
   /** prompt ids for text as `generate` would make them */
   promptIds(text: string): number[];
+  /**
+   * Drops this model: later calls throw. Its WASM memory (which can only grow) is freed when the
+   * last reference to the model goes; load a fresh model to get a fresh arena.
+   */
+  dispose(): void;
 }
 
 /** The kernels and the models loaded with them. */
@@ -95,7 +100,14 @@ export function createRuntime(modules: KernelModules): Runtime {
       let chat: ReturnType<typeof compileChatTemplate> | undefined;
       const tokenText = (id: number | undefined) =>
         id === undefined ? '' : new TextDecoder().decode(tokenizer.tokenBytes(id));
-      const promptIds = (text: string) => tokenizer.encode(text, { addBos: tokenizer.addBos });
+      let disposed = false;
+      const live = () => {
+        if (disposed) throw new OptionsError('this model was disposed', { hint: 'load it again' });
+      };
+      const promptIds = (text: string) => {
+        live();
+        return tokenizer.encode(text, { addBos: tokenizer.addBos });
+      };
       return {
         info: model.info,
         tokenizer,
@@ -105,6 +117,7 @@ export function createRuntime(modules: KernelModules): Runtime {
         relaxedSimd: kernels.relaxed,
         promptIds,
         chatPromptIds(messages) {
+          live();
           if (!chatTemplate)
             throw new OptionsError('this model has no chat template', {
               field: 'messages',
@@ -116,7 +129,11 @@ export function createRuntime(modules: KernelModules): Runtime {
           });
           return tokenizer.encode(chat(messages), { parseSpecial: true, addBos: false });
         },
+        dispose() {
+          disposed = true;
+        },
         generate(prompt, opts = {}) {
+          live();
           const ids = typeof prompt === 'string' ? promptIds(prompt) : prompt;
           return generate(model, tokenizer, ids, opts);
         },
