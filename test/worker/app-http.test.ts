@@ -643,6 +643,9 @@ describe('overload: 429/503 with Retry-After, never a queue', () => {
     expect(d.status).toBe(429);
     expect(d.headers.get('retry-after')).toBe('1');
     expect((await errorOf(d)).code).toBe('rate_limit_exceeded');
+    // bad input is a 400 even when the server is full (never a retryable 429/503)
+    expect((await post(app, '/v1/completions', { prompt: 'hi', n: 'two' })).status).toBe(400);
+    expect((await post(app, '/v1/completions', { prompt: 'hi', max_tokens: 5000 })).status).toBe(400);
     open();
     expect((await a).status).toBe(200);
     expect((await c).status).toBe(200);
