@@ -17,8 +17,8 @@ import {
   logSumExp,
   processorsActive,
   processScores,
-  sampleIndex,
-  samplingDistribution,
+  sampleCandidate,
+  samplingCandidates,
   topN,
 } from './sample.ts';
 
@@ -537,7 +537,7 @@ export async function* generate<S>(
         processScores(row, promptIds, tokens, counts, proc);
         scores = row;
       }
-      let id = o.mode === 'sample' ? sampleIndex(samplingDistribution(scores, o), rng) : argmax(scores);
+      let id = o.mode === 'sample' ? sampleCandidate(samplingCandidates(scores, o), rng) : argmax(scores);
       if (id < 0) id = argmax(logits); // every token banned: fall back to the raw argmax
       if (id < 0) throw new Error('generate: the model returned no finite logit');
       // greedy on raw logits: the chosen logit is the row's max, so the lse skips its max pass

@@ -79,7 +79,7 @@ export function logSumExp(x: ArrayLike<number>, knownMax?: number): number {
     // expNeg(max − x[i]), inlined: this loop is the hot spot of a beam step
     const d = max - x[i];
     if (!(d < 708)) {
-      if (d !== d) return Number.NaN;
+      if (Number.isNaN(d)) return Number.NaN;
       continue;
     }
     const k = Math.ceil(d * 256);
@@ -250,73 +250,134 @@ export function processScores(
   return x;
 }
 
-// softmax over the entries listed in `idx` (others are left as they are in `p`, normally 0)
-function softmaxOver(z: Float64Array, idx: number[], p: Float64Array): void {
+// probabilities over a candidate list: p[j] = exp(z[j] − max) / Σ, summed in list (ascending id) order
+function softmaxList(z: Float64Array, n: number, p: Float64Array): void {
   let max = Number.NEGATIVE_INFINITY;
-  for (const i of idx) if (z[i] > max) max = z[i];
+  for (let j = 0; j < n; j++) if (z[j] > max) max = z[j];
   let sum = 0;
-  for (const i of idx) {
-    const e = expNeg(max - z[i]);
-    p[i] = e;
+  for (let j = 0; j < n; j++) {
+    const e = expNeg(max - z[j]);
+    p[j] = e;
     sum += e;
   }
-  for (const i of idx) p[i] /= sum;
+  for (let j = 0; j < n; j++) p[j] /= sum;
+}
+
+/** The tokens that survive the warpers, ascending by id, with their probabilities. */
+export interface SamplingCandidates {
+  n: number;
+  ids: Int32Array;
+  probs: Float64Array;
 }
 
 /**
- * The sampling distribution after the warpers, as Hugging Face computes it: scores / temperature,
- * then top-k (keep every score ≥ the k-th largest), top-p (keep the smallest set of most probable
- * tokens whose mass reaches topP; the token that crosses it is kept), min-p (keep p ≥ minP · p_max),
- * renormalising after each cut. Returns probabilities of length V, zero where cut.
+ * The sampling distribution after the warpers, kept sparse: Hugging Face's order — scores /
+ * temperature, then top-k (keep every score ≥ the k-th largest), top-p (keep the smallest set of
+ * most probable tokens whose mass reaches topP; the token that crosses it is kept), min-p (keep
+ * p ≥ minP · p_max), renormalising after each cut. Work is O(V) plus a sort of the tokens that can
+ * pass top-p (those with p ≥ (1 − topP)/n).
+ * @example
+ * const c = samplingCandidates(logits, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0 });
+ */
+export function samplingCandidates(scores: ArrayLike<number>, w: WarperConfig): SamplingCandidates {
+  const V = scores.length;
+  const T = w.temperature > 0 ? w.temperature : 1;
+  // top-k threshold from the raw scores (dividing by T > 0 keeps the order)
+  let thr = Number.NEGATIVE_INFINITY;
+  if (w.topK > 0 && w.topK < V) {
+    const ki = new Int32Array(w.topK);
+    const kv = new Float64Array(w.topK);
+    if (topKInto(scores, w.topK, ki, kv) === w.topK) thr = kv[w.topK - 1] / T;
+  }
+  let ids = new Int32Array(V);
+  let z = new Float64Array(V);
+  let n = 0;
+  for (let i = 0; i < V; i++) {
+    const zi = scores[i] / T;
+    if (zi > Number.NEGATIVE_INFINITY && zi >= thr) {
+      ids[n] = i;
+      z[n++] = zi;
+    }
+  }
+  let p = new Float64Array(n);
+  softmaxList(z, n, p);
+  if (w.topP < 1 && n > 1) {
+    // a token whose probability is below (1 − topP)/n cannot be kept: the tokens above it carry > topP
+    const floor = (1 - w.topP) / n;
+    const order: number[] = [];
+    for (let j = 0; j < n; j++) if (p[j] >= floor) order.push(j);
+    order.sort((a, b) => p[b] - p[a] || a - b);
+    const keep: number[] = [];
+    let cum = 0;
+    for (const j of order) {
+      if (cum >= w.topP && keep.length > 0) break;
+      keep.push(j);
+      cum += p[j];
+    }
+    keep.sort((a, b) => a - b);
+    const ids2 = new Int32Array(keep.length);
+    const z2 = new Float64Array(keep.length);
+    keep.forEach((j, m) => {
+      ids2[m] = ids[j];
+      z2[m] = z[j];
+    });
+    ids = ids2;
+    z = z2;
+    n = keep.length;
+    p = new Float64Array(n);
+    softmaxList(z, n, p);
+  }
+  if (w.minP > 0 && n > 1) {
+    let pmax = 0;
+    for (let j = 0; j < n; j++) if (p[j] > pmax) pmax = p[j];
+    const cut = w.minP * pmax;
+    let m = 0;
+    for (let j = 0; j < n; j++) {
+      if (p[j] >= cut) {
+        ids[m] = ids[j];
+        z[m++] = z[j];
+      }
+    }
+    n = m;
+    p = new Float64Array(n);
+    softmaxList(z, n, p);
+  }
+  return { n, ids: ids.subarray(0, n), probs: p.subarray(0, n) };
+}
+
+/**
+ * The sampling distribution after the warpers (see samplingCandidates) as a dense vector of length
+ * V, zero where cut.
  * @example
  * const p = samplingDistribution(logits, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0 });
  */
 export function samplingDistribution(scores: ArrayLike<number>, w: WarperConfig): Float64Array {
-  const V = scores.length;
-  const T = w.temperature > 0 ? w.temperature : 1;
-  const z = new Float64Array(V);
-  let idx: number[] = [];
-  for (let i = 0; i < V; i++) {
-    z[i] = scores[i] / T;
-    if (z[i] > Number.NEGATIVE_INFINITY) idx.push(i);
-  }
-  const p = new Float64Array(V);
-  if (idx.length === 0) return p;
-  if (w.topK > 0 && w.topK < idx.length) {
-    const vals = new Float64Array(idx.length);
-    for (let j = 0; j < idx.length; j++) vals[j] = z[idx[j]];
-    vals.sort();
-    const thr = vals[idx.length - w.topK];
-    idx = idx.filter((i) => z[i] >= thr);
-  }
-  softmaxOver(z, idx, p);
-  if (w.topP < 1 && idx.length > 1) {
-    // a token whose probability is below (1 − topP)/n cannot be kept: the tokens above it carry > topP
-    const floor = (1 - w.topP) / idx.length;
-    const cand = idx.filter((i) => p[i] >= floor);
-    cand.sort((a, b) => p[b] - p[a] || a - b);
-    const keep: number[] = [];
-    let cum = 0;
-    for (const i of cand) {
-      if (cum >= w.topP && keep.length > 0) break;
-      keep.push(i);
-      cum += p[i];
-    }
-    keep.sort((a, b) => a - b);
-    p.fill(0);
-    idx = keep;
-    softmaxOver(z, idx, p);
-  }
-  if (w.minP > 0 && idx.length > 1) {
-    let pmax = 0;
-    for (const i of idx) if (p[i] > pmax) pmax = p[i];
-    const thr = w.minP * pmax;
-    const keep = idx.filter((i) => p[i] >= thr);
-    p.fill(0);
-    idx = keep;
-    softmaxOver(z, idx, p);
-  }
+  const c = samplingCandidates(scores, w);
+  const p = new Float64Array(scores.length);
+  for (let j = 0; j < c.n; j++) p[c.ids[j]] = c.probs[j];
   return p;
+}
+
+/**
+ * Draws from sparse candidates with one uniform from `rng`, walking ids in ascending order; the
+ * same draw as sampleIndex on the dense distribution.
+ * @example
+ * const id = sampleCandidate(samplingCandidates(logits, warpers), createRng(7));
+ */
+export function sampleCandidate(c: SamplingCandidates, rng: Rng): number {
+  const u = rng.next();
+  let total = 0;
+  for (let j = 0; j < c.n; j++) total += c.probs[j];
+  const target = u * total;
+  let cum = 0;
+  let last = -1;
+  for (let j = 0; j < c.n; j++) {
+    if (c.probs[j] <= 0) continue;
+    cum += c.probs[j];
+    last = c.ids[j];
+    if (cum > target) return c.ids[j];
+  }
+  return last;
 }
 
 /**
