@@ -168,7 +168,7 @@ export class Model {
   private readonly s: Scratch;
   private readonly prefillChunk: number;
   private readonly maxSequences: number;
-  private readonly tokEmbd: EmbeddingTable;
+  private readonly tokEmbd: EmbeddingTable | undefined; // absent when tied: rows come from `output`
   private readonly posEmbd: EmbeddingTable | undefined;
   private readonly layers: Layer[];
   private readonly outNorm: number;
@@ -186,7 +186,7 @@ export class Model {
     prefillChunk: number,
     maxSequences: number,
     w: {
-      tokEmbd: EmbeddingTable;
+      tokEmbd?: EmbeddingTable;
       posEmbd?: EmbeddingTable;
       layers: Layer[];
       outNorm: number;
@@ -227,14 +227,15 @@ export class Model {
     const chunkOpt = optInt(opts.prefillChunk, 'prefillChunk', 1, 1 << 16) ?? DEFAULT_PREFILL_CHUNK;
 
     const c = readConfig(file, maxContext);
-    const { layers: layerPlans, tokEmbd, posEmbd, outNorm, outNormB, output } = planTensors(file, c);
+    const { layers: layerPlans, tokEmbd, posEmbd, outNorm, outNormB, output, tied } = planTensors(file, c);
 
     // ---- memory, before any allocation ----
     const linearBytes = (p: LinearPlan | LinearPlan[]): number =>
       Array.isArray(p) ? p.reduce((n, q) => n + linearBytes(q), 0) : align64(k.linearBytes(p.type, p.n, p.k));
     const vecBytes = (p: VecPlan | undefined) => (p ? align64(p.n * 4) : 0);
     const embBytes = (t: GGUFTensor) => align64(k.embeddingBytes(WEIGHT_TYPES[t.type], t.dims[1], t.dims[0]));
-    let weights = embBytes(tokEmbd) + (posEmbd ? embBytes(posEmbd) : 0);
+    // a tied output serves as the token embedding too: one copy, rows read back from the packed weight
+    let weights = (tied ? 0 : embBytes(tokEmbd)) + (posEmbd ? embBytes(posEmbd) : 0);
     weights += vecBytes(outNorm) + vecBytes(outNormB) + linearBytes(output);
     for (const L of layerPlans) {
       weights += linearBytes(L.qkv) + linearBytes(L.wo) + linearBytes(L.ffnIn) + linearBytes(L.wDown);
@@ -311,7 +312,7 @@ export class Model {
     };
     const placeEmb = (t: GGUFTensor): EmbeddingTable =>
       k.prepareEmbedding(WEIGHT_TYPES[t.type], t.data, t.dims[1], t.dims[0]);
-    const tokTable = placeEmb(tokEmbd);
+    const tokTable = tied ? undefined : placeEmb(tokEmbd);
     const posTable = posEmbd ? placeEmb(posEmbd) : undefined;
     const layers: Layer[] = layerPlans.map((L) => ({
       attnNorm: placeVec(L.attnNorm),
@@ -490,11 +491,23 @@ export class Model {
   private embedRow(r: number, token: number, pos: number): void {
     const { k, s } = this;
     const xr = s.x + r * this.c.dim * 4;
-    k.embed(xr, this.tokEmbd, token);
+    if (this.tokEmbd) k.embed(xr, this.tokEmbd, token);
+    else this.linearRow(xr, this.output, token);
     if (this.posEmbd) {
       k.embed(s.tmp, this.posEmbd, pos);
       k.add(xr, xr, s.tmp, this.c.dim);
     }
+  }
+
+  // out[K] = row `row` of a placed linear weight (the tied token embedding), as f32
+  private linearRow(out: number, w: LinearWeight, row: number): void {
+    const own = (this.k as Partial<{ linearRow(out: number, w: LinearWeight, row: number): void }>).linearRow;
+    if (own) {
+      own.call(this.k, out, w, row);
+      return;
+    }
+    if (this.mem.buffer !== this.k.memory.buffer) this.mem = new Float32Array(this.k.memory.buffer);
+    unpackRow(this.mem, out, w, row);
   }
 
   // every layer over m rows of s.x. Prefill: the rows are positions pos0.. of `seq`. Decode: row b is
@@ -901,6 +914,7 @@ function planTensors(file: GGUFFile, c: Config) {
       outNorm: v('output_norm.weight', dim),
       outNormB: undefined,
       output,
+      tied: !outputT,
     };
   }
   posEmbd = getTensor(file, 'position_embd.weight', null);
@@ -934,7 +948,48 @@ function planTensors(file: GGUFFile, c: Config) {
     outNorm: v('output_norm.weight', dim),
     outNormB: v('output_norm.bias', dim),
     output,
+    tied: !outputT,
   };
+}
+
+// Reads row `row` of a linear weight as packed by runtime/kernels.ts (prepareLinear), into f32 at
+// byte pointer `out`. Mirrors its layouts, which are private to it: a kernels build that changes them
+// should publish `linearRow(out, w, row)` (used instead when present). The tied-output tests compare
+// against the float64 reference on every build, so a mismatch fails there.
+//   f32/f16: panels of 8 rows, k-major: W[8p + j][kk] at f32 index (p·k + kk)·8 + j
+//   q8_0: per 4-row group g and 32-block b, 144 bytes at (g·nb + b)·144: int8 q[j] of row i at
+//         (j >> 2)·16 + i·4 + (j & 3), then 4 f32 scales at +128
+//   q4_0: per group and block, 80 bytes at (g·nb + b)·80: byte t of row i at (t >> 2)·16 + i·4 + (t & 3)
+//         (low nibble: element t, high: t + 16, value nibble − 8), then 4 f32 scales at +64
+function unpackRow(F: Float32Array, out: number, w: LinearWeight, row: number): void {
+  const k = w.k;
+  const o = out >> 2;
+  if (w.type === 'f32' || w.type === 'f16') {
+    let src = (w.ptr >> 2) + (row >> 3) * k * 8 + (row & 7);
+    for (let kk = 0; kk < k; kk++, src += 8) F[o + kk] = F[src];
+    return;
+  }
+  const u8 = new Uint8Array(F.buffer);
+  const nb = k / 32;
+  const g = row >> 2;
+  const i = row & 3;
+  const q8 = w.type === 'q8_0';
+  const blockBytes = q8 ? 144 : 80;
+  for (let b = 0; b < nb; b++) {
+    const d = w.ptr + (g * nb + b) * blockBytes;
+    const scale = F[(d + (q8 ? 128 : 64) + i * 4) >> 2];
+    const dst = o + b * 32;
+    if (q8) {
+      for (let j = 0; j < 32; j++)
+        F[dst + j] = scale * ((u8[d + (j >> 2) * 16 + i * 4 + (j & 3)] << 24) >> 24);
+    } else {
+      for (let t = 0; t < 16; t++) {
+        const byte = u8[d + (t >> 2) * 16 + i * 4 + (t & 3)];
+        F[dst + t] = scale * ((byte & 15) - 8);
+        F[dst + t + 16] = scale * ((byte >> 4) - 8);
+      }
+    }
+  }
 }
 
 function usedTensor(name: string, c: Config): boolean {

@@ -233,8 +233,10 @@ export function createJsKernels(): Kernels {
       }
     }
   }
-  // arena bytes prepareEmbedding takes (runtime/model.ts uses this when a Kernels object has it)
-  return Object.assign(k, {
-    embeddingBytes: (_type: WeightType, rows: number, dim: number) => rows * dim * 4,
-  });
+  // row of a prepared linear weight (here plain f32 rows); runtime/model.ts uses it for tied embeddings
+  const linearRow = (out: number, w: LinearWeight, row: number) => {
+    refresh();
+    F.copyWithin(f(out), f(w.ptr) + row * w.k, f(w.ptr) + (row + 1) * w.k);
+  };
+  return Object.assign(k, { linearRow });
 }

@@ -34,6 +34,8 @@ export interface RandomModelOptions {
    * greedy text stays valid UTF-8 without EOS (llama.cpp's server cannot return invalid UTF-8)
    */
   asciiOnly?: boolean;
+  /** with tied: also write output.weight, a copy of token_embd (an untied file with tied values) */
+  outputCopy?: boolean;
   /** extra or overriding metadata, written after the standard keys */
   extraMeta?: Array<[string, GGUFMetaValue]>;
   /** metadata keys to leave out */
@@ -147,6 +149,7 @@ export function randomWeights(o: RandomModelOptions): Map<string, { dims: number
   vec('output_norm.weight', dim, 1, 0.2);
   if (o.arch === 'gpt2') vec('output_norm.bias', dim, 0, 0.1);
   if (!tied) lin('output.weight', dim, vocab, scale);
+  if (tied && o.outputCopy) w.set('output.weight', { dims: [dim, vocab], data: emb.slice() });
   if (o.asciiOnly) {
     const out = w.get(tied ? 'token_embd.weight' : 'output.weight')!.data;
     for (const t of [...Array.from({ length: 128 }, (_, i) => 128 + i), vocab - 1])

@@ -165,6 +165,30 @@ describe.each(impls)('KV cache on $name kernels', (impl) => {
     });
   });
 
+  it.each(['f32', 'f16', 'q8_0', 'q4_0'] as const)(
+    '%s: a tied output read back as the token embedding equals a separate copy of the table, bit for bit',
+    (type) => {
+      const o: RandomModelOptions = {
+        arch: 'llama',
+        dim: 64,
+        nLayers: 1,
+        nHeads: 2,
+        ffnDim: 64,
+        vocab: 300,
+        context: 32,
+        seed: 60,
+        type,
+        tied: true,
+      };
+      const tokens = tokenSeq(20, 300, 61);
+      const run = (bytes: Uint8Array) => {
+        const m = load(impl, bytes, { maxSequences: 1 });
+        return m.prefill(m.newSequence(), tokens, true);
+      };
+      expect(run(randomModel(o))).toEqual(run(randomModel({ ...o, outputCopy: true })));
+    },
+  );
+
   describe('errors', () => {
     const o: RandomModelOptions = {
       arch: 'llama',
