@@ -304,26 +304,37 @@ export function samplingCandidates(scores: ArrayLike<number>, w: WarperConfig): 
   if (w.topP < 1 && n > 1) {
     // a token whose probability is below (1 − topP)/n cannot be kept: the tokens above it carry > topP
     const floor = (1 - w.topP) / n;
-    const order: number[] = [];
-    for (let j = 0; j < n; j++) if (p[j] >= floor) order.push(j);
-    order.sort((a, b) => p[b] - p[a] || a - b);
-    const keep: number[] = [];
+    // walk the candidate probabilities from the largest (a native sort of the values), summing until
+    // the mass reaches topP: that fixes the smallest kept value c and how many tokens are kept; ties
+    // at c go to the lowest ids — the same set and the same sums as a sort by (p desc, id asc)
+    let cnt = 0;
+    for (let j = 0; j < n; j++) if (p[j] >= floor) cnt++;
+    const vals = new Float64Array(cnt);
+    cnt = 0;
+    for (let j = 0; j < n; j++) if (p[j] >= floor) vals[cnt++] = p[j];
+    vals.sort();
     let cum = 0;
-    for (const j of order) {
-      if (cum >= w.topP && keep.length > 0) break;
-      keep.push(j);
-      cum += p[j];
+    let m = 0;
+    for (let q = cnt - 1; q >= 0; q--) {
+      if (cum >= w.topP && m > 0) break;
+      cum += vals[q];
+      m++;
     }
-    keep.sort((a, b) => a - b);
-    const ids2 = new Int32Array(keep.length);
-    const z2 = new Float64Array(keep.length);
-    keep.forEach((j, m) => {
-      ids2[m] = ids[j];
-      z2[m] = z[j];
-    });
+    const c = vals[cnt - m];
+    let atC = m;
+    for (let j = 0; j < n; j++) if (p[j] > c) atC--;
+    const ids2 = new Int32Array(m);
+    const z2 = new Float64Array(m);
+    let o = 0;
+    for (let j = 0; j < n; j++) {
+      if (p[j] > c || (p[j] === c && atC-- > 0)) {
+        ids2[o] = ids[j];
+        z2[o++] = z[j];
+      }
+    }
     ids = ids2;
     z = z2;
-    n = keep.length;
+    n = m;
     p = new Float64Array(n);
     softmaxList(z, n, p);
   }

@@ -224,7 +224,10 @@ describe('samplers', () => {
     let truncated = 0;
     for (let trial = 0; trial < 300; trial++) {
       const V = 2 + Math.floor(rng.next() * 40);
-      const x = Array.from({ length: V }, () => (rng.next() - 0.5) * 8);
+      // every other trial draws from a few integer logits, so equal probabilities (ties) are common
+      const x = Array.from({ length: V }, () =>
+        trial % 2 ? Math.floor(rng.next() * 4) : (rng.next() - 0.5) * 8,
+      );
       const T = [0.3, 1, 2][trial % 3];
       const k = rng.next() < 0.5 ? Math.floor(rng.next() * (V + 2)) : 0;
       const p = rng.next() < 0.5 ? 0.05 + rng.next() * 0.95 : 1;
