@@ -9,7 +9,7 @@
 // scores use an online softmax (running max m, running sum l, rescaled accumulator) over tiles
 // of up to 32 keys: one pass over K and V, no buffer proportional to the context. within a tile:
 // scores four keys at a time, a SIMD exp, then V accumulated 16 floats of head_dim at a time.
-import { exp4, fma, hmax, hsum, SCRATCH_ACC, SCRATCH_SCORES } from './simd';
+import { ACC_FLOATS, exp4, fma, hmax, hsum, SCRATCH_ACC, SCRATCH_L, SCRATCH_M, SCRATCH_SCORES } from './simd';
 
 /** store n rows of keys and values (rows [n][nKvHeads·headDim]) at positions pos0.. of a sequence. */
 export function kvWrite(
@@ -145,68 +145,85 @@ export function attention(
   const group = nHeads / nKvHeads;
   const sc: f32 = <f32>1 / Mathf.sqrt(<f32>headDim);
   const vsc = f32x4.splat(sc);
-  const acc = SCRATCH_ACC;
   const sco = SCRATCH_SCORES;
+  // the query heads that share a KV head go together (up to G at a time): each K/V tile is read
+  // from memory once and from L1 for the other heads of the group
+  const G = min(min(group, ACC_FLOATS / headDim), 256);
   for (let i = 0; i < nQ; i++) {
     const T = pos0 + i + 1;
-    for (let h = 0; h < nHeads; h++) {
-      const kvh = h / group;
-      const qp = q + (<usize>i * <usize>nHeads + <usize>h) * hdBytes;
-      memory.fill(acc, 0, hdBytes);
-      let m: f32 = -Infinity;
-      let l: f32 = 0;
-      for (let t0 = 0; t0 < T; t0 += blockSize) {
-        const blk = <usize>load<i32>(blockTable + (<usize>(t0 / blockSize) << 2));
-        const headOff = blk * blockBytes + <usize>kvh * <usize>blockSize * hdBytes;
-        const cnt = min(blockSize, T - t0);
-        for (let j0 = 0; j0 < cnt; j0 += 32) {
-          const tn = min(32, cnt - j0);
-          // scores of this tile (four keys at a time) and their max
-          const kp = kPool + headOff + <usize>j0 * hdBytes;
-          let j = 0;
-          let tm = f32x4.splat(-Infinity);
-          for (; j + 4 <= tn; j += 4) {
-            const s4 = f32x4.mul(dot4(qp, kp + <usize>j * hdBytes, hdBytes, headDim), vsc);
-            v128.store(sco + (<usize>j << 2), s4);
-            tm = f32x4.max(tm, s4);
+    for (let kvh = 0; kvh < nKvHeads; kvh++) {
+      for (let h0 = 0; h0 < group; h0 += G) {
+        const gn = min(G, group - h0);
+        const hFirst = kvh * group + h0;
+        memory.fill(SCRATCH_ACC, 0, <usize>gn * hdBytes);
+        for (let g = 0; g < gn; g++) {
+          store<f32>(SCRATCH_M + (<usize>g << 2), -Infinity);
+          store<f32>(SCRATCH_L + (<usize>g << 2), 0);
+        }
+        for (let t0 = 0; t0 < T; t0 += blockSize) {
+          const blk = <usize>load<i32>(blockTable + (<usize>(t0 / blockSize) << 2));
+          const headOff = blk * blockBytes + <usize>kvh * <usize>blockSize * hdBytes;
+          const cnt = min(blockSize, T - t0);
+          for (let j0 = 0; j0 < cnt; j0 += 32) {
+            const tn = min(32, cnt - j0);
+            const kp = kPool + headOff + <usize>j0 * hdBytes;
+            const vp = vPool + headOff + <usize>j0 * hdBytes;
+            for (let g = 0; g < gn; g++) {
+              const qp = q + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
+              // scores of this tile (four keys at a time) and their max
+              let j = 0;
+              let tm = f32x4.splat(-Infinity);
+              for (; j + 4 <= tn; j += 4) {
+                const s4 = f32x4.mul(dot4(qp, kp + <usize>j * hdBytes, hdBytes, headDim), vsc);
+                v128.store(sco + (<usize>j << 2), s4);
+                tm = f32x4.max(tm, s4);
+              }
+              let tmax = hmax(tm);
+              for (; j < tn; j++) {
+                const s = dot(qp, kp + <usize>j * hdBytes, headDim) * sc;
+                store<f32>(sco + (<usize>j << 2), s);
+                tmax = max(tmax, s);
+              }
+              // new running max: rescale what was accumulated by e^(m_old - m_new)
+              let m = load<f32>(SCRATCH_M + (<usize>g << 2));
+              let l = load<f32>(SCRATCH_L + (<usize>g << 2));
+              let c: f32 = 1;
+              if (tmax > m) {
+                c = l != 0 ? Mathf.exp(m - tmax) : 0;
+                l *= c;
+                m = tmax;
+              }
+              // p_j = e^(s_j - m), l += Σp
+              const vm = f32x4.splat(m);
+              let ls = f32x4.splat(0);
+              j = 0;
+              for (; j + 4 <= tn; j += 4) {
+                const p = exp4(f32x4.sub(v128.load(sco + (<usize>j << 2)), vm));
+                v128.store(sco + (<usize>j << 2), p);
+                ls = f32x4.add(ls, p);
+              }
+              l += hsum(ls);
+              for (; j < tn; j++) {
+                const p = Mathf.exp(load<f32>(sco + (<usize>j << 2)) - m);
+                store<f32>(sco + (<usize>j << 2), p);
+                l += p;
+              }
+              store<f32>(SCRATCH_M + (<usize>g << 2), m);
+              store<f32>(SCRATCH_L + (<usize>g << 2), l);
+              accumulate(SCRATCH_ACC + <usize>g * hdBytes, c, sco, vp, hdBytes, tn, headDim);
+            }
           }
-          let tmax = hmax(tm);
-          for (; j < tn; j++) {
-            const s = dot(qp, kp + <usize>j * hdBytes, headDim) * sc;
-            store<f32>(sco + (<usize>j << 2), s);
-            tmax = max(tmax, s);
-          }
-          // new running max: rescale what was accumulated by e^(m_old - m_new)
-          let c: f32 = 1;
-          if (tmax > m) {
-            c = l != 0 ? Mathf.exp(m - tmax) : 0;
-            l *= c;
-            m = tmax;
-          }
-          // p_j = e^(s_j - m), l += Σp
-          const vm = f32x4.splat(m);
-          let ls = f32x4.splat(0);
-          j = 0;
-          for (; j + 4 <= tn; j += 4) {
-            const p = exp4(f32x4.sub(v128.load(sco + (<usize>j << 2)), vm));
-            v128.store(sco + (<usize>j << 2), p);
-            ls = f32x4.add(ls, p);
-          }
-          l += hsum(ls);
-          for (; j < tn; j++) {
-            const p = Mathf.exp(load<f32>(sco + (<usize>j << 2)) - m);
-            store<f32>(sco + (<usize>j << 2), p);
-            l += p;
-          }
-          accumulate(acc, c, sco, vPool + headOff + <usize>j0 * hdBytes, hdBytes, tn, headDim);
+        }
+        for (let g = 0; g < gn; g++) {
+          const op = out + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
+          const acc = SCRATCH_ACC + <usize>g * hdBytes;
+          const inv: f32 = <f32>1 / load<f32>(SCRATCH_L + (<usize>g << 2));
+          const vi = f32x4.splat(inv);
+          let d = 0;
+          for (; d + 4 <= headDim; d += 4) v128.store(op + (<usize>d << 2), f32x4.mul(v128.load(acc + (<usize>d << 2)), vi));
+          for (; d < headDim; d++) store<f32>(op + (<usize>d << 2), load<f32>(acc + (<usize>d << 2)) * inv);
         }
       }
-      const op = out + (<usize>i * <usize>nHeads + <usize>h) * hdBytes;
-      const inv: f32 = <f32>1 / l;
-      const vi = f32x4.splat(inv);
-      let d = 0;
-      for (; d + 4 <= headDim; d += 4) v128.store(op + (<usize>d << 2), f32x4.mul(v128.load(acc + (<usize>d << 2)), vi));
-      for (; d < headDim; d++) store<f32>(op + (<usize>d << 2), load<f32>(acc + (<usize>d << 2)) * inv);
     }
   }
 }

@@ -94,10 +94,13 @@ export function f32ToF16(f: f32): u32 {
   return o | sign;
 }
 
-// static scratch (below the heap base, never handed to JS): attention accumulators and scores,
-// rope cos/sin tables. sized for head_dim <= 1024.
-export const SCRATCH_ACC: usize = memory.data(4096, 64);
+// static scratch (below the heap base, never handed to JS): attention accumulators (16384 floats:
+// the query heads of one KV head together), running max/sum per head, scores of one tile; rope
+// cos/sin tables. sized for head_dim <= 1024.
+export const ACC_FLOATS: i32 = 16384;
+export const SCRATCH_ACC: usize = memory.data(ACC_FLOATS * 4, 64);
+export const SCRATCH_M: usize = memory.data(1024, 64);
+export const SCRATCH_L: usize = memory.data(1024, 64);
 export const SCRATCH_SCORES: usize = memory.data(256, 64);
 export const SCRATCH_COS: usize = memory.data(2048, 64);
 export const SCRATCH_SIN: usize = memory.data(2048, 64);
-export const SCRATCH_TILE: usize = memory.data(256, 64);

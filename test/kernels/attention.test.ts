@@ -38,6 +38,8 @@ for (const b of builds) {
       [4, 2, 8, 16, 33],
       [4, 1, 64, 16, 70],
       [3, 3, 64, 32, 100],
+      [8, 2, 16, 16, 37], // GQA: four query heads per KV head
+      [40, 1, 512, 4, 5], // 40 heads on one KV head: processed 32 + 8 (accumulator space)
     ];
     for (const [nHeads, nKv, hd, bs, T] of shapes) {
       it(`prefill, chunked prefill and decode: heads ${nHeads}/${nKv}, hd ${hd}, block ${bs}, T ${T}`, () => {
