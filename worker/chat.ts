@@ -163,8 +163,8 @@ export const FALLBACK_TEMPLATE =
 
 // message contents are replaced by these markers while rendering, so the rendered text can be
 // split back into template text (specials parsed) and user text (specials literal)
-const MARK_OPEN = '\uE000';
-const MARK_CLOSE = '\uE001';
+const MARK_OPEN = '\uE000m';
+const MARK_CLOSE = 'x\uE001';
 
 interface Piece {
   text: string;
@@ -213,30 +213,36 @@ export function chatPromptIds(
     eos_token: tokenText(tok.eos),
   };
   const rendered = renderTemplate(source, context, limits);
+  const text = renderTemplate(source, { ...context, messages }, limits);
   const pieces = splitMarked(rendered, messages);
-  let text: string;
   let ids: number[];
-  if (pieces) {
-    text = pieces.map((p) => p.text).join('');
+  if (pieces && pieces.map((p) => p.text).join('') === text) {
+    // the template placed each content verbatim: user text is known exactly
     ids = tokenizePieces(tok, pieces);
   } else {
-    // the template transformed the contents (so the markers did not survive): render the real
-    // messages, and refuse contents that would smuggle special tokens into the prompt
-    const specials = specialPieces(tok);
-    for (const [i, m] of messages.entries()) {
-      const hit = specials.find((s) => m.content.includes(s.text));
-      if (hit)
-        throw new ApiError(
-          400,
-          `messages[${i}].content contains the special token ${JSON.stringify(hit.text)}`,
-          {
-            param: `messages[${i}].content`,
-            code: 'invalid_value',
-          },
-        );
-    }
-    text = renderTemplate(source, { ...context, messages }, limits);
+    // the template transformed the contents (trim, upper, …): tokenize the real rendering, and
+    // refuse it if it holds special tokens the template alone (with markers) did not write
     ids = tokenizePieces(tok, [{ text, fromUser: false }]);
+    const specialIds = new Set(specialPieces(tok).map((s) => s.id));
+    const fromTemplate = tokenizePieces(tok, [{ text: rendered, fromUser: false }]).filter((id) =>
+      specialIds.has(id),
+    );
+    const found = ids.filter((id) => specialIds.has(id));
+    if (found.length !== fromTemplate.length || found.some((id, i) => id !== fromTemplate[i])) {
+      const specials = specialPieces(tok);
+      const at = messages.findIndex((m) =>
+        specials.some((s) => m.content.toLowerCase().includes(s.text.toLowerCase())),
+      );
+      const param = at >= 0 ? `messages[${at}].content` : 'messages';
+      throw new ApiError(
+        400,
+        `${param} would put special tokens into the prompt through the model's chat template`,
+        {
+          param,
+          code: 'invalid_value',
+        },
+      );
+    }
   }
   if (tok.addBos && tok.bos !== undefined && ids[0] !== tok.bos) ids.unshift(tok.bos);
   return { ids, text };
@@ -251,13 +257,14 @@ function splitMarked(rendered: string, messages: ChatMessage[]): Piece[] | null 
     if (open < 0) break;
     const close = rendered.indexOf(MARK_CLOSE, open);
     if (close < 0) return null;
-    const idx = Number(rendered.slice(open + 1, close));
-    const m = Number.isInteger(idx) ? messages[idx] : undefined;
+    const digits = rendered.slice(open + MARK_OPEN.length, close);
+    const idx = /^\d{1,4}$/.test(digits) ? Number(digits) : -1;
+    const m = idx >= 0 ? messages[idx] : undefined;
     if (!m || seen.has(idx)) return null;
     seen.add(idx);
     pieces.push({ text: rendered.slice(at, open), fromUser: false });
     pieces.push({ text: m.content, fromUser: true });
-    at = close + 1;
+    at = close + MARK_CLOSE.length;
   }
   pieces.push({ text: rendered.slice(at), fromUser: false });
   if (rendered.indexOf(MARK_CLOSE, at) >= 0) return null;
