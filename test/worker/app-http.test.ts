@@ -365,6 +365,21 @@ describe('bad input: 400/404/413 naming the field, never 408/409/429/5xx', () =>
     expect(model.calls).toHaveLength(0);
   });
 
+  it('infinities (1e999 in JSON) and huge numbers are 400s naming the field', async () => {
+    const { app } = setup();
+    for (const [field, raw] of [
+      ['temperature', '1e999'],
+      ['top_p', '-1e999'],
+      ['max_tokens', '1e999'],
+      ['n', '9007199254740993'],
+      ['length_penalty', '1e999'],
+    ]) {
+      const res = await post(app, '/v1/completions', `{"prompt":"hi","num_beams":2,"${field}":${raw}}`);
+      expect(res.status, field).toBe(400);
+      expect((await errorOf(res)).param).toBe(field);
+    }
+  });
+
   it('prompt + max_tokens over the context: context_length_exceeded at once', async () => {
     const { app, model } = setup({ contextLength: 64 });
     const res = await post(app, '/v1/completions', { prompt: 'x'.repeat(40), max_tokens: 30 });
