@@ -10,6 +10,7 @@ import { BudgetError, FormatError, OptionsError, UnsupportedError } from './erro
 import type { GGUFFile } from './gguf.ts';
 import { BPEMerger, IntPairMap, PieceTable, SymbolList } from './tokenizer-bpe.ts';
 import { gpt2ByteToUnicode, gpt2Pieces } from './tokenizer-gpt2.ts';
+import { SpecialMatcher } from './tokenizer-special.ts';
 
 /** A tokenizer built by tokenizerFromGGUF. */
 export interface Tokenizer {
@@ -206,11 +207,6 @@ interface Vocab {
   addBos: boolean;
 }
 
-interface TrieNode {
-  next: Map<number, TrieNode>;
-  id: number;
-}
-
 /** Replaces lone surrogates with U+FFFD (what TextEncoder would write for them). */
 function wellFormed(s: string): string {
   const n = s.length;
@@ -253,7 +249,7 @@ abstract class BaseTokenizer implements Tokenizer {
   protected readonly v: Vocab;
   private readonly special: Uint8Array;
   private readonly ids = new Map<string, number>();
-  private readonly trie: TrieNode = { next: new Map(), id: -1 };
+  private matcher: SpecialMatcher | undefined; // built on the first parseSpecial
   private readonly bytesCache: Array<Uint8Array | undefined>;
 
   constructor(v: Vocab) {
@@ -272,22 +268,6 @@ abstract class BaseTokenizer implements Tokenizer {
       if (!this.ids.has(v.tokens[i])) this.ids.set(v.tokens[i], i);
     }
     for (const id of [v.bos, v.eos, v.pad, v.unk]) if (id !== undefined) this.special[id] = 1;
-    // trie of special-token texts for parseSpecial (longest match wins; the lower id on a tie)
-    for (let i = 0; i < n; i++) {
-      const s = v.tokens[i];
-      if (!this.special[i] || s.length === 0) continue;
-      let node = this.trie;
-      for (let j = 0; j < s.length; j++) {
-        const c = s.charCodeAt(j);
-        let nx = node.next.get(c);
-        if (nx === undefined) {
-          nx = { next: new Map(), id: -1 };
-          node.next.set(c, nx);
-        }
-        node = nx;
-      }
-      if (node.id < 0) node.id = i;
-    }
   }
 
   isSpecial(id: number): boolean {
@@ -355,33 +335,20 @@ abstract class BaseTokenizer implements Tokenizer {
   protected abstract trimScratch(): void;
 
   private encodeWithSpecials(s: string, out: number[]): void {
-    // split around the longest special-token match at each position
-    let segStart = 0;
-    let first = true;
-    let i = 0;
-    while (i < s.length) {
-      let node: TrieNode | undefined = this.trie;
-      let bestId = -1;
-      let bestEnd = -1;
-      for (let j = i; j < s.length; j++) {
-        node = node.next.get(s.charCodeAt(j));
-        if (node === undefined) break;
-        if (node.id >= 0) {
-          bestId = node.id;
-          bestEnd = j + 1;
-        }
-      }
-      if (bestId < 0) {
-        i++;
-        continue;
-      }
-      if (i > segStart) this.encodePlain(s.slice(segStart, i), first, out);
-      out.push(bestId);
-      first = true;
-      i = bestEnd;
-      segStart = i;
+    if (this.matcher === undefined) {
+      const specials: Array<[string, number]> = [];
+      for (let i = 0; i < this.vocabSize; i++) if (this.special[i]) specials.push([this.v.tokens[i], i]);
+      this.matcher = new SpecialMatcher(specials);
     }
-    if (segStart < s.length) this.encodePlain(s.slice(segStart), first, out);
+    // text between matches: every run starts the input or follows a special token, so each is
+    // "first" (llama puts its space prefix there, as llama.cpp does)
+    let at = 0;
+    for (const m of this.matcher.find(s)) {
+      if (m.start > at) this.encodePlain(s.slice(at, m.start), true, out);
+      out.push(m.id);
+      at = m.end;
+    }
+    if (at < s.length) this.encodePlain(s.slice(at), true, out);
   }
 
   private decodeInto(opts: DecodeOptions) {

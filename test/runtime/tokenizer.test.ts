@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { BudgetError, FormatError, OptionsError, UnsupportedError } from '../../runtime/errors.ts';
 import { MAX_INPUT_CHARS, type Tokenizer, tokenizerFromGGUF } from '../../runtime/tokenizer.ts';
 import { gpt2ByteToUnicode, gpt2Pieces } from '../../runtime/tokenizer-gpt2.ts';
+import { SpecialMatcher } from '../../runtime/tokenizer-special.ts';
 import { fakeGGUF, ggufFromMeta, rng, type TokenizerMeta } from '../helpers/tokenizer-fixtures.ts';
 
 const GPT2_RE = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
@@ -630,5 +631,58 @@ describe('tokenizer metadata is checked', () => {
     }
     const tokens = (gpt2['tokenizer.ggml.tokens'] as string[]).map((t) => (t === 'Ġ' ? 'Q!' : t));
     expectMetaError({ ...gpt2, 'tokenizer.ggml.tokens': tokens }, FormatError, 'tokenizer.ggml.tokens');
+  });
+});
+
+describe('special-token matcher (Aho–Corasick over reversed strings)', () => {
+  // reference: at each position from the left, the longest special starting there (first id on ties)
+  function naiveFind(specials: Array<[string, number]>, s: string) {
+    const out: Array<{ start: number; end: number; id: number }> = [];
+    for (let i = 0; i < s.length; ) {
+      let best: [string, number] | undefined;
+      for (const sp of specials) {
+        if (
+          sp[0].length > 0 &&
+          s.startsWith(sp[0], i) &&
+          (best === undefined || sp[0].length > best[0].length)
+        ) {
+          best = sp;
+        }
+      }
+      if (best) {
+        out.push({ start: i, end: i + best[0].length, id: best[1] });
+        i += best[0].length;
+      } else i++;
+    }
+    return out;
+  }
+
+  it('finds the same matches as a naive longest-match scan', () => {
+    const word = textOf(['a', 'b', '<', '|', '>'], 6);
+    fc.assert(
+      fc.property(
+        fc.array(word, { maxLength: 8 }),
+        textOf(['a', 'b', '<', '|', '>', 'c'], 40),
+        (texts, s) => {
+          const specials = texts.map((t, i) => [t, i] as [string, number]);
+          expect(new SpecialMatcher(specials).find(s)).toEqual(naiveFind(specials, s));
+        },
+      ),
+      { numRuns: 2000, seed: 23 },
+    );
+  });
+
+  it('finds matches in a long run of the prefix of a 1,000-character special token', () => {
+    const long = 'a'.repeat(1000);
+    const m = new SpecialMatcher([
+      [`${long}b`, 1],
+      [long, 2],
+      ['aa', 3],
+    ]);
+    const s = 'a'.repeat(200_000);
+    // 200 copies of the 1,000-character special; a trie walk from each position would be 2·10⁸ steps
+    const found = m.find(s);
+    expect(found).toHaveLength(200);
+    expect(found.every((x) => x.id === 2)).toBe(true);
   });
 });
