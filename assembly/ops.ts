@@ -98,8 +98,17 @@ export function layernorm(out: usize, x: usize, w: usize, b: usize, m: i32, dim:
   }
 }
 
+// the tables' key, so that q and k of one step (and beams at one position) share them
+let tabPos: i32 = -1;
+let tabDim: i32 = 0;
+let tabBase: f32 = 0;
+
 // cos/sin of pos·base^(-2i/headDim) for i < headDim/2, computed in f64, into the static tables
 function ropeTable(pos: i32, headDim: i32, freqBase: f32): void {
+  if (pos == tabPos && headDim == tabDim && freqBase == tabBase) return;
+  tabPos = pos;
+  tabDim = headDim;
+  tabBase = freqBase;
   const half = headDim >> 1;
   for (let i = 0; i < half; i++) {
     const theta = <f64>pos * Math.pow(<f64>freqBase, (-2.0 * <f64>i) / <f64>headDim);
@@ -152,11 +161,8 @@ function ropeRow(x: usize, nHeads: i32, headDim: i32, neox: bool): void {
 /** RoPE in place on m rows of nHeads·headDim; row r at position pos0 + r·posStride. */
 export function rope(x: usize, m: i32, nHeads: i32, headDim: i32, pos0: i32, posStride: i32, freqBase: f32, neox: bool): void {
   const rowBytes = (<usize>nHeads * <usize>headDim) << 2;
-  let last = -1;
   for (let r = 0; r < m; r++) {
-    const pos = pos0 + r * posStride;
-    if (pos != last || r == 0) ropeTable(pos, headDim, freqBase);
-    last = pos;
+    ropeTable(pos0 + r * posStride, headDim, freqBase);
     ropeRow(x + <usize>r * rowBytes, nHeads, headDim, neox);
   }
 }
@@ -164,11 +170,8 @@ export function rope(x: usize, m: i32, nHeads: i32, headDim: i32, pos0: i32, pos
 /** RoPE in place on m rows; row r at position positions[r] (i32 array). */
 export function ropeAt(x: usize, m: i32, nHeads: i32, headDim: i32, positions: usize, freqBase: f32, neox: bool): void {
   const rowBytes = (<usize>nHeads * <usize>headDim) << 2;
-  let last = -1;
   for (let r = 0; r < m; r++) {
-    const pos = load<i32>(positions + (<usize>r << 2));
-    if (pos != last || r == 0) ropeTable(pos, headDim, freqBase);
-    last = pos;
+    ropeTable(load<i32>(positions + (<usize>r << 2)), headDim, freqBase);
     ropeRow(x + <usize>r * rowBytes, nHeads, headDim, neox);
   }
 }
@@ -256,18 +259,27 @@ export function softmax(x: usize, m: i32, n: i32): void {
   }
 }
 
-/** index of the largest of n values (the first one on ties; NaN never wins). */
+/** index of the largest of n values (the first one on ties; NaN never wins; 0 when none is > -inf). */
 export function argmax(x: usize, n: i32): i32 {
-  let best = 0;
-  let bv: f32 = -Infinity;
-  for (let i = 0; i < n; i++) {
+  // pass 1: the maximum (pmax keeps its first operand when the other is NaN)
+  let mv = f32x4.splat(-Infinity);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) mv = f32x4.pmax(mv, v128.load(x + (<usize>i << 2)));
+  let bv = hmax(mv);
+  for (; i < n; i++) {
     const v = load<f32>(x + (<usize>i << 2));
-    if (v > bv) {
-      bv = v;
-      best = i;
-    }
+    if (v > bv) bv = v;
   }
-  return best;
+  if (!(bv > -Infinity)) return 0;
+  // pass 2: its first index
+  const vb = f32x4.splat(bv);
+  i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const mask = i32x4.bitmask(f32x4.eq(v128.load(x + (<usize>i << 2)), vb));
+    if (mask != 0) return i + ctz(mask);
+  }
+  for (; i < n; i++) if (load<f32>(x + (<usize>i << 2)) == bv) return i;
+  return 0;
 }
 
 /** the k largest of n values, sorted descending (ties: lower index first; NaN skipped);

@@ -275,6 +275,16 @@ for (const b of builds) {
       const mark = k.mark();
       const p = put(k, [Number.NaN, 1, Number.NaN, 2]);
       expect(k.argmax(p, 4)).toBe(3);
+      const ninf = put(k, [
+        Number.NEGATIVE_INFINITY,
+        Number.NaN,
+        Number.NEGATIVE_INFINITY,
+        Number.NaN,
+        Number.NaN,
+      ]);
+      expect(k.argmax(ninf, 5)).toBe(0);
+      const late = put(k, [0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 5]);
+      expect(k.argmax(late, 11)).toBe(9);
       const oi = k.alloc(16);
       const ov = k.alloc(16);
       k.topk(p, 4, 3, oi, ov);
