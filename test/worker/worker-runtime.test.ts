@@ -2,6 +2,7 @@
 // built here for R2 loading and the killed-request mark. The reference for every generated text is
 // the runtime called directly in this test (its own WASM instance), with the same options.
 import { env, SELF } from 'cloudflare:test';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import kernels from '../../build/kernels.wasm';
 import kernelsRelaxed from '../../build/kernels-relaxed.wasm';
@@ -345,5 +346,76 @@ describe('concurrency', () => {
     expect(together).toEqual(alone);
     // steps in flight while the others arrived were live, not mistaken for killed ones
     expect(h.rebuilds).toBe(0);
+  });
+});
+
+describe('bad input against the real runtime', () => {
+  it('property: arbitrary bodies get 200/400/404, never 408/409/429/5xx, and the isolate keeps serving', async () => {
+    const h = createHandler({
+      createRuntime: () => createRuntime({ simd: kernels }),
+      defaultBytes: () => new Uint8Array(defaultModel),
+      log: () => {},
+    });
+    const vars = { MAX_TOKENS: '12', MAX_WORK_TOKENS: '48' };
+    const send = (path: string, body: string) =>
+      h.fetch(new Request(`http://x${path}`, { method: 'POST', body }), vars);
+    const field = fc.constantFrom(
+      'prompt',
+      'messages',
+      'max_tokens',
+      'min_tokens',
+      'n',
+      'num_beams',
+      'stop',
+      'temperature',
+      'top_k',
+      'top_p',
+      'min_p',
+      'seed',
+      'logprobs',
+      'top_logprobs',
+      'repetition_penalty',
+      'presence_penalty',
+      'frequency_penalty',
+      'no_repeat_ngram_size',
+      'length_penalty',
+      'early_stopping',
+      'ignore_eos',
+      'stream',
+      'model',
+    );
+    const value = fc.oneof(
+      fc.jsonValue({ maxDepth: 2 }),
+      fc.integer({ min: -3, max: 20 }),
+      fc.double({ min: -3, max: 3, noNaN: true }),
+      fc.constantFrom(
+        'hi',
+        '',
+        '<|endoftext|>',
+        '\uD800',
+        'x'.repeat(3000),
+        [1, 2, 3],
+        [[5, 6]],
+        true,
+        'never',
+      ),
+      fc.constant([{ role: 'user', content: 'hi' }]),
+      fc.string({ maxLength: 40 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.dictionary(field, value, { maxKeys: 7 }), fc.boolean(), async (body, chat) => {
+        if (!('prompt' in body) && !chat) body.prompt = 'hi';
+        if (!('messages' in body) && chat) body.messages = [{ role: 'user', content: 'hi' }];
+        const res = await send(chat ? '/v1/chat/completions' : '/v1/completions', JSON.stringify(body));
+        const text = await res.text();
+        expect(
+          [200, 400, 404],
+          `${res.status} ${text.slice(0, 300)} for ${JSON.stringify(body).slice(0, 300)}`,
+        ).toContain(res.status);
+        if (res.status === 200 && body.stream === true) expect(text).not.toContain('"error"');
+      }),
+      { numRuns: 150 },
+    );
+    expect((await send('/v1/completions', '{"prompt":"ok","max_tokens":2}')).status).toBe(200);
   });
 });
