@@ -50,6 +50,10 @@ export interface LoadedModel {
   readonly info: ModelInfo;
   readonly tokenizer: Tokenizer;
   readonly model: Model;
+  /**
+   * the file's metadata and tensor infos; tensor `data` views are dropped after load, so the
+   * model's bytes are not kept alive twice (the weights live in WASM memory)
+   */
   readonly file: GGUFFile;
   /** the model's own chat template (`tokenizer.chat_template`), if it has one */
   readonly chatTemplate: string | undefined;
@@ -97,6 +101,8 @@ export function createRuntime(modules: KernelModules): Runtime {
       const kernels: Kernels = createKernels(pick());
       const model = Model.load(kernels, file, options);
       const chatTemplate = file.get<string>('tokenizer.chat_template');
+      // the weights are in WASM memory now: let go of the views into the caller's bytes
+      for (const t of file.tensors) t.data = new Uint8Array(0);
       let chat: ReturnType<typeof compileChatTemplate> | undefined;
       const tokenText = (id: number | undefined) =>
         id === undefined ? '' : new TextDecoder().decode(tokenizer.tokenBytes(id));

@@ -80,7 +80,8 @@ async function run(m: LoadedModel, ids: number[], max: number, extra: Record<str
 
 async function edgelmRow(shape: string, type: string, bytes: Uint8Array): Promise<LoadedModel> {
   const t0 = performance.now();
-  const m = runtime.loadModel(bytes, { maxContext: 512, maxSequences: 8 });
+  // Node has room: the 110M shape does not fit a Worker's 128 MiB, so the budget is raised here
+  const m = runtime.loadModel(bytes, { maxContext: 512, maxSequences: 8, budgetBytes: 1024 * 2 ** 20 });
   const loadMs = performance.now() - t0;
   const prefillIds = m.promptIds(PROSE).slice(0, 128);
   const shortIds = prefillIds.slice(0, 8);
