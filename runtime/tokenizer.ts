@@ -210,6 +210,8 @@ interface Vocab {
 /** Replaces lone surrogates with U+FFFD (what TextEncoder would write for them). */
 function wellFormed(s: string): string {
   const n = s.length;
+  let parts: string[] | undefined;
+  let last = 0;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
     if (c < 0xd800 || c > 0xdfff) continue;
@@ -220,22 +222,14 @@ function wellFormed(s: string): string {
         continue;
       }
     }
-    // found a lone surrogate: rebuild from here
-    let out = s.slice(0, i);
-    for (let j = i; j < n; j++) {
-      const a = s.charCodeAt(j);
-      if (a < 0xd800 || a > 0xdfff) {
-        out += s[j];
-      } else if (a < 0xdc00 && j + 1 < n && s.charCodeAt(j + 1) >= 0xdc00 && s.charCodeAt(j + 1) <= 0xdfff) {
-        out += s[j] + s[j + 1];
-        j++;
-      } else {
-        out += '\ufffd';
-      }
-    }
-    return out;
+    // a lone surrogate
+    if (parts === undefined) parts = [];
+    parts.push(s.slice(last, i), '\ufffd');
+    last = i + 1;
   }
-  return s;
+  if (parts === undefined) return s;
+  parts.push(s.slice(last));
+  return parts.join('');
 }
 
 const utf8 = new TextEncoder();

