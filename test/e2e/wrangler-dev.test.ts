@@ -63,6 +63,26 @@ describe('wrangler dev', () => {
     expect(big.status).toBe(413);
   });
 
+  it('concurrent requests (greedy, sampled, beams, streamed) each get their answer alone', async () => {
+    const bodies = [
+      { prompt: 'Once upon a time', max_tokens: 24, temperature: 0 },
+      { prompt: 'The cat', max_tokens: 24, temperature: 0.9, seed: 3 },
+      { prompt: 'In the', max_tokens: 16, num_beams: 4, n: 2 },
+      { prompt: 'Hello', max_tokens: 24, temperature: 0, stream: true },
+    ];
+    const answer = async (body: Record<string, unknown>) => {
+      const res = await post('/v1/completions', body);
+      expect(res.status).toBe(200);
+      const raw = await res.text();
+      if (!body.stream) return ((JSON.parse(raw) as any).choices as any[]).map((c) => c.text);
+      const chunks = raw.split('\n\n').filter((b) => b.startsWith('data: {'));
+      return [chunks.flatMap((b) => JSON.parse(b.slice(6)).choices.map((c: any) => c.text)).join('')];
+    };
+    const alone: string[][] = [];
+    for (const b of bodies) alone.push(await answer(b));
+    expect(await Promise.all(bodies.map(answer))).toEqual(alone);
+  });
+
   it('stops cleanly', async () => {
     await dev.stop();
     await expect(fetch(`${dev.url}/healthz`, { signal: AbortSignal.timeout(2000) })).rejects.toThrow();
