@@ -181,7 +181,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const body = c.req.valid('json') as CompletionBody;
     unsupportedFields(body);
     const { id: modelId, model } = await deps.models.get(body.model ?? undefined);
-    const prompts = completionPrompts(body.prompt, model, limits);
+    const prompts = completionPrompts(body.prompt, model, limits, body.parse_special === true);
     const plan = planRequest(
       body,
       {
@@ -400,7 +400,12 @@ function samplingOf(body: ChatBody) {
 }
 
 // completion prompts → token ids (a string, strings, ids, or lists of ids)
-function completionPrompts(prompt: CompletionBody['prompt'], model: ModelHandle, limits: Limits): number[][] {
+function completionPrompts(
+  prompt: CompletionBody['prompt'],
+  model: ModelHandle,
+  limits: Limits,
+  parseSpecial: boolean,
+): number[][] {
   const tok = model.tokenizer;
   const list: Array<string | number[]> =
     typeof prompt === 'string'
@@ -433,7 +438,7 @@ function completionPrompts(prompt: CompletionBody['prompt'], model: ModelHandle,
           code: 'context_length_exceeded',
         },
       );
-    return tok.encode(p, { parseSpecial: false });
+    return tok.encode(p, { parseSpecial });
   });
 }
 

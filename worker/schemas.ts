@@ -70,6 +70,8 @@ export function makeSchemas(limits: Limits) {
     echo: z.boolean().nullish(),
     suffix: z.string().nullish(),
     best_of: int(1, limits.maxN).nullish(),
+    // extension: let special-token strings in the prompt (`<|user|>`) become special tokens
+    parse_special: z.boolean().nullish(),
   });
   const textPart = z.object({ type: z.literal('text'), text: z.string() });
   const message = z.object({

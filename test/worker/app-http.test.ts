@@ -102,6 +102,15 @@ describe('shapes', () => {
     expect((await errorOf(bad)).param).toBe('prompt');
   });
 
+  it('completion: special-token text is plain unless parse_special is set', async () => {
+    const { app, model } = setup();
+    await post(app, '/v1/completions', { prompt: '<|user|>hi', max_tokens: 1 });
+    expect(model.calls[0]!.prompt).toEqual([256, ...new TextEncoder().encode('<|user|>hi')]);
+    await post(app, '/v1/completions', { prompt: '<|user|>hi', max_tokens: 1, parse_special: true });
+    expect(model.calls[1]!.prompt).toEqual([256, 258, 104, 105]);
+    expect((await post(app, '/v1/completions', { prompt: 'x', parse_special: 'yes' })).status).toBe(400);
+  });
+
   it('completion: logprobs shape', async () => {
     const { app } = setup();
     const j: any = await (
