@@ -206,6 +206,32 @@ for (const type of types)
 lines.push(
   '(GFLOP/s for f32, GOP/s for q8_0/q4_0; ratios against XNNPACK on the f32 product of the same shape)',
 );
+// the issue's floors, checked on this run (the better of the two builds unless a build is named)
+const best = (shape: string, type: string) =>
+  Math.max(g(shape, type, 'edgelm') ?? 0, g(shape, type, 'edgelm-relaxed') ?? 0) || undefined;
+const floor = (what: string, v: number | undefined, ok: (v: number) => boolean, unit = '') => {
+  if (v !== undefined) lines.push(`${ok(v) ? 'MET    ' : 'NOT MET'} ${what}: ${v.toFixed(2)}${unit}`);
+};
+lines.push('');
+for (const shape of shapes.filter((s) => s.startsWith('1x'))) {
+  const x = g(shape, 'f32', 'xnnpack');
+  const e = best(shape, 'f32');
+  if (x && e) floor(`f32 ${shape} ≥ 1.5× XNNPACK`, e / x, (v) => v >= 1.5, '×');
+}
+floor('f32 1x768x3072 ≥ 20 GFLOP/s', best('1x768x3072', 'f32'), (v) => v >= 20);
+for (const shape of ['64x768x768', '256x512x512']) {
+  const x = g(shape, 'f32', 'xnnpack');
+  const e = best(shape, 'f32');
+  if (x && e) floor(`f32 ${shape} ≥ 1.0× XNNPACK`, e / x, (v) => v >= 1, '×');
+}
+floor('q8_0 1x768x3072 plain ≥ 30 GOP/s', g('1x768x3072', 'q8_0', 'edgelm'), (v) => v >= 30);
+floor('q8_0 1x768x3072 relaxed ≥ 45 GOP/s', g('1x768x3072', 'q8_0', 'edgelm-relaxed'), (v) => v >= 45);
+floor('q4_0 1x768x3072 ≥ 25 GOP/s (plain)', g('1x768x3072', 'q4_0', 'edgelm'), (v) => v >= 25);
+for (const type of types) {
+  const one = best('1x768x3072', type);
+  const four = best('4x768x3072', type);
+  if (one && four) floor(`${type}: 4 rows ≤ 2× one row`, (4 * one) / four, (v) => v <= 2, '×');
+}
 log(lines.join('\n'));
 
 mkdirSync(join(root, 'bench-results'), { recursive: true });
