@@ -396,8 +396,7 @@ const now = (): number => (typeof performance !== 'undefined' ? performance.now(
  *   text it releases (UTF-8 safe through the tokenizer's stream decoder; text that could be the start
  *   of a stop string is held back until it is known not to be one, and a stop string is never
  *   emitted), then `done`. `logprob`/`topLogprobs` are the model's own log-probabilities (log-softmax
- *   of the raw logits, before penalties and warpers); the sequence's `score` is their sum when
- *   `logprobs` is set, else NaN (not computed: it costs a pass of exps over the vocabulary per token).
+ *   of the raw logits, before penalties and warpers); the sequence's `score` is their sum.
  * - Beam search (numBeams > 1): a `beams` event after every step with the running beams, best first
  *   (`beams[0]` is the provisional best; `parent` indexes the previous event's list, so a client can
  *   draw the tree). When the search ends, `token` events replay the final best sequence (with the
@@ -541,9 +540,9 @@ export async function* generate<S>(
       let id = o.mode === 'sample' ? sampleCandidate(samplingCandidates(scores, o), rng) : argmax(scores);
       if (id < 0) id = argmax(logits); // every token banned: fall back to the raw argmax
       if (id < 0) throw new Error('generate: the model returned no finite logit');
-      // log-probs cost a pass of exps over the vocabulary (~30 % of a greedy step on a 15M model with
-      // 32k tokens), so only when asked; greedy on raw logits: the chosen logit is the row's max
-      const lse = o.logprobs ? logSumExp(logits, processed ? undefined : logits[id]) : Number.NaN;
+      // the score needs the log-prob of every chosen token: one pass of exps over the vocabulary
+      // (greedy on raw logits: the chosen logit is the row's max, so no max pass)
+      const lse = logSumExp(logits, processed ? undefined : logits[id]);
       const logprob = logits[id] - lse;
       tokens.push(id);
       counts.set(id, (counts.get(id) ?? 0) + 1);
