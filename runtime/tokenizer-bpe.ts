@@ -64,17 +64,47 @@ class PairHeap {
     this.code[i] = code;
   }
 
+  /** Makes room for `cap` entries (exactly, when it must grow). */
+  reserve(cap: number): void {
+    if (cap <= this.key.length) return;
+    const k = new Float64Array(cap);
+    k.set(this.key.subarray(0, this.size));
+    this.key = k;
+    const e = new Int32Array(cap);
+    e.set(this.end.subarray(0, this.size));
+    this.end = e;
+    const c = new Int32Array(cap);
+    c.set(this.code.subarray(0, this.size));
+    this.code = c;
+  }
+
+  /** Appends without ordering; call heapify() before the next pop(). */
+  append(key: number, end: number, code: number): void {
+    if (this.size === this.key.length) this.grow();
+    const i = this.size++;
+    this.key[i] = key;
+    this.end[i] = end;
+    this.code[i] = code;
+  }
+
+  /** Orders the whole array in O(n) (Floyd's bottom-up construction). */
+  heapify(): void {
+    for (let i = (this.size - 2) >> 2; i >= 0; i--)
+      this.siftDown(i, this.key[i], this.end[i], this.code[i], this.size);
+  }
+
   // the top entry is read from slot 0 before calling pop()
   pop(): void {
     const n = --this.size;
     if (n === 0) return;
+    this.siftDown(0, this.key[n], this.end[n], this.code[n], n);
+  }
+
+  // places (key, end, code) at slot i or below, in a heap of n entries
+  private siftDown(i: number, key: number, end: number, code: number, n: number): void {
     const K = this.key;
     const E = this.end;
     const C = this.code;
-    const key = K[n];
-    const end = E[n];
-    const code = C[n];
-    let i = 0;
     for (;;) {
       const a = 4 * i + 1;
       if (a >= n) break;
@@ -181,7 +211,13 @@ export class BPEMerger {
       const c = lookup(l, r);
       if (c >= 0) heap.push(prioOf(c) * LEFT_SCALE + l, end[r], c);
     };
-    for (let i = 0; i + 1 < n; i++) offer(i, i + 1);
+    // initial pairs in one O(n) heap construction
+    heap.reserve(n - 1);
+    for (let i = 0; i + 1 < n; i++) {
+      const c = lookup(i, i + 1);
+      if (c >= 0) heap.append(prioOf(c) * LEFT_SCALE + i, end[i + 1], c);
+    }
+    heap.heapify();
     while (heap.size > 0) {
       const key = heap.key[0];
       const e = heap.end[0];
