@@ -176,7 +176,7 @@ export function attention(
               for (; j + 4 <= tn; j += 4) {
                 const s4 = f32x4.mul(dot4(qp, kp + <usize>j * hdBytes, hdBytes, headDim), vsc);
                 v128.store(sco + (<usize>j << 2), s4);
-                tm = f32x4.max(tm, s4);
+                tm = f32x4.pmax(tm, s4);
               }
               let tmax = hmax(tm);
               for (; j < tn; j++) {

@@ -206,7 +206,7 @@ export function gelu(out: usize, x: usize, n: i32): void {
     const o = <usize>i << 2;
     const v = v128.load(x + o);
     let u = f32x4.mul(vc, fma(f32x4.mul(vk, v), f32x4.mul(v, v), v));
-    u = f32x4.max(f32x4.min(u, f32x4.splat(15)), f32x4.splat(-15));
+    u = f32x4.pmax(f32x4.splat(-15), f32x4.pmin(f32x4.splat(15), u));
     const t = f32x4.sub(one, f32x4.div(two, f32x4.add(exp4(f32x4.mul(two, u)), one)));
     v128.store(out + o, f32x4.mul(f32x4.mul(half, v), f32x4.add(one, t)));
   }
@@ -226,7 +226,7 @@ export function softmax(x: usize, m: i32, n: i32): void {
     const xr = x + ((<usize>r * <usize>n) << 2);
     let mv = f32x4.splat(-Infinity);
     let i = 0;
-    for (; i + 4 <= n; i += 4) mv = f32x4.max(mv, v128.load(xr + (<usize>i << 2)));
+    for (; i + 4 <= n; i += 4) mv = f32x4.pmax(mv, v128.load(xr + (<usize>i << 2)));
     let mx = hmax(mv);
     for (; i < n; i++) mx = max(mx, load<f32>(xr + (<usize>i << 2)));
     const vm = f32x4.splat(mx);

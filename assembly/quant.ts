@@ -20,6 +20,7 @@
 // both builds compute exactly the same integer block sums.
 import { f16ToF32, f32ToF16, fma, hsumI } from './simd';
 
+const ONES16: usize = memory.data<i16>([1, 1, 1, 1, 1, 1, 1, 1], 16);
 const Q8_GB: usize = 144; // bytes per (group, block), q8_0
 const Q4_GB: usize = 80; // bytes per (group, block), q4_0
 
@@ -48,8 +49,8 @@ export function quantizeAct(s: usize, x: usize, m: i32, k: i32): void {
       const v5 = v128.load(src, 80);
       const v6 = v128.load(src, 96);
       const v7 = v128.load(src, 112);
-      let mx = f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3)));
-      mx = f32x4.max(mx, f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))));
+      let mx = f32x4.pmax(f32x4.pmax(f32x4.abs(v0), f32x4.abs(v1)), f32x4.pmax(f32x4.abs(v2), f32x4.abs(v3)));
+      mx = f32x4.pmax(mx, f32x4.pmax(f32x4.pmax(f32x4.abs(v4), f32x4.abs(v5)), f32x4.pmax(f32x4.abs(v6), f32x4.abs(v7))));
       mx = f32x4.max(mx, i32x4.shuffle(mx, mx, 2, 3, 0, 1));
       const amax = max(f32x4.extract_lane(mx, 0), f32x4.extract_lane(mx, 1));
       const d: f32 = amax / 127;
@@ -241,6 +242,9 @@ function q8Tile(R: i32, RX: bool, o: usize, ldo: usize, s: usize, xd: usize, m: 
 // @ts-ignore: decorator
 @inline
 function q8Row(G: i32, o: usize, s: usize, xd: usize, mk: usize, wg: usize, gBytes: usize, nb: i32, valid: i32): void {
+  // i16 pairs → i32 by pmaddwd with ones held in a register (V8 rebuilds the constant of
+  // relaxed_dot_add's own widening at every use; a loaded vector it cannot)
+  const ones = v128.load(ONES16);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
@@ -261,18 +265,18 @@ function q8Row(G: i32, o: usize, s: usize, xd: usize, mk: usize, wg: usize, gByt
         const ab = v128.load32_splat(xa + st);
         const wo = st << 2;
         let w = v128.load(w0 + wo);
-        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), ab, a0);
+        a0 = i32x4.add(a0, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w, sg), sg), ab), ones));
         if (G > 1) {
           w = v128.load(w0 + gBytes + wo);
-          a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), ab, a1);
+          a1 = i32x4.add(a1, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w, sg), sg), ab), ones));
         }
         if (G > 2) {
           w = v128.load(w0 + 2 * gBytes + wo);
-          a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), ab, a2);
+          a2 = i32x4.add(a2, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w, sg), sg), ab), ones));
         }
         if (G > 3) {
           w = v128.load(w0 + 3 * gBytes + wo);
-          a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), ab, a3);
+          a3 = i32x4.add(a3, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w, sg), sg), ab), ones));
         }
       }
       xq += 32;
