@@ -732,10 +732,12 @@ export function tokenizerFromGGUF(file: MetadataSource): Tokenizer {
   if (model === 'llama') return new LlamaTokenizer(v, readBool(file, K.addSpacePrefix, true));
 
   const pre = file.get(K.pre);
-  if (pre !== undefined && pre !== 'default' && pre !== 'gpt2') {
+  // "gpt-2" is llama.cpp's name for exactly this pattern; "default" and "gpt2" are accepted too
+  // (llama.cpp's own "default" is a different multi-regex split: not implemented, read as GPT-2's)
+  if (pre !== undefined && pre !== 'gpt-2' && pre !== 'gpt2' && pre !== 'default') {
     throw new UnsupportedError(`${K.pre} = ${JSON.stringify(String(pre).slice(0, 64))} is not supported`, {
       field: K.pre,
-      hint: 'edgelm implements the GPT-2 pre-tokenizer ("default" or "gpt2") only',
+      hint: 'edgelm implements the GPT-2 pre-tokenizer ("gpt-2", "gpt2" or "default") only',
     });
   }
   const merges = readStrings(file, K.merges, true, 2 * MAX_TOKEN_CHARS + 1)!;

@@ -525,7 +525,7 @@ describe('tokenizer metadata is checked', () => {
     expectMetaError({ ...llama, 'tokenizer.ggml.model': 'bert' }, UnsupportedError, 'tokenizer.ggml.model');
     expectMetaError({ ...gpt2, 'tokenizer.ggml.pre': 'llama-bpe' }, UnsupportedError, 'tokenizer.ggml.pre');
     expectMetaError({ ...gpt2, 'tokenizer.ggml.pre': '(?:.*)*' }, UnsupportedError, 'tokenizer.ggml.pre');
-    for (const pre of ['default', 'gpt2', undefined]) {
+    for (const pre of ['gpt-2', 'default', 'gpt2', undefined]) {
       expect(tokenizerFromGGUF(fakeGGUF({ ...gpt2, 'tokenizer.ggml.pre': pre })).model).toBe('gpt2');
     }
   });
