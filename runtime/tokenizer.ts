@@ -711,6 +711,9 @@ export function tokenizerFromGGUF(file: MetadataSource): Tokenizer {
         );
       }
     }
+  } else if (model === 'llama') {
+    // no types: byte fallback finds <0xNN> pieces by their text, as llama.cpp does
+    for (let i = 0; i < n; i++) if (parseByteToken(tokens[i]) >= 0) types[i] = TokenType.byte;
   }
   const scores = new Float64Array(n);
   if (scoreArr !== undefined) scores.set(scoreArr);

@@ -340,6 +340,15 @@ describe('llama (SentencePiece-style BPE) on synthetic vocabularies', () => {
     expect(tok.encode('aжжa')).toEqual([3, 4, 0, 4]);
   });
 
+  it('finds <0xNN> byte tokens by their text when token types are absent', () => {
+    const m = llamaVocab(7);
+    const { 'tokenizer.ggml.token_type': _t, ...noTypes } = entries(m);
+    const tok = tokenizerFromGGUF(fakeGGUF(noTypes));
+    const ids = tok.encode('ж', { addBos: false });
+    expect(ids.slice(1).map((i) => m.tokens[i])).toEqual(['<0xD0>', '<0xB6>']);
+    expect(tok.decode(ids)).toBe('ж');
+  });
+
   it('honours add_space_prefix = false', () => {
     const m = { ...llamaVocab(6), addSpacePrefix: false };
     const tok = tokenizerFromGGUF(fakeGGUF(entries(m)));
