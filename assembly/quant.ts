@@ -391,6 +391,7 @@ function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k:
   const ldq: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>k : <usize>k << 1;
   const ldd = <usize>nb << 2;
   const lo4 = i8x16.splat(0x0f);
+  const ones = v128.load(ONES16);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
@@ -415,16 +416,16 @@ function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k:
       for (let j: usize = 0; j < 16; j += 4) {
         const v = v128.load(wb + (j << 2));
         const lo = v128.and(v, lo4);
-        const hi = i8x16.shr_u(v, 4);
+        const hi = v128.and(i16x8.shr_u(v, 4), lo4);
         h0 = i16x8.add(h0, i16x8.add(dot16(xq + j, lo), dot16(xq + 16 + j, hi)));
         if (R > 1) h1 = i16x8.add(h1, i16x8.add(dot16(xq + ldq + j, lo), dot16(xq + ldq + 16 + j, hi)));
         if (R > 2) h2 = i16x8.add(h2, i16x8.add(dot16(xq + 2 * ldq + j, lo), dot16(xq + 2 * ldq + 16 + j, hi)));
         if (R > 3) h3 = i16x8.add(h3, i16x8.add(dot16(xq + 3 * ldq + j, lo), dot16(xq + 3 * ldq + 16 + j, hi)));
       }
-      a0 = i32x4.extadd_pairwise_i16x8_s(h0);
-      if (R > 1) a1 = i32x4.extadd_pairwise_i16x8_s(h1);
-      if (R > 2) a2 = i32x4.extadd_pairwise_i16x8_s(h2);
-      if (R > 3) a3 = i32x4.extadd_pairwise_i16x8_s(h3);
+      a0 = i32x4.dot_i16x8_s(h0, ones);
+      if (R > 1) a1 = i32x4.dot_i16x8_s(h1, ones);
+      if (R > 2) a2 = i32x4.dot_i16x8_s(h2, ones);
+      if (R > 3) a3 = i32x4.dot_i16x8_s(h3, ones);
       xq += 32;
     } else {
       let b0 = i32x4.splat(0);
@@ -434,7 +435,7 @@ function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k:
       for (let j: usize = 0; j < 16; j += 4) {
         const v = v128.load(wb + (j << 2));
         const lo = v128.and(v, lo4);
-        const hi = i8x16.shr_u(v, 4);
+        const hi = v128.and(i16x8.shr_u(v, 4), lo4);
         const la = i16x8.extend_low_i8x16_u(lo);
         const lb = i16x8.extend_high_i8x16_u(lo);
         const ha = i16x8.extend_low_i8x16_u(hi);
@@ -498,6 +499,7 @@ function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k:
 @inline
 function q4Row(G: i32, o: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, valid: i32): void {
   const lo4 = i8x16.splat(0x0f);
+  const ones = v128.load(ONES16);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
@@ -520,24 +522,24 @@ function q4Row(G: i32, o: usize, s: usize, xd: usize, xs: usize, wg: usize, gByt
         const xh = v128.load32_splat(xq + 16 + j);
         const wo = j << 2;
         let v = v128.load(w0 + wo);
-        h0 = i16x8.add(h0, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, i8x16.shr_u(v, 4))));
+        h0 = i16x8.add(h0, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
         if (G > 1) {
           v = v128.load(w0 + gBytes + wo);
-          h1 = i16x8.add(h1, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, i8x16.shr_u(v, 4))));
+          h1 = i16x8.add(h1, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
         }
         if (G > 2) {
           v = v128.load(w0 + 2 * gBytes + wo);
-          h2 = i16x8.add(h2, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, i8x16.shr_u(v, 4))));
+          h2 = i16x8.add(h2, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
         }
         if (G > 3) {
           v = v128.load(w0 + 3 * gBytes + wo);
-          h3 = i16x8.add(h3, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, i8x16.shr_u(v, 4))));
+          h3 = i16x8.add(h3, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
         }
       }
-      a0 = i32x4.extadd_pairwise_i16x8_s(h0);
-      if (G > 1) a1 = i32x4.extadd_pairwise_i16x8_s(h1);
-      if (G > 2) a2 = i32x4.extadd_pairwise_i16x8_s(h2);
-      if (G > 3) a3 = i32x4.extadd_pairwise_i16x8_s(h3);
+      a0 = i32x4.dot_i16x8_s(h0, ones);
+      if (G > 1) a1 = i32x4.dot_i16x8_s(h1, ones);
+      if (G > 2) a2 = i32x4.dot_i16x8_s(h2, ones);
+      if (G > 3) a3 = i32x4.dot_i16x8_s(h3, ones);
       xq += 32;
     } else {
       let b0 = i32x4.splat(0);
@@ -550,27 +552,27 @@ function q4Row(G: i32, o: usize, s: usize, xd: usize, xs: usize, wg: usize, gByt
         const wo = j << 2;
         let v = v128.load(w0 + wo);
         let lo = v128.and(v, lo4);
-        let hi = i8x16.shr_u(v, 4);
+        let hi = v128.and(i16x8.shr_u(v, 4), lo4);
         a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), xh)));
         b0 = i32x4.add(b0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), xh)));
         if (G > 1) {
           v = v128.load(w0 + gBytes + wo);
           lo = v128.and(v, lo4);
-          hi = i8x16.shr_u(v, 4);
+          hi = v128.and(i16x8.shr_u(v, 4), lo4);
           a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), xh)));
           b1 = i32x4.add(b1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), xh)));
         }
         if (G > 2) {
           v = v128.load(w0 + 2 * gBytes + wo);
           lo = v128.and(v, lo4);
-          hi = i8x16.shr_u(v, 4);
+          hi = v128.and(i16x8.shr_u(v, 4), lo4);
           a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), xh)));
           b2 = i32x4.add(b2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), xh)));
         }
         if (G > 3) {
           v = v128.load(w0 + 3 * gBytes + wo);
           lo = v128.and(v, lo4);
-          hi = i8x16.shr_u(v, 4);
+          hi = v128.and(i16x8.shr_u(v, 4), lo4);
           a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), xh)));
           b3 = i32x4.add(b3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), xh)));
         }
