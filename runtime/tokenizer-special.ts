@@ -6,38 +6,51 @@
 // there (the first terminal on the state's failure chain). A greedy left-to-right pass then picks
 // matches. Classic Aho–Corasick (Aho & Corasick, CACM 1975); the reversal trick is ours.
 
+import { IntPairMap } from './tokenizer-bpe.ts';
+
 export interface SpecialMatch {
   start: number;
   end: number;
   id: number;
 }
 
-/** Aho–Corasick over reversed special strings; UTF-16 code units. */
+/**
+ * Aho–Corasick over reversed special strings, UTF-16 code units, in typed arrays (~50 bytes per
+ * trie node; nodes ≤ 1 + total characters of the specials, which the caller caps).
+ */
 export class SpecialMatcher {
-  private readonly children: Array<Map<number, number>> = [new Map()];
-  private fail: Int32Array = new Int32Array(1);
+  private readonly child: IntPairMap; // (state, code unit) → state
+  private readonly fail: Int32Array;
   // per state: the longest special string that is a suffix of the state's string (-1: none)
-  private outId: Int32Array = new Int32Array(1);
-  private outLen: Int32Array = new Int32Array(1);
+  private readonly outId: Int32Array;
+  private readonly outLen: Int32Array;
   readonly size: number;
 
   /** `specials`: [text, id] pairs; for equal texts the first pair wins; empty texts are ignored. */
   constructor(specials: Array<[string, number]>) {
-    const termId: number[] = [-1];
-    const depth: number[] = [0];
+    let total = 1;
+    for (const [text] of specials) total += text.length;
+    this.child = new IntPairMap(total);
+    const firstChild = new Int32Array(total).fill(-1);
+    const nextSibling = new Int32Array(total).fill(-1);
+    const edgeChar = new Uint16Array(total);
+    const termId = new Int32Array(total).fill(-1);
+    const depth = new Int32Array(total);
+    let nodes = 1;
     let count = 0;
     for (const [text, id] of specials) {
       if (text.length === 0) continue;
       let state = 0;
       for (let j = text.length - 1; j >= 0; j--) {
         const c = text.charCodeAt(j);
-        let next = this.children[state].get(c);
-        if (next === undefined) {
-          next = this.children.length;
-          this.children.push(new Map());
-          termId.push(-1);
-          depth.push(depth[state] + 1);
-          this.children[state].set(c, next);
+        let next = this.child.get(state, c);
+        if (next < 0) {
+          next = nodes++;
+          this.child.add(state, c, next);
+          edgeChar[next] = c;
+          depth[next] = depth[state] + 1;
+          nextSibling[next] = firstChild[state];
+          firstChild[state] = next;
         }
         state = next;
       }
@@ -47,12 +60,11 @@ export class SpecialMatcher {
       }
     }
     this.size = count;
-    const n = this.children.length;
-    this.fail = new Int32Array(n);
-    this.outId = new Int32Array(n).fill(-1);
-    this.outLen = new Int32Array(n);
+    this.fail = new Int32Array(nodes);
+    this.outId = new Int32Array(nodes).fill(-1);
+    this.outLen = new Int32Array(nodes);
     // breadth-first: failure links, then each state's longest terminal suffix
-    const queue = new Int32Array(n);
+    const queue = new Int32Array(nodes);
     let head = 0;
     let tail = 0;
     queue[tail++] = 0;
@@ -65,12 +77,13 @@ export class SpecialMatcher {
         this.outId[s] = this.outId[this.fail[s]];
         this.outLen[s] = this.outLen[this.fail[s]];
       }
-      for (const [c, t] of this.children[s]) {
+      for (let t = firstChild[s]; t >= 0; t = nextSibling[t]) {
         if (s !== 0) {
+          const c = edgeChar[t];
           let f = this.fail[s];
-          while (f !== 0 && !this.children[f].has(c)) f = this.fail[f];
-          const g = this.children[f].get(c);
-          this.fail[t] = g !== undefined && g !== t ? g : 0;
+          while (f !== 0 && this.child.get(f, c) < 0) f = this.fail[f];
+          const g = this.child.get(f, c);
+          this.fail[t] = g >= 0 && g !== t ? g : 0;
         }
         queue[tail++] = t;
       }
@@ -89,8 +102,8 @@ export class SpecialMatcher {
     for (let i = n - 1; i >= 0; i--) {
       const c = s.charCodeAt(i);
       for (;;) {
-        const next = this.children[state].get(c);
-        if (next !== undefined) {
+        const next = this.child.get(state, c);
+        if (next >= 0) {
           state = next;
           break;
         }

@@ -64,6 +64,8 @@ export interface DecodeOptions {
 export const MAX_INPUT_CHARS = 1 << 20;
 /** Largest vocabulary accepted from metadata. */
 export const MAX_VOCAB = 1_000_000;
+/** Total text of special tokens accepted from metadata, in UTF-16 code units. */
+export const MAX_SPECIAL_CHARS = 1 << 18;
 /** Longest token text accepted from metadata, in UTF-16 code units. */
 export const MAX_TOKEN_CHARS = 1024;
 
@@ -262,6 +264,15 @@ abstract class BaseTokenizer implements Tokenizer {
       if (!this.ids.has(v.tokens[i])) this.ids.set(v.tokens[i], i);
     }
     for (const id of [v.bos, v.eos, v.pad, v.unk]) if (id !== undefined) this.special[id] = 1;
+    // the parseSpecial matcher takes ~50 bytes per character of special text: bound it here
+    let specialChars = 0;
+    for (let i = 0; i < n; i++) if (this.special[i]) specialChars += v.tokens[i].length;
+    if (specialChars > MAX_SPECIAL_CHARS) {
+      throw new UnsupportedError(
+        `special tokens (${K.types} control, unknown, user-defined) total ${specialChars} characters, more than ${MAX_SPECIAL_CHARS}`,
+        { field: K.types, hint: 'a real vocabulary has at most a few thousand short special tokens' },
+      );
+    }
   }
 
   isSpecial(id: number): boolean {

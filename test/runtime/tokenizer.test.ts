@@ -629,6 +629,33 @@ describe('tokenizer metadata is checked', () => {
     expectMetaError({ ...llama, 'tokenizer.ggml.tokens': huge }, FormatError, 'tokenizer.ggml.tokens');
   });
 
+  it('rejects special tokens whose text would make the parseSpecial matcher huge', () => {
+    const t = [...(llama['tokenizer.ggml.tokens'] as string[])];
+    const ty = [...(llama['tokenizer.ggml.token_type'] as number[])];
+    // 300 user-defined tokens of 1,000 characters: 300,000 > MAX_SPECIAL_CHARS
+    for (let i = 0; i < 300; i++) {
+      t.push(`${'z'.repeat(996)}${String(i).padStart(4, '0')}`);
+      ty.push(4);
+    }
+    const sc = [...(llama['tokenizer.ggml.scores'] as number[]), ...new Array(300).fill(0)];
+    const e = {
+      ...llama,
+      'tokenizer.ggml.tokens': t,
+      'tokenizer.ggml.token_type': ty,
+      'tokenizer.ggml.scores': sc,
+    };
+    expectMetaError(e, UnsupportedError, 'tokenizer.ggml.token_type');
+    // 200 of them fit
+    const e2 = {
+      ...e,
+      'tokenizer.ggml.tokens': t.slice(0, -100),
+      'tokenizer.ggml.token_type': ty.slice(0, -100),
+      'tokenizer.ggml.scores': sc.slice(0, -100),
+    };
+    const tok = tokenizerFromGGUF(fakeGGUF(e2));
+    expect(tok.encode(`a${t.at(-101)}b`, { parseSpecial: true, addBos: false })).toContain(t.length - 101);
+  });
+
   it('rejects gpt2 merges that are malformed or name tokens not in the vocabulary', () => {
     const merges = gpt2['tokenizer.ggml.merges'] as string[];
     for (const bad of ['ab', ' a', 'Ġ zzzz', 'a b c']) {
