@@ -336,7 +336,12 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const gBytes = <usize>nb * Q8_GB;
   if (m == 1) {
     let g = 0;
-    for (; g + 4 <= ng; g += 4) q8Row(4, out + (<usize>g << 4), s, xd, mk, w + <usize>g * gBytes, gBytes, nb, n - g * 4);
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      for (; g + 4 <= ng; g += 4) q8Row(4, out + (<usize>g << 4), s, xd, mk, w + <usize>g * gBytes, gBytes, nb, n - g * 4);
+    } else {
+      // int16 path: two accumulators per group, so three groups (four spill in V8)
+      for (; g + 3 <= ng; g += 3) q8Row(3, out + (<usize>g << 4), s, xd, mk, w + <usize>g * gBytes, gBytes, nb, n - g * 4);
+    }
     const left = ng - g;
     const o = out + (<usize>g << 4);
     const wg = w + <usize>g * gBytes;
