@@ -5,7 +5,13 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BudgetError, FormatError, OptionsError, UnsupportedError } from '../../runtime/errors.ts';
+import {
+  BudgetError,
+  EdgeLMError,
+  FormatError,
+  OptionsError,
+  UnsupportedError,
+} from '../../runtime/errors.ts';
 import { MAX_INPUT_CHARS, type Tokenizer, tokenizerFromGGUF } from '../../runtime/tokenizer.ts';
 import { gpt2ByteToUnicode, gpt2Pieces } from '../../runtime/tokenizer-gpt2.ts';
 import { SpecialMatcher } from '../../runtime/tokenizer-special.ts';
@@ -720,5 +726,70 @@ describe('special-token matcher (Aho–Corasick over reversed strings)', () => {
     const found = m.find(s);
     expect(found).toHaveLength(200);
     expect(found.every((x) => x.id === 2)).toBe(true);
+  });
+});
+
+describe('mutated tokenizer metadata', () => {
+  // every mutation either builds a tokenizer that works or throws a typed EdgeLMError — never a
+  // TypeError, RangeError or a hang
+  const bases = [entries(llamaVocab(21)), entries(gpt2Vocab(21))];
+  const junk = fc.oneof(
+    fc.constantFrom(
+      undefined,
+      null,
+      -1,
+      0,
+      1,
+      2 ** 32,
+      -(2 ** 31),
+      1.5,
+      Number.NaN,
+      Infinity,
+      '',
+      'llama',
+      'gpt2',
+      true,
+    ),
+    fc.constantFrom(-1n, 0n, 2n ** 64n - 1n, 3n),
+    fc.array(fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.constant(undefined)), { maxLength: 5 }),
+    fc.string({ maxLength: 12 }),
+  );
+  const mutation = fc.record({
+    base: fc.integer({ min: 0, max: 1 }),
+    key: fc.constantFrom(...Object.keys(bases[0]), 'tokenizer.ggml.merges', 'tokenizer.ggml.pre'),
+    kind: fc.constantFrom('replace', 'delete', 'truncate', 'element'),
+    value: junk,
+    index: fc.nat({ max: 400 }),
+  });
+
+  it('never crash the constructor or encode/decode', () => {
+    fc.assert(
+      fc.property(mutation, ({ base, key, kind, value, index }) => {
+        const e: Record<string, unknown> = { ...bases[base] };
+        const cur = e[key];
+        if (kind === 'delete') delete e[key];
+        else if (kind === 'truncate' && Array.isArray(cur)) e[key] = cur.slice(0, index % (cur.length + 1));
+        else if (kind === 'element' && Array.isArray(cur) && cur.length > 0) {
+          const copy = [...cur];
+          copy[index % copy.length] = Array.isArray(value) ? value[0] : value;
+          e[key] = copy;
+        } else e[key] = value;
+        let tok: Tokenizer;
+        try {
+          tok = tokenizerFromGGUF(fakeGGUF(e));
+        } catch (err) {
+          expect(err).toBeInstanceOf(EdgeLMError);
+          return;
+        }
+        for (const s of ['', 'a b', "it's 😀 <s><|endoftext|>\n\n", '\ud800x']) {
+          for (const parseSpecial of [false, true]) {
+            const ids = tok.encode(s, { parseSpecial });
+            for (const id of ids) expect(id >= 0 && id < tok.vocabSize).toBe(true);
+            expect(typeof tok.decode(ids)).toBe('string');
+          }
+        }
+      }),
+      { numRuns: 600, seed: 29 },
+    );
   });
 });
