@@ -121,26 +121,14 @@ function pairSum(a: v128, b: v128): v128 {
   return i32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
 }
 
-// relaxed: Σ w·x over 4 rows × 4 k as (w·sign(x))·|x|, |x| in 0..127 (xg: sign masks, xa: |x|)
-// @ts-ignore: decorator
-@inline
-function sdot(w: v128, xg: usize, xa: usize, acc: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const sg = v128.load32_splat(xg);
-    return i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(w, sg), sg), v128.load32_splat(xa), acc);
-  } else {
-    return unreachable(); // the plain build never takes the relaxed path
-  }
-}
-
 // ---- Q8_0 ----------------------------------------------------------------------------------
 
-// one group of 4 output rows times R (1..4) x rows; xr = row-0 address of this block's x values
+// one group of 4 output rows times R (1..4) x rows, int16 x at s (both builds: several rows share
+// the unpacked weights, which the relaxed sign trick could not)
 // @ts-ignore: decorator
 @inline
-function q8Tile(R: i32, RX: bool, o: usize, ldo: usize, s: usize, xd: usize, m: i32, k: i32, wg: usize, nb: i32, valid: i32): void {
-  const mk = <usize>m * <usize>k;
-  const ldq: usize = RX ? <usize>k : <usize>k << 1; // bytes per x row of quants
+function q8Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, k: i32, wg: usize, nb: i32, valid: i32): void {
+  const ldq = <usize>k << 1; // bytes per x row of int16 quants
   const ldd = <usize>nb << 2; // bytes per x row of scales
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
@@ -151,47 +139,7 @@ function q8Tile(R: i32, RX: bool, o: usize, ldo: usize, s: usize, xd: usize, m: 
   let xdp = xd;
   for (let b = 0; b < nb; b++) {
     const ws = v128.load(wb, 128);
-    if (RX) {
-      // two accumulators per row for R <= 2: the dot-adds of one row form a dependency chain
-      const D = R <= 2;
-      let a0 = i32x4.splat(0);
-      let a1 = i32x4.splat(0);
-      let a2 = i32x4.splat(0);
-      let a3 = i32x4.splat(0);
-      let e0 = i32x4.splat(0);
-      let e1 = i32x4.splat(0);
-      const xa = xq + mk;
-      const xg = xq + 2 * mk;
-      for (let st: usize = 0; st < 32; st += 8) {
-        const w = v128.load(wb + (st << 2));
-        const w2 = v128.load(wb + (st << 2), 16);
-        a0 = sdot(w, xg + st, xa + st, a0);
-        if (D) e0 = sdot(w2, xg + st + 4, xa + st + 4, e0);
-        else a0 = sdot(w2, xg + st + 4, xa + st + 4, a0);
-        if (R > 1) {
-          a1 = sdot(w, xg + ldq + st, xa + ldq + st, a1);
-          if (D) e1 = sdot(w2, xg + ldq + st + 4, xa + ldq + st + 4, e1);
-          else a1 = sdot(w2, xg + ldq + st + 4, xa + ldq + st + 4, a1);
-        }
-        if (R > 2) {
-          a2 = sdot(w, xg + 2 * ldq + st, xa + 2 * ldq + st, a2);
-          a2 = sdot(w2, xg + 2 * ldq + st + 4, xa + 2 * ldq + st + 4, a2);
-        }
-        if (R > 3) {
-          a3 = sdot(w, xg + 3 * ldq + st, xa + 3 * ldq + st, a3);
-          a3 = sdot(w2, xg + 3 * ldq + st + 4, xa + 3 * ldq + st + 4, a3);
-        }
-      }
-      if (D) {
-        a0 = i32x4.add(a0, e0);
-        if (R > 1) a1 = i32x4.add(a1, e1);
-      }
-      f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(ws, v128.load32_splat(xdp)), f0);
-      if (R > 1) f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(ws, v128.load32_splat(xdp + ldd)), f1);
-      if (R > 2) f2 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(ws, v128.load32_splat(xdp + 2 * ldd)), f2);
-      if (R > 3) f3 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(ws, v128.load32_splat(xdp + 3 * ldd)), f3);
-      xq += 32;
-    } else {
+    {
       let a0 = i32x4.splat(0);
       let b0 = i32x4.splat(0);
       let a1 = i32x4.splat(0);
@@ -331,7 +279,6 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const mk = <usize>m * <usize>k;
   const xd = s + 5 * mk;
   const ldo = <usize>n << 2;
-  const ldq: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>k : <usize>k << 1;
   const ldd = <usize>nb << 2;
   const gBytes = <usize>nb * Q8_GB;
   if (m == 1) {
@@ -360,14 +307,14 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
     const oc = out + (<usize>g << 4);
     let r = 0;
     for (; r + 4 <= m; r += 4) {
-      q8Tile(4, false, oc + <usize>r * ldo, ldo, s16 + <usize>r * ld16, xd + <usize>r * ldd, m, k, wg, nb, valid);
+      q8Tile(4, oc + <usize>r * ldo, ldo, s16 + <usize>r * ld16, xd + <usize>r * ldd, k, wg, nb, valid);
     }
     const left = m - r;
     const sr = s16 + <usize>r * ld16;
     const dr = xd + <usize>r * ldd;
-    if (left == 3) q8Tile(3, false, oc + <usize>r * ldo, ldo, sr, dr, m, k, wg, nb, valid);
-    else if (left == 2) q8Tile(2, false, oc + <usize>r * ldo, ldo, sr, dr, m, k, wg, nb, valid);
-    else if (left == 1) q8Tile(1, false, oc + <usize>r * ldo, ldo, sr, dr, m, k, wg, nb, valid);
+    if (left == 3) q8Tile(3, oc + <usize>r * ldo, ldo, sr, dr, k, wg, nb, valid);
+    else if (left == 2) q8Tile(2, oc + <usize>r * ldo, ldo, sr, dr, k, wg, nb, valid);
+    else if (left == 1) q8Tile(1, oc + <usize>r * ldo, ldo, sr, dr, k, wg, nb, valid);
   }
 }
 
