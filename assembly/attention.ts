@@ -149,10 +149,11 @@ export function attention(
   // the query heads that share a KV head go together (up to G at a time): each K/V tile is read
   // from memory once and from L1 for the other heads of the group
   const G = min(min(group, ACC_FLOATS / headDim), 256);
-  for (let i = 0; i < nQ; i++) {
-    const T = pos0 + i + 1;
-    for (let kvh = 0; kvh < nKvHeads; kvh++) {
-      for (let h0 = 0; h0 < group; h0 += G) {
+  // head-major: one KV head's keys and values stay in cache across the queries of a prefill
+  for (let kvh = 0; kvh < nKvHeads; kvh++) {
+    for (let h0 = 0; h0 < group; h0 += G) {
+      for (let i = 0; i < nQ; i++) {
+        const T = pos0 + i + 1;
         const gn = min(G, group - h0);
         const hFirst = kvh * group + h0;
         memory.fill(SCRATCH_ACC, 0, <usize>gn * hdBytes);
