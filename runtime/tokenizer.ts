@@ -25,6 +25,13 @@ export interface Tokenizer {
    */
   encode(text: string, opts?: EncodeOptions): number[];
   /**
+   * Like encode of the joined texts, but special-token strings are recognised only inside parts
+   * with `parseSpecial` (a match never spans parts), and plain text is encoded as one run across
+   * part boundaries. For chat prompts: template markers as special parts, user content as plain
+   * parts, so a message cannot forge turns by containing marker text.
+   */
+  encodeParts(parts: ReadonlyArray<EncodePart>, opts?: { addBos?: boolean }): number[];
+  /**
    * Ids → text. Special tokens are written as their text unless `skipSpecial`. For "llama" with
    * add_space_prefix, the one space the encoder put in front is removed (`stripLeadingSpace`,
    * default true), as SentencePiece does. Invalid UTF-8 from byte tokens becomes U+FFFD.
@@ -42,6 +49,12 @@ export interface Tokenizer {
   isSpecial(id: number): boolean;
   /** Id of the token whose text is exactly `piece` (as stored in the vocabulary). */
   tokenId(piece: string): number | undefined;
+}
+
+/** One piece of text for encodeParts; special-token strings are recognised only where `parseSpecial`. */
+export interface EncodePart {
+  text: string;
+  parseSpecial?: boolean;
 }
 
 export interface EncodeOptions {
@@ -309,27 +322,63 @@ abstract class BaseTokenizer implements Tokenizer {
   protected abstract stripsSpace(): boolean;
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    if (typeof text !== 'string') {
-      throw new OptionsError('text to encode must be a string', {
-        field: 'text',
-        hint: `got ${typeof text}`,
+    return this.encodeParts([{ text, parseSpecial: opts.parseSpecial }], opts);
+  }
+
+  encodeParts(parts: ReadonlyArray<EncodePart>, opts: { addBos?: boolean } = {}): number[] {
+    if (!Array.isArray(parts)) {
+      throw new OptionsError('parts to encode must be an array', {
+        field: 'parts',
+        hint: `got ${typeof parts}`,
       });
     }
-    if (text.length > MAX_INPUT_CHARS) {
+    let total = 0;
+    for (const p of parts) {
+      if (typeof p?.text !== 'string') {
+        throw new OptionsError('text to encode must be a string', {
+          field: 'text',
+          hint: `got ${typeof p?.text}`,
+        });
+      }
+      total += p.text.length;
+    }
+    if (total > MAX_INPUT_CHARS) {
       throw new BudgetError(
-        `text is ${text.length} characters, more than the tokenizer cap of ${MAX_INPUT_CHARS}`,
+        `text is ${total} characters, more than the tokenizer cap of ${MAX_INPUT_CHARS}`,
         {
           field: 'text',
           hint: 'split the input or shorten it',
         },
       );
     }
-    const s = wellFormed(text);
     const out: number[] = [];
     if ((opts.addBos ?? this.addBos) && this.bos !== undefined) out.push(this.bos);
+    // plain text runs are encoded whole, across part boundaries; a special token ends a run, and the
+    // run after it is "first" again (llama puts its space prefix there, as llama.cpp does)
+    let pending: string[] = [];
+    const flush = () => {
+      if (pending.length === 0) return;
+      const run = pending.length === 1 ? pending[0] : pending.join('');
+      pending = [];
+      if (run.length > 0) this.encodePlain(run, true, out);
+    };
     try {
-      if (opts.parseSpecial) this.encodeWithSpecials(s, out);
-      else this.encodePlain(s, true, out);
+      for (const p of parts) {
+        const s = wellFormed(p.text);
+        if (!p.parseSpecial) {
+          pending.push(s);
+          continue;
+        }
+        let at = 0;
+        for (const m of this.specialMatcher().find(s)) {
+          pending.push(s.slice(at, m.start));
+          flush();
+          out.push(m.id);
+          at = m.end;
+        }
+        pending.push(at === 0 ? s : s.slice(at));
+      }
+      flush();
     } finally {
       this.trimScratch();
     }
@@ -339,21 +388,13 @@ abstract class BaseTokenizer implements Tokenizer {
   /** Releases merge buffers grown by a long input (kept while small, for reuse). */
   protected abstract trimScratch(): void;
 
-  private encodeWithSpecials(s: string, out: number[]): void {
+  private specialMatcher(): SpecialMatcher {
     if (this.matcher === undefined) {
       const specials: Array<[string, number]> = [];
       for (let i = 0; i < this.vocabSize; i++) if (this.special[i]) specials.push([this.v.tokens[i], i]);
       this.matcher = new SpecialMatcher(specials);
     }
-    // text between matches: every run starts the input or follows a special token, so each is
-    // "first" (llama puts its space prefix there, as llama.cpp does)
-    let at = 0;
-    for (const m of this.matcher.find(s)) {
-      if (m.start > at) this.encodePlain(s.slice(at, m.start), true, out);
-      out.push(m.id);
-      at = m.end;
-    }
-    if (at < s.length) this.encodePlain(s.slice(at), true, out);
+    return this.matcher;
   }
 
   private decodeInto(opts: DecodeOptions) {
