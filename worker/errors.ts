@@ -97,6 +97,9 @@ export function toApiError(err: unknown, requestId: string, retryAfter = 1): Api
       return new ApiError(400, message, { param: paramForOption(err.field), code: err.code });
     if (err instanceof UnsupportedError)
       return new ApiError(400, message, { param: paramForOption(err.field), code: err.code });
+    // the tokenizer's cap on input text: the caller's text is too long, not the server too full
+    if (err instanceof BudgetError && err.field === 'text')
+      return new ApiError(400, message, { param: 'prompt', code: 'context_length_exceeded' });
     if (err instanceof BudgetError)
       return new ApiError(503, `the server is at its memory budget: ${message}`, {
         code: 'overloaded',

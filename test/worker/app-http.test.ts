@@ -490,6 +490,15 @@ describe('errors from the runtime', () => {
     expect((await errorOf(r2)).code).toBe('context_length_exceeded');
   });
 
+  it("the tokenizer's BudgetError on too much text is a 400, not a 503", async () => {
+    const { app } = setup({
+      failAt: { step: 0, error: () => new BudgetError('input over 1 Mi chars', { field: 'text' }) },
+    });
+    const res = await post(app, '/v1/completions', { prompt: 'hi', max_tokens: 2 });
+    expect(res.status).toBe(400);
+    expect((await errorOf(res)).code).toBe('context_length_exceeded');
+  });
+
   it('BudgetError → 503 with Retry-After', async () => {
     const { app } = setup({ failAt: { step: 0, error: () => new BudgetError('no KV blocks left') } });
     const res = await post(app, '/v1/completions', { prompt: 'hi', max_tokens: 2 });
