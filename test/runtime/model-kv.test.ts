@@ -271,5 +271,34 @@ describe.each(impls)('KV cache on $name kernels', (impl) => {
       expect(() => model.decode([], [])).toThrow(OptionsError);
       expect(model.decode([a, c], [1, 2]).length).toBe(2 * 260);
     });
+
+    it('decode into a caller buffer gives the same logits as a fresh array; a short or wrong buffer is refused', () => {
+      const model = load(impl, bytes, { maxSequences: 4 });
+      const prompt = tokenSeq(9, 260, 4);
+      const fresh = [model.newSequence(), model.newSequence()];
+      const into = [model.newSequence(), model.newSequence()];
+      for (const s of [...fresh, ...into]) model.prefill(s, prompt);
+      const buf = new Float32Array(3 * 260).fill(Number.NaN); // longer than 2 rows: a subarray comes back
+      for (let step = 0; step < 20; step++) {
+        const toks = [(step * 7) % 260, (step * 13 + 1) % 260];
+        const want = model.decode(fresh, toks);
+        const got = model.decode(into, toks, buf);
+        expect(got.buffer).toBe(buf.buffer);
+        expect(got.length).toBe(2 * 260);
+        // the same rows through the same kernels: bit-identical
+        expect(Array.from(got)).toEqual(Array.from(want));
+      }
+      expect(Number.isNaN(buf[2 * 260])).toBe(true); // past B×V untouched
+      const exact = new Float32Array(260);
+      expect(model.decode([into[0]], [5], exact)).toBe(exact);
+      const len = into[0].length;
+      for (const bad of [
+        new Float32Array(2 * 260 - 1),
+        new Float64Array(2 * 260) as unknown as Float32Array,
+      ]) {
+        expect(() => model.decode(into, [1, 2], bad)).toThrow(OptionsError);
+      }
+      expect(into[0].length).toBe(len); // refused before anything advanced
+    });
   });
 });

@@ -1,0 +1,195 @@
+/**
+ * Where a decode step's time goes: every kernel call made by model.decode is timed (CPU time of
+ * this process, so other work on a shared machine counts less) and summed per kernel and shape;
+ * then the whole step without the timing wrappers, for greedy and for B beams.
+ *
+ *   npx tsx scripts/profile-decode.ts [--shape 15M] [--type q8_0] [--steps 100] [--beams 1,4,8]
+ *                                     [--plain] [--linear]
+ *
+ * --linear adds a table of kernels.linear alone on each distinct weight of the model for m = 1, 4, 8
+ * (µs per call and effective GB/s of weight bytes), the figure that says whether a product is bound
+ * by memory or by per-call work.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createRuntime } from '../runtime/index.ts';
+import type { Kernels, LinearWeight } from '../runtime/kernels.ts';
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1] : def;
+};
+const shape = opt('shape', '15M');
+const type = opt('type', 'q8_0');
+const steps = Number(opt('steps', '100'));
+const beams = opt('beams', '1,4,8').split(',').map(Number);
+const root = join(import.meta.dirname, '..');
+const simd = new WebAssembly.Module(readFileSync(join(root, 'build', 'kernels.wasm')));
+const relaxed = new WebAssembly.Module(readFileSync(join(root, 'build', 'kernels-relaxed.wasm')));
+const rt = createRuntime(args.includes('--plain') ? simd : { simd, relaxed });
+const bytes = readFileSync(join(root, 'bench-results', 'models', `random-${shape}-${type}.gguf`));
+
+const cpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+const t0 = performance.now();
+const lm = rt.loadModel(bytes, { maxContext: 512, maxSequences: 8, budgetBytes: 1024 * 2 ** 20 });
+console.log(`${shape} ${type} relaxed=${lm.relaxedSimd} load ${(performance.now() - t0).toFixed(1)} ms`);
+const model = (lm as any).model;
+const k: Kernels & Record<string, any> = model.k;
+
+function stepTime(B: number): number {
+  const seqs = [];
+  const root = model.newSequence();
+  model.prefill(root, [1, 2, 3, 4, 5, 6, 7, 8]);
+  seqs.push(root);
+  for (let b = 1; b < B; b++) seqs.push(model.fork(root));
+  const toks = new Array(B).fill(0);
+  let t = 9;
+  for (let i = 0; i < 5; i++)
+    model.decode(
+      seqs,
+      toks.map(() => t++ % 1000),
+    );
+  let best = Number.POSITIVE_INFINITY;
+  for (let rep = 0; rep < 3; rep++) {
+    const c0 = cpu();
+    for (let i = 0; i < steps / 5; i++)
+      model.decode(
+        seqs,
+        toks.map(() => t++ % 1000),
+      );
+    best = Math.min(best, (cpu() - c0) / (steps / 5));
+  }
+  for (const s of seqs) model.free(s);
+  return best;
+}
+
+// whole steps, no wrappers
+const greedy = stepTime(1);
+for (const B of beams) {
+  const ms = B === 1 ? greedy : stepTime(B);
+  console.log(
+    `B=${B}: ${ms.toFixed(3)} ms/step (cpu)  ${(1000 / ms).toFixed(0)} steps/s  ×${(ms / greedy).toFixed(2)} greedy`,
+  );
+}
+
+// the same steps with kernels.linear (and then everything else too) made a no-op: what the rest costs
+{
+  const lin = k.linear;
+  k.linear = () => {};
+  const ms = stepTime(1);
+  const msB = beams.filter((b) => b > 1).map((B) => `B=${B} ${stepTime(B).toFixed(3)}`);
+  k.linear = lin;
+  console.log(`without linear: B=1 ${ms.toFixed(3)} ${msB.join(' ')} ms/step (cpu)`);
+}
+
+// generate() around the same steps: greedy, ignoreEos, CPU per generated token
+{
+  const ids = [1, 2, 3, 4, 5, 6, 7, 8];
+  const gen = async (n: number, extra: Record<string, unknown> = {}) => {
+    const c0 = cpu();
+    for await (const _ of lm.generate(ids, { maxNewTokens: n, ignoreEos: true, ...extra } as any));
+    return cpu() - c0;
+  };
+  await gen(8);
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 3; i++) best = Math.min(best, ((await gen(steps + 1)) - (await gen(1))) / steps);
+  console.log(
+    `generate greedy: ${best.toFixed(3)} ms/token (cpu), +${(best - greedy).toFixed(3)} over model.decode`,
+  );
+  for (const B of beams.filter((b) => b > 1)) {
+    const o = { numBeams: B, earlyStopping: 'never' };
+    await gen(4, o);
+    let bestB = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 2; i++)
+      bestB = Math.min(bestB, ((await gen(steps + 1, o)) - (await gen(1, o))) / steps);
+    console.log(
+      `generate beams=${B}: ${bestB.toFixed(3)} ms/token (cpu), ×${(bestB / best).toFixed(2)} generate greedy`,
+    );
+  }
+}
+
+// per-kernel breakdown
+const acc = new Map<string, { ms: number; calls: number }>();
+const names = Object.keys(k).filter((n) => typeof k[n] === 'function');
+const orig: Record<string, (...a: unknown[]) => unknown> = {};
+for (const n of names) {
+  if (['f32', 'i32', 'u8', 'mark', 'release', 'alloc'].includes(n)) continue;
+  orig[n] = k[n];
+  k[n] = (...a: unknown[]) => {
+    let key = n;
+    if (n === 'linear') {
+      const w = a[2] as LinearWeight;
+      key = `linear ${w.type} ${w.n}x${w.k} m=${a[3]}`;
+    } else if (n === 'attention') key = `attention m=${a[2]}`;
+    const t = cpu();
+    const r = orig[n].apply(k, a);
+    const dt = cpu() - t;
+    const e = acc.get(key) ?? { ms: 0, calls: 0 };
+    e.ms += dt;
+    e.calls++;
+    acc.set(key, e);
+    return r;
+  };
+}
+for (const B of beams) {
+  acc.clear();
+  const seqs = [model.newSequence()];
+  model.prefill(seqs[0], [1, 2, 3, 4, 5, 6, 7, 8]);
+  for (let b = 1; b < B; b++) seqs.push(model.fork(seqs[0]));
+  let t = 9;
+  for (let i = 0; i < 5; i++)
+    model.decode(
+      seqs,
+      seqs.map(() => t++ % 1000),
+    );
+  acc.clear();
+  const w0 = cpu();
+  for (let i = 0; i < steps; i++)
+    model.decode(
+      seqs,
+      seqs.map(() => t++ % 1000),
+    );
+  const wall = (cpu() - w0) / steps;
+  for (const s of seqs) model.free(s);
+  let inK = 0;
+  const lines = [...acc].sort((a, b) => b[1].ms - a[1].ms);
+  console.log(`\nB=${B}: ${wall.toFixed(3)} ms/step cpu (with wrappers)`);
+  for (const [key, e] of lines) {
+    inK += e.ms;
+    console.log(
+      `  ${key.padEnd(36)} ${((e.ms / steps) * 1000).toFixed(1).padStart(8)} µs/step  ${(e.calls / steps).toFixed(0).padStart(4)} calls  ${((e.ms / e.calls) * 1000).toFixed(1).padStart(7)} µs/call`,
+    );
+  }
+  console.log(`  (outside kernels: ${(((wall - inK / steps) * 1000) | 0).toString()} µs/step)`);
+}
+for (const n of Object.keys(orig)) k[n] = orig[n];
+
+if (args.includes('--linear')) {
+  const ws = new Map<string, LinearWeight>();
+  for (const L of model.layers)
+    for (const w of [...L.qkv, L.wo, ...L.ffnIn, L.wDown]) ws.set(`${w.n}x${w.k}`, w);
+  ws.set(`${model.output.n}x${model.output.k} (output)`, model.output);
+  const x = model.s.hb;
+  const out = model.s.logits;
+  console.log('\nlinear alone (cpu µs per call; GB/s of weight bytes):');
+  for (const [name, w] of ws) {
+    const cells = [];
+    for (const m of [1, 4, 8]) {
+      const reps = Math.max(20, Math.floor(2e8 / w.bytes / m));
+      for (let i = 0; i < 3; i++) k.linear(out, x, w, m);
+      const c0 = cpu();
+      for (let i = 0; i < reps; i++) k.linear(out, x, w, m);
+      const us = ((cpu() - c0) / reps) * 1000;
+      cells.push(
+        `m=${m} ${us.toFixed(1).padStart(7)} µs ${(w.bytes / us / 1000).toFixed(1).padStart(5)} GB/s`,
+      );
+    }
+    console.log(`  ${name.padEnd(22)} ${cells.join('   ')}`);
+  }
+}
+process.exit(0);
