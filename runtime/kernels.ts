@@ -325,6 +325,11 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
       if (!Number.isSafeInteger(bytes) || bytes < 0) {
         throw new BudgetError(`alloc: ${bytes} is not a byte count`, { field: 'bytes' });
       }
+      if (!Number.isSafeInteger(align) || align < 1 || align > PAGE) {
+        throw new BudgetError(`alloc: alignment ${align} is not an integer in 1..${PAGE}`, {
+          field: 'align',
+        });
+      }
       const p = allocRaw(bytes, align);
       if (p < fresh) new Uint8Array(memory.buffer, p, Math.min(bytes, fresh - p)).fill(0);
       fresh = Math.max(fresh, p + bytes);
