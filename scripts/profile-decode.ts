@@ -4,16 +4,21 @@
  * then the whole step without the timing wrappers, for greedy and for B beams.
  *
  *   npx tsx scripts/profile-decode.ts [--shape 15M] [--type q8_0] [--steps 100] [--beams 1,4,8]
- *                                     [--plain] [--linear]
+ *                                     [--plain] [--linear] [--load]
  *
  * --linear adds a table of kernels.linear alone on each distinct weight of the model for m = 1, 4, 8
  * (µs per call and effective GB/s of weight bytes), the figure that says whether a product is bound
  * by memory or by per-call work.
+ * --load first times loading (CPU ms): parseGGUF, tokenizerFromGGUF, Model.load split into
+ * prepareLinear, reserve and the rest; the first load of the process (cold JIT) and warm ones.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseGGUF } from '../runtime/gguf.ts';
 import { createRuntime } from '../runtime/index.ts';
-import type { Kernels, LinearWeight } from '../runtime/kernels.ts';
+import { createKernels, detectRelaxedSimd, type Kernels, type LinearWeight } from '../runtime/kernels.ts';
+import { Model } from '../runtime/model.ts';
+import { tokenizerFromGGUF } from '../runtime/tokenizer.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -34,6 +39,35 @@ const cpu = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
+
+if (args.includes('--load')) {
+  const mod = !args.includes('--plain') && detectRelaxedSimd() ? relaxed : simd;
+  for (let i = 0; i < 6; i++) {
+    const c0 = cpu();
+    const file = parseGGUF(new Uint8Array(bytes));
+    const c1 = cpu();
+    tokenizerFromGGUF(file);
+    const c2 = cpu();
+    const kk = createKernels(mod) as Kernels & Record<string, any>;
+    const acc: Record<string, number> = { prepareLinear: 0, reserve: 0 };
+    for (const n of Object.keys(acc)) {
+      const o = kk[n];
+      kk[n] = (...a: unknown[]) => {
+        const t = cpu();
+        const r = o.apply(kk, a);
+        acc[n] += cpu() - t;
+        return r;
+      };
+    }
+    const c3 = cpu();
+    Model.load(kk, file, { maxContext: 512, maxSequences: 8, budgetBytes: 1024 * 2 ** 20 });
+    const c4 = cpu();
+    const rest = c4 - c3 - acc.prepareLinear - acc.reserve;
+    console.log(
+      `load ${i === 0 ? 'cold' : 'warm'}: ${(c4 - c0).toFixed(1)} ms cpu = parse ${(c1 - c0).toFixed(1)} + tokenizer ${(c2 - c1).toFixed(1)} + Model.load ${(c4 - c3).toFixed(1)} (prepareLinear ${acc.prepareLinear.toFixed(1)}, reserve ${acc.reserve.toFixed(1)}, rest ${rest.toFixed(1)})`,
+    );
+  }
+}
 
 const t0 = performance.now();
 const lm = rt.loadModel(bytes, { maxContext: 512, maxSequences: 8, budgetBytes: 1024 * 2 ** 20 });
