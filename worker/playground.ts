@@ -36,7 +36,9 @@ showMode();
 
 function body() {
   const m = $('mode').value;
-  const b = { prompt: $('prompt').value, max_tokens: +$('max_tokens').value, stream: true, stream_options: { include_usage: true } };
+  const b = { max_tokens: +$('max_tokens').value, stream: true, stream_options: { include_usage: true } };
+  if ($('endpoint').value === 'chat') b.messages = [{ role: 'user', content: $('prompt').value }];
+  else b.prompt = $('prompt').value;
   if (m === 'greedy') b.temperature = 0;
   if (m === 'sampling') {
     b.temperature = +$('temperature').value; b.top_p = +$('top_p').value;
@@ -94,7 +96,8 @@ async function run() {
   if ($('key').value) headers.authorization = 'Bearer ' + $('key').value;
   $('run').disabled = true; $('status').textContent = 'running';
   try {
-    const res = await fetch('/v1/completions', { method: 'POST', headers, body: JSON.stringify(body()), signal: controller.signal });
+    const path = $('endpoint').value === 'chat' ? '/v1/chat/completions' : '/v1/completions';
+    const res = await fetch(path, { method: 'POST', headers, body: JSON.stringify(body()), signal: controller.signal });
     if (!res.ok) { const j = await res.json().catch(() => ({})); throw new Error((j.error && j.error.message) || res.status + ' ' + res.statusText); }
     const reader = res.body.getReader(); const dec = new TextDecoder(); let buf = '';
     for (;;) {
@@ -112,6 +115,7 @@ async function run() {
         if (chunk.usage) usage = chunk.usage;
         if (chunk.beams) addStep(chunk.beams);
         for (const c of chunk.choices || []) {
+          c.text = c.text !== undefined ? c.text : (c.delta && c.delta.content) || '';
           if (!first && c.text) first = performance.now();
           if (c.token_ids) {
             highlight(c.token_ids);
@@ -145,6 +149,7 @@ export const PLAYGROUND_HTML = `<!doctype html>
 <div id="model" style="color:#666;font-size:12px"></div>
 <textarea id="prompt" rows="4">Once upon a time</textarea>
 <fieldset><legend>decoding</legend>
+<label>as <select id="endpoint"><option value="completion">completion</option><option value="chat">chat (the model's template)</option></select></label>
 <label>mode <select id="mode"><option value="greedy">greedy</option><option value="sampling">sampling</option><option value="beam">beam search</option></select></label>
 <label>max_tokens <input id="max_tokens" type="number" min="1" value="32"></label>
 <span class="mode-only" data-mode="sampling">

@@ -98,6 +98,29 @@ describe('playground', () => {
     await page.close();
   });
 
+  it('chat: the streamed reply equals the chat API answer', async () => {
+    const page = await browser.newPage();
+    await page.goto(server.url);
+    await page.selectOption('#endpoint', 'chat');
+    await page.fill('#prompt', 'what comes after monday');
+    await page.selectOption('#mode', 'greedy');
+    await page.fill('#max_tokens', '10');
+    await page.click('#run');
+    await page.waitForSelector('#status:text("done")', { timeout: 30_000 });
+    const res = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        messages: [{ role: 'user', content: 'what comes after monday' }],
+        max_tokens: 10,
+        temperature: 0,
+      }),
+    });
+    const ref = (await res.json()) as any;
+    expect(await page.textContent('#out')).toBe(ref.choices[0].message.content);
+    await page.close();
+  });
+
   it('a server error shows in the page, and the next run works', async () => {
     const page = await browser.newPage();
     await page.goto(server.url);
