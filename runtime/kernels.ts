@@ -516,25 +516,30 @@ function packF32(
   }
 }
 
-// Q8_0 rows → groups of 4 rows × block: 128 bytes (step s: [row0 k4s..4s+3 | row1 | row2 | row3]) + 4 f32 scales
+// Q8_0 rows → groups of 4 rows × block: 128 bytes (step s: [row0 k4s..4s+3 | row1 | row2 | row3]) + 4 f32 scales.
+// four bytes move as one u32 (little-endian on every WebAssembly host); ptr is 64-byte aligned.
 function packQ8(memory: WebAssembly.Memory, ptr: number, raw: Uint8Array, n: number, k: number) {
   const nb = k / 32;
   const ng = Math.ceil(n / 4);
-  const dst = new Uint8Array(memory.buffer, ptr, ng * nb * 144);
-  const dv = new DataView(memory.buffer, ptr, ng * nb * 144);
+  const d32 = new Uint32Array(memory.buffer, ptr, (ng * nb * 144) / 4);
+  const f32 = new Float32Array(memory.buffer, ptr, (ng * nb * 144) / 4);
   const src = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   for (let g = 0; g < ng; g++) {
     for (let b = 0; b < nb; b++) {
-      const d = (g * nb + b) * 144;
+      const d = ((g * nb + b) * 144) / 4;
       for (let i = 0; i < 4; i++) {
         const r = g * 4 + i;
-        if (r >= n) continue; // arena memory is zero: zero weights, zero scale
+        if (r >= n) continue; // zero-filled by alloc: zero weights, zero scale
         const s = (r * nb + b) * 34;
-        dv.setFloat32(d + 128 + i * 4, halfToFloat(src.getUint16(s, true)), true);
-        for (let j = 0; j < 32; j++) {
-          const q = raw[s + 2 + j];
+        f32[d + 32 + i] = halfToFloat(src.getUint16(s, true));
+        for (let t = 0; t < 8; t++) {
+          const o = s + 2 + t * 4;
+          let w = (raw[o] | (raw[o + 1] << 8) | (raw[o + 2] << 16) | (raw[o + 3] << 24)) >>> 0;
           // -128 clamped to -127: the relaxed kernels flip signs of weights
-          dst[d + (j >> 2) * 16 + i * 4 + (j & 3)] = q === 0x80 ? 0x81 : q;
+          if ((w & 0x80808080) !== 0) {
+            for (let sh = 0; sh < 32; sh += 8) if (((w >>> sh) & 0xff) === 0x80) w = (w + (1 << sh)) >>> 0;
+          }
+          d32[d + t * 4 + i] = w;
         }
       }
     }
@@ -545,21 +550,24 @@ function packQ8(memory: WebAssembly.Memory, ptr: number, raw: Uint8Array, n: num
 function packQ4(memory: WebAssembly.Memory, ptr: number, raw: Uint8Array, n: number, k: number) {
   const nb = k / 32;
   const ng = Math.ceil(n / 4);
-  const dst = new Uint8Array(memory.buffer, ptr, ng * nb * 80);
-  const dv = new DataView(memory.buffer, ptr, ng * nb * 80);
+  const d32 = new Uint32Array(memory.buffer, ptr, (ng * nb * 80) / 4);
+  const f32 = new Float32Array(memory.buffer, ptr, (ng * nb * 80) / 4);
   const src = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   for (let g = 0; g < ng; g++) {
     for (let b = 0; b < nb; b++) {
-      const d = (g * nb + b) * 80;
+      const d = ((g * nb + b) * 80) / 4;
       for (let i = 0; i < 4; i++) {
         const r = g * 4 + i;
         if (r >= n) {
-          for (let t = 0; t < 16; t++) dst[d + (t >> 2) * 16 + i * 4 + (t & 3)] = 0x88;
+          for (let t = 0; t < 4; t++) d32[d + t * 4 + i] = 0x88888888; // nibbles 8: value 0
           continue;
         }
         const s = (r * nb + b) * 18;
-        dv.setFloat32(d + 64 + i * 4, halfToFloat(src.getUint16(s, true)), true);
-        for (let t = 0; t < 16; t++) dst[d + (t >> 2) * 16 + i * 4 + (t & 3)] = raw[s + 2 + t];
+        f32[d + 16 + i] = halfToFloat(src.getUint16(s, true));
+        for (let t = 0; t < 4; t++) {
+          const o = s + 2 + t * 4;
+          d32[d + t * 4 + i] = (raw[o] | (raw[o + 1] << 8) | (raw[o + 2] << 16) | (raw[o + 3] << 24)) >>> 0;
+        }
       }
     }
   }
