@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { BudgetError, ContextLengthError, OptionsError } from '../../runtime/errors.ts';
 import type { Model } from '../../runtime/model.ts';
+import { argmax, logSumExp } from '../../runtime/sample.ts';
 import { type RandomModelOptions, randomModel } from '../helpers/random-model.ts';
 import { kernelImpls, load, maxDiff, tokenSeq } from './model-helpers.ts';
 
@@ -78,6 +79,37 @@ function expectRowsClose(
   expect(diff, `${what}: token ${at} |diff| ${diff} vs scale ${scale}`).toBeLessThanOrEqual(TOL * scale);
 }
 
+// decode with RowStats over 3 sequences for a few steps; each row's figures against runtime/sample.ts
+// (an independent float64 pass over the returned logits): argmax identical, log-sum-exp within 1e-5
+// (relative above 1), NaN and ±∞ cases identical
+function expectRowStats(model: Model, V: number): void {
+  const seqs = [model.newSequence(), model.newSequence(), model.newSequence()];
+  seqs.forEach((q, i) => {
+    model.prefill(q, tokenSeq(3 + 5 * i, V, 30 + i));
+  });
+  const st = { argmax: new Int32Array(4).fill(-9), logSumExp: new Float64Array(4).fill(-9) };
+  for (let step = 0; step < 6; step++) {
+    const rows = model.decode(
+      seqs,
+      seqs.map((_, i) => (step * 31 + i * 7) % V),
+      undefined,
+      st,
+    );
+    for (let b = 0; b < 3; b++) {
+      const row = rows.subarray(b * V, (b + 1) * V);
+      expect(st.argmax[b], `argmax row ${b}`).toBe(argmax(row));
+      const want = logSumExp(row);
+      const got = st.logSumExp[b];
+      if (Number.isFinite(want))
+        expect(Math.abs(got - want), `lse row ${b}: ${got} vs ${want}`).toBeLessThanOrEqual(
+          1e-5 * Math.max(1, Math.abs(want)),
+        );
+      else expect(got).toBe(want); // NaN, or −∞ for an all −∞ row (toBe treats NaN as equal)
+    }
+    expect([st.argmax[3], st.logSumExp[3]]).toEqual([-9, -9]); // entries past B untouched
+  }
+}
+
 function fullLogits(model: Model, tokens: number[]): Float32Array {
   const s = model.newSequence();
   const out = model.prefill(s, tokens, true);
@@ -124,6 +156,11 @@ describe.each(impls)('KV cache on $name kernels', (impl) => {
           expectRowsClose(logits, b, full[b], pos, V, `sequence ${b} position ${pos}`);
         }
       }
+    });
+
+    it('decode row stats: argmax exactly and log-sum-exp within 1e-5 of the float64 JS functions on the returned rows', () => {
+      const model = load(impl, bytes, { maxSequences: 3 });
+      expectRowStats(model, V);
     });
 
     it('forks share blocks, copy on write, diverge like independent sequences; blocks all return on free', () => {
@@ -270,6 +307,28 @@ describe.each(impls)('KV cache on $name kernels', (impl) => {
       expect(() => model.decode([a, c], [1])).toThrow(OptionsError);
       expect(() => model.decode([], [])).toThrow(OptionsError);
       expect(model.decode([a, c], [1, 2]).length).toBe(2 * 260);
+    });
+
+    it('decode row stats on logits with ±∞ (output scale 3e38) and all NaN (scale ∞) match the JS functions', () => {
+      for (const scale of [3e38, Number.POSITIVE_INFINITY]) {
+        const model = load(impl, randomModel({ ...o, scale, seed: 41 }), { maxSequences: 3 });
+        expectRowStats(model, 260);
+      }
+    });
+
+    it('decode row stats: short or mistyped arrays are refused before anything advances', () => {
+      const model = load(impl, bytes, { maxSequences: 2 });
+      const a = model.newSequence();
+      const b = model.newSequence();
+      const bads = [
+        { argmax: new Int32Array(1) },
+        { argmax: new Float64Array(2) as unknown as Int32Array },
+        { logSumExp: new Float64Array(1) },
+        { logSumExp: new Float32Array(2) as unknown as Float64Array },
+      ];
+      for (const bad of bads)
+        expect(() => model.decode([a, b], [1, 2], undefined, bad)).toThrow(OptionsError);
+      expect([a.length, b.length]).toEqual([0, 0]);
     });
 
     it('decode into a caller buffer gives the same logits as a fresh array; a short or wrong buffer is refused', () => {
