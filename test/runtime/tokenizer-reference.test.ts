@@ -128,6 +128,18 @@ describe('gpt2 tokenizer vs GPT-2 (js-tiktoken r50k_base, gpt-3-encoder)', () =>
     }
   });
 
+  it('with parseSpecial, gives tiktoken’s ids (all specials allowed) on every corpus string', () => {
+    const withSpecial = corpus.filter((s) => s.includes('<|endoftext|>')).length;
+    expect(withSpecial).toBeGreaterThan(10);
+    expect(
+      mismatches(
+        corpus,
+        (s) => tok.encode(s, { parseSpecial: true }),
+        (s) => tiktoken.encode(s, 'all'),
+      ),
+    ).toEqual([]);
+  });
+
   it('parses <|endoftext|> like tiktoken only when asked', () => {
     const texts = [
       '<|endoftext|>',
