@@ -142,6 +142,45 @@ function tile1x3(o: usize, xp: usize, wp: usize, pb: usize, k: i32, valid: i32):
   store8(o + 64, a4, a5, valid - 16);
 }
 
+
+// two panels (16 outputs) times two x rows: eight accumulators (one panel by two rows has only four
+// dependency chains, too few to keep the FMA units busy)
+// @ts-ignore: decorator
+@inline
+function tile2x2(o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, pb: usize, k: i32, valid: i32): void {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0);
+  let b1 = f32x4.splat(0);
+  let b2 = f32x4.splat(0);
+  let b3 = f32x4.splat(0);
+  const end = xp + (<usize>k << 2);
+  while (xp < end) {
+    const x0 = v128.load32_splat(xp);
+    const x1 = v128.load32_splat(xp + ldx);
+    const w0 = v128.load(wp);
+    const w1 = v128.load(wp, 16);
+    a0 = fma(w0, x0, a0);
+    a1 = fma(w1, x0, a1);
+    b0 = fma(w0, x1, b0);
+    b1 = fma(w1, x1, b1);
+    const w2 = v128.load(wp + pb);
+    const w3 = v128.load(wp + pb, 16);
+    a2 = fma(w2, x0, a2);
+    a3 = fma(w3, x0, a3);
+    b2 = fma(w2, x1, b2);
+    b3 = fma(w3, x1, b3);
+    wp += 32;
+    xp += 4;
+  }
+  store8(o, a0, a1, 8);
+  store8(o + 32, a2, a3, valid - 8);
+  store8(o + ldo, b0, b1, 8);
+  store8(o + ldo + 32, b2, b3, valid - 8);
+}
+
 /** out[m×n] = x[m×k] · Wᵀ with W packed in 8-row panels. */
 export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): void {
   const np = (n + 7) >> 3;
@@ -156,6 +195,14 @@ export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
     for (; p < np; p++) {
       tile1(out + (<usize>p << 5), x, w + <usize>p * panelBytes, k, n - p * 8);
     }
+    return;
+  }
+  if (m == 2) {
+    let p = 0;
+    for (; p + 2 <= np; p += 2) {
+      tile2x2(out + (<usize>p << 5), ldo, x, ldx, w + <usize>p * panelBytes, panelBytes, k, n - p * 8);
+    }
+    if (p < np) tile(2, out + (<usize>p << 5), ldo, x, ldx, w + <usize>p * panelBytes, k, n - p * 8);
     return;
   }
   for (let p = 0; p < np; p++) {
