@@ -8,9 +8,9 @@
  * whose prefix is a run of 'a'. A peer run over the time budget stops that class (larger sizes: "skipped"); a peer that throws
  * (js-tiktoken overflows the stack on long whitespace) is reported with its error.
  *
- * Time is this process's CPU time (process.cpuUsage), best of a few runs after a warm-up and a full
- * garbage collection: on a shared machine wall time mostly measures waiting for a core. Wall time
- * is reported beside it (in --json).
+ * Time is this process's CPU time (process.cpuUsage), best of a few runs after a warm-up: on a
+ * shared machine wall time mostly measures waiting for a core. Wall time is reported beside it (in
+ * --json). (Forcing a full GC before each run made the ratios noisier, not steadier: tried, dropped.)
  *
  *   npx tsx scripts/bench-tokenizer.ts [--json] [--quick] [--budget-ms 5000]
  *
@@ -20,8 +20,6 @@
  * npx tsx scripts/bench-tokenizer.ts --quick
  */
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { getEncoding } from 'js-tiktoken';
 import { tokenizerFromGGUF } from '../runtime/tokenizer.ts';
 import { fakeGGUF, gpt2Meta, llamaMeta, sharedDataDir } from '../test/helpers/tokenizer-fixtures.ts';
@@ -54,10 +52,6 @@ function run(unit: string, n: number): string {
 
 type Encode = (s: string) => number[];
 
-// collect the previous run's garbage before each timed run, so a run pays only for its own
-setFlagsFromString('--expose-gc');
-const collect = runInNewContext('gc') as () => void;
-
 interface Timing {
   cpuMs: number;
   wallMs: number;
@@ -70,7 +64,6 @@ function time(encode: Encode, s: string, peer: boolean): Timing {
   const reps = peer ? 1 : s.length <= 20_000 ? 7 : s.length <= 200_000 ? 5 : 3;
   let best: Timing = { cpuMs: Infinity, wallMs: Infinity, tokens: 0 };
   for (let r = 0; r < reps; r++) {
-    collect();
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     const tokens = encode(s).length;
