@@ -106,15 +106,17 @@ let tabBase: f32 = 0;
 // cos/sin of pos·base^(-2i/headDim) for i < headDim/2, computed in f64, into the static tables
 function ropeTable(pos: i32, headDim: i32, freqBase: f32): void {
   if (pos == tabPos && headDim == tabDim && freqBase == tabBase) return;
-  tabPos = pos;
-  tabDim = headDim;
-  tabBase = freqBase;
+  // key cleared first and set last: a run cut off midway (CPU limit) leaves no stale table behind
+  tabPos = -1;
   const half = headDim >> 1;
   for (let i = 0; i < half; i++) {
     const theta = <f64>pos * Math.pow(<f64>freqBase, (-2.0 * <f64>i) / <f64>headDim);
     store<f32>(SCRATCH_COS + (<usize>i << 2), <f32>Math.cos(theta));
     store<f32>(SCRATCH_SIN + (<usize>i << 2), <f32>Math.sin(theta));
   }
+  tabDim = headDim;
+  tabBase = freqBase;
+  tabPos = pos;
 }
 
 // rotate every head of one row with the current tables
