@@ -380,16 +380,15 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
         e.linearF32(out, x, w.ptr, m, w.n, w.k);
         return;
       }
-      const mk = top;
+      // scratch just above the arena top, without moving it: a call cut off midway (CPU limit)
+      // leaves the arena as it was
       const bytes = e.quantScratchBytes(m, w.k);
+      const mk = top;
       const s = allocRaw(bytes, 64);
+      top = mk;
       dirty(s + bytes);
-      try {
-        if (w.type === 'q8_0') e.linearQ8(out, x, w.ptr, m, w.n, w.k, s);
-        else e.linearQ4(out, x, w.ptr, m, w.n, w.k, s);
-      } finally {
-        top = mk;
-      }
+      if (w.type === 'q8_0') e.linearQ8(out, x, w.ptr, m, w.n, w.k, s);
+      else e.linearQ4(out, x, w.ptr, m, w.n, w.k, s);
     },
 
     linearScratchBytes(maxM, maxK) {
