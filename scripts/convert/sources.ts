@@ -426,7 +426,7 @@ function hfTokenizer(dir: string, vocabSize: number, arch: 'llama' | 'gpt2'): Ar
   };
   const md: Array<[string, GGUFMetaValue]> = [];
   if (arch === 'gpt2') {
-    md.push(['tokenizer.ggml.model', meta.str('gpt2')], ['tokenizer.ggml.pre', meta.str('gpt2')]);
+    md.push(['tokenizer.ggml.model', meta.str('gpt2')], ['tokenizer.ggml.pre', meta.str('gpt-2')]);
     md.push(['tokenizer.ggml.merges', meta.arr('string', merges)]);
   } else {
     // SentencePiece-style: scores from merge ranks (a piece made by an earlier merge ranks higher)
