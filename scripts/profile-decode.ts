@@ -18,6 +18,7 @@ import { parseGGUF } from '../runtime/gguf.ts';
 import { createRuntime } from '../runtime/index.ts';
 import { createKernels, detectRelaxedSimd, type Kernels, type LinearWeight } from '../runtime/kernels.ts';
 import { Model } from '../runtime/model.ts';
+import { argmax, logSumExp } from '../runtime/sample.ts';
 import { tokenizerFromGGUF } from '../runtime/tokenizer.ts';
 
 const args = process.argv.slice(2);
@@ -75,7 +76,23 @@ console.log(`${shape} ${type} relaxed=${lm.relaxedSimd} load ${(performance.now(
 const model = (lm as any).model;
 const k: Kernels & Record<string, any> = model.k;
 
-function stepTime(B: number): number {
+// mode 'fresh': decode as generate/beam call it today, then sample.ts argmax + logSumExp per row in JS;
+// 'stats': decode into a reused buffer with RowStats (argmax + log-sum-exp in WASM)
+type Mode = 'plain' | 'fresh' | 'stats';
+function stepTime(B: number, mode: Mode = 'plain'): number {
+  const V = model.info.vocabSize;
+  const buf = new Float32Array(B * V);
+  const st = { argmax: new Int32Array(B), logSumExp: new Float64Array(B) };
+  const step = (seqs: unknown[], toks: number[]) => {
+    if (mode === 'stats') return model.decode(seqs, toks, buf, st);
+    const rows = model.decode(seqs, toks);
+    if (mode === 'fresh') {
+      for (let b = 0; b < B; b++) {
+        const row = rows.subarray(b * V, (b + 1) * V);
+        logSumExp(row, row[argmax(row)]);
+      }
+    }
+  };
   const seqs = [];
   const root = model.newSequence();
   model.prefill(root, [1, 2, 3, 4, 5, 6, 7, 8]);
@@ -84,7 +101,7 @@ function stepTime(B: number): number {
   const toks = new Array(B).fill(0);
   let t = 9;
   for (let i = 0; i < 5; i++)
-    model.decode(
+    step(
       seqs,
       toks.map(() => t++ % 1000),
     );
@@ -92,7 +109,7 @@ function stepTime(B: number): number {
   for (let rep = 0; rep < 3; rep++) {
     const c0 = cpu();
     for (let i = 0; i < steps / 5; i++)
-      model.decode(
+      step(
         seqs,
         toks.map(() => t++ % 1000),
       );
@@ -108,6 +125,16 @@ for (const B of beams) {
   const ms = B === 1 ? greedy : stepTime(B);
   console.log(
     `B=${B}: ${ms.toFixed(3)} ms/step (cpu)  ${(1000 / ms).toFixed(0)} steps/s  ×${(ms / greedy).toFixed(2)} greedy`,
+  );
+}
+
+// what a decoding loop adds per step: fresh logits + JS argmax/logSumExp per row (as today) against a
+// reused buffer + RowStats
+for (const B of beams) {
+  const fresh = stepTime(B, 'fresh');
+  const stats = stepTime(B, 'stats');
+  console.log(
+    `B=${B} with per-row argmax+lse: fresh+JS ${fresh.toFixed(3)}  out+stats ${stats.toFixed(3)} ms/step (cpu)`,
   );
 }
 
