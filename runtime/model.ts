@@ -311,11 +311,14 @@ export class Model {
       k.f32(ptr, p.n).set(all.subarray(p.start, p.start + p.n));
       return ptr;
     };
+    let stackBuf = new Uint8Array(0); // one temporary for every stacked weight (no garbage per layer)
     const placeLinear = (p: LinearPlan): LinearWeight => {
-      let raw = p.parts[0];
-      if (p.parts.length > 1) {
-        // stack the parts' rows (a temporary copy of one layer's q|k|v or gate|up)
-        raw = new Uint8Array(p.parts.reduce((n, q) => n + q.length, 0));
+      const total = p.parts.reduce((n, q) => n + q.length, 0);
+      let raw = contiguous(p.parts, total);
+      if (!raw) {
+        // stack the parts' rows (q|k|v or gate|up of one layer): the file does not hold them back to back
+        if (stackBuf.length < total) stackBuf = new Uint8Array(total);
+        raw = stackBuf.subarray(0, total);
         let o = 0;
         for (const q of p.parts) {
           raw.set(q, o);
@@ -712,6 +715,19 @@ export class Model {
       dst.set(k.f32(s.logits, mm * vocab), dstOffset + g * vocab);
     }
   }
+}
+
+// the parts as one view when they lie back to back in one buffer (one part; or a file that stores
+// q, k, v in a row with no alignment padding between them), else undefined
+function contiguous(parts: Uint8Array[], total: number): Uint8Array | undefined {
+  const first = parts[0];
+  if (parts.length === 1) return first;
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < parts.length; i++) {
+    if (parts[i].buffer !== first.buffer || parts[i].byteOffset !== end) return undefined;
+    end += parts[i].length;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, total);
 }
 
 // log Σ exp over x[o, o+n) whose largest non-NaN entry is mx (> −∞), for rows holding a NaN or an

@@ -3,6 +3,7 @@
 // and the errors a caller can hit (pool exhausted, context, slots, bad tokens and handles).
 import { describe, expect, it } from 'vitest';
 import { BudgetError, ContextLengthError, OptionsError } from '../../runtime/errors.ts';
+import { parseGGUF, writeGGUF } from '../../runtime/gguf.ts';
 import type { Model } from '../../runtime/model.ts';
 import { argmax, logSumExp } from '../../runtime/sample.ts';
 import { type RandomModelOptions, randomModel } from '../helpers/random-model.ts';
@@ -201,6 +202,46 @@ describe.each(impls)('KV cache on $name kernels', (impl) => {
       expect(model.freeBlocks()).toBe(16);
     });
   });
+
+  it.each(['f32', 'q8_0', 'q4_0'] as const)(
+    '%s: q|k|v and gate|up stacked from back-to-back tensors (a view) or scattered ones (a copy) give the same logits, bit for bit',
+    (type) => {
+      const bytes = randomModel({
+        arch: 'llama',
+        dim: 64,
+        nLayers: 2,
+        nHeads: 4,
+        nKvHeads: 2,
+        ffnDim: 96,
+        vocab: 300,
+        context: 32,
+        seed: 62,
+        type,
+      });
+      const f = parseGGUF(bytes);
+      const adjacent = (a: string, b: string) => {
+        const x = f.tensor(a)!.data;
+        return x.byteOffset + x.length === f.tensor(b)!.data.byteOffset;
+      };
+      // the helper writes q, k, v and gate, up back to back; the rewrite below stores them in reverse
+      expect(adjacent('blk.0.attn_q.weight', 'blk.0.attn_k.weight')).toBe(true);
+      expect(adjacent('blk.0.ffn_gate.weight', 'blk.0.ffn_up.weight')).toBe(true);
+      const reversed = writeGGUF(
+        [...f.metadata],
+        f.tensors.toReversed().map((t) => ({ name: t.name, dims: t.dims, type: t.type, data: t.data })),
+      );
+      const g = parseGGUF(reversed);
+      expect(g.tensor('blk.0.attn_k.weight')!.data.byteOffset).toBeLessThan(
+        g.tensor('blk.0.attn_q.weight')!.data.byteOffset,
+      );
+      const tokens = tokenSeq(20, 300, 63);
+      const run = (b: Uint8Array) => {
+        const m = load(impl, b, { maxSequences: 1 });
+        return m.prefill(m.newSequence(), tokens, true);
+      };
+      expect(run(reversed)).toEqual(run(bytes));
+    },
+  );
 
   it.each(['f32', 'f16', 'q8_0', 'q4_0'] as const)(
     '%s: a tied output read back as the token embedding equals a separate copy of the table, bit for bit',
