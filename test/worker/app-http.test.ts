@@ -599,6 +599,31 @@ describe('streaming', () => {
     expect(finals[0].choices[0].token_ids).toHaveLength(3);
   });
 
+  it('chat beam search streams the tree, then each sequence as role + content with its score', async () => {
+    const { app } = setup();
+    const res = await post(app, '/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 3,
+      num_beams: 2,
+      n: 2,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const { events, done } = await sse(res);
+    expect(done).toBe(1);
+    expect(events.filter((e) => e.beams)).toHaveLength(3);
+    const withChoices = events.filter((e) => e.choices.length > 0).map((e) => e.choices[0]);
+    expect(withChoices.map((c) => [c.index, c.delta.role ?? null, c.finish_reason])).toEqual([
+      [0, 'assistant', null],
+      [0, null, 'length'],
+      [1, 'assistant', null],
+      [1, null, 'length'],
+    ]);
+    expect(withChoices[1].delta.content).toHaveLength(3);
+    expect(typeof withChoices[3].beam_score).toBe('number');
+    expect(events.at(-1).usage.completion_tokens).toBe(6);
+  });
+
   it('an error after the headers becomes an SSE error event, then [DONE]', async () => {
     const { app } = setup({ failAt: { step: 3, error: () => new Error('kernel fault') } });
     const res = await post(app, '/v1/completions', { prompt: 'hi', max_tokens: 6, stream: true });
