@@ -127,7 +127,10 @@ export async function exactMatch(
   for (const pair of pairs) {
     const ids = lm.tokenizer.encode(renderPair(pair).prompt, { parseSpecial: true, addBos: false });
     const room = lm.info.contextLength - ids.length;
-    const opts = numBeams > 1 ? { numBeams, earlyStopping: true } : { temperature: 0 };
+    // beam search with the runtime's defaults (lengthPenalty 1, earlyStopping false: stop when no live
+    // beam can beat the worst kept hypothesis); earlyStopping true (stop at B finished) cost 4 points
+    // here, finishing short wrong answers before the right, longer one
+    const opts = numBeams > 1 ? { numBeams } : { temperature: 0 };
     let output = '';
     for await (const ev of lm.generate(ids, { ...opts, maxNewTokens: Math.min(maxNewTokens, room) })) {
       if (ev.type === 'done') output = ev.result.sequences[0].text;
