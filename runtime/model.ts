@@ -481,9 +481,12 @@ export class Model {
       throw new OptionsError(`decode got ${B} sequences but ${tokens.length} tokens`, { field: 'tokens' });
     }
     const n = B * this.c.vocab;
-    if (out !== undefined && (!(out instanceof Float32Array) || out.length < n)) {
+    if (
+      out !== undefined &&
+      (!(out instanceof Float32Array) || out.length < n || out.buffer === this.k.memory.buffer)
+    ) {
       throw new OptionsError(
-        `decode's out must be a Float32Array of at least ${B} × ${this.c.vocab} entries`,
+        `decode's out must be a Float32Array of at least ${B} × ${this.c.vocab} entries, outside the model's WASM memory`,
         {
           field: 'out',
           hint: 'allocate maxBeams × vocabSize floats once and pass the same buffer every step',

@@ -392,9 +392,12 @@ describe.each(impls)('KV cache on $name kernels', (impl) => {
       const exact = new Float32Array(260);
       expect(model.decode([into[0]], [5], exact)).toBe(exact);
       const len = into[0].length;
+      // a view of the model's own WASM memory could overlap its scratch
+      const mem = (model as unknown as { k: { memory: WebAssembly.Memory } }).k.memory;
       for (const bad of [
         new Float32Array(2 * 260 - 1),
         new Float64Array(2 * 260) as unknown as Float32Array,
+        new Float32Array(mem.buffer, 0, 2 * 260),
       ]) {
         expect(() => model.decode(into, [1, 2], bad)).toThrow(OptionsError);
       }
