@@ -18,6 +18,10 @@
 //   Q8_0 uses w·x = (w·sign(x))·|x| (|x| <= 127; weights of -128 are clamped to -127 at pack time),
 //   Q4_0 feeds the raw nibbles 0..15 and subtracts 8·Σx per block.
 // both builds compute exactly the same integer block sums.
+// several x rows (beams, prefill): tiles of 4 x rows × one group of 4 output rows, the x rows stored
+// block-interleaved (see quantizeAct) so the inner loops address everything from two pointers with
+// constant offsets; a row's integer sums and f32 operations are those of the one-row path, so its
+// result does not depend on the batch it is in (bit for bit).
 import { f16ToF32, f32ToF16, fma, hsumI } from './simd';
 
 const ONES16: usize = memory.data<i16>([1, 1, 1, 1, 1, 1, 1, 1], 16);
@@ -26,20 +30,41 @@ const Q4_GB: usize = 80; // bytes per (group, block), q4_0
 
 /** scratch bytes linearQ8/linearQ4 use for m rows of k (activation quants, scales, sums). */
 export function quantScratchBytes(m: i32, k: i32): usize {
-  return 5 * <usize>m * <usize>k + 8 * <usize>m * <usize>(k >> 5) + 64;
+  const mp = <usize>((m + 3) & ~3);
+  return 5 * mp * <usize>k + 40 * mp * <usize>(k >> 5) + 80;
 }
 
-/** quantise m rows of k activations to Q8_0 into scratch s:
- * plain build: int16 values at s; relaxed: int8 at s, |x| at s + m·k, sign masks (0 / -1) at s + 2m·k,
- * and for m > 1 also int16 at s + 3m·k; then f32 scales at s + 5m·k and i32 block sums after them. */
+// several rows (m > 1) are stored for the tiles: rows in tiles of 4 (the last one padded), and per
+// (tile, block) the four rows' values one after another, so one pointer plus constant offsets reach
+// every row (V8 then computes no address per load):
+//   relaxed int8 at s: (t·nb + b)·128 + i·32 + e      (i = row in tile, e = element in block)
+//   int16 at s16 (s, or s + 3·mp·k in the relaxed build): (t·nb + b)·256 + i·64 + 2e
+//   vectors at actVectors: (t·nb + b)·128 + i·32: i32x4 splat of 8·Σx (the Q4 correction), f32x4 splat of d
+// @ts-ignore: decorator
+@inline
+function actVectors(s: usize, m: i32, k: i32): usize {
+  const mp = <usize>((m + 3) & ~3);
+  return (s + 5 * mp * <usize>k + 8 * mp * <usize>(k >> 5) + 15) & ~(<usize>15);
+}
+
+/** quantise m rows of k activations to Q8_0 into scratch s.
+ * m == 1: plain build: int16 values at s; relaxed: int8 at s, |x| at s + k, sign masks (0 / -1) at
+ * s + 2k; m > 1: the tile layout above. f32 scales at s + 5·mp·k and i32 block sums after them (row-major),
+ * mp = m rounded up to a multiple of 4. */
 export function quantizeAct(s: usize, x: usize, m: i32, k: i32): void {
   const nb = k >> 5;
+  const mp = <usize>((m + 3) & ~3);
   const mk = <usize>m * <usize>k;
-  const xd = s + 5 * mk;
-  const xs = xd + 4 * <usize>m * <usize>nb;
+  const xd = s + 5 * mp * <usize>k;
+  const xs = xd + 4 * mp * <usize>nb;
+  const xv = actVectors(s, m, k);
+  const s16 = ASC_FEATURE_RELAXED_SIMD ? s + 3 * mp * <usize>k : s;
   let src = x;
   let bi: usize = 0; // block index over all rows
   for (let r = 0; r < m; r++) {
+    // (tile, block) index of this row's block 0, and the row's place in its tile
+    const tb0 = <usize>(r >> 2) * <usize>nb;
+    const ti = <usize>(r & 3);
     for (let b = 0; b < nb; b++) {
       const v0 = v128.load(src);
       const v1 = v128.load(src, 16);
@@ -65,35 +90,46 @@ export function quantizeAct(s: usize, x: usize, m: i32, k: i32): void {
       const q6 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v6, vid)));
       const q7 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v7, vid)));
       const sum = i32x4.add(i32x4.add(i32x4.add(q0, q1), i32x4.add(q2, q3)), i32x4.add(i32x4.add(q4, q5), i32x4.add(q6, q7)));
+      const bsum = hsumI(sum);
       store<f32>(xd + (bi << 2), d);
-      store<i32>(xs + (bi << 2), hsumI(sum));
+      store<i32>(xs + (bi << 2), bsum);
       const h0 = i16x8.narrow_i32x4_s(q0, q1);
       const h1 = i16x8.narrow_i32x4_s(q2, q3);
       const h2 = i16x8.narrow_i32x4_s(q4, q5);
       const h3 = i16x8.narrow_i32x4_s(q6, q7);
-      if (ASC_FEATURE_RELAXED_SIMD) {
-        const o = s + (bi << 5);
-        const b0 = i8x16.narrow_i16x8_s(h0, h1);
-        const b1 = i8x16.narrow_i16x8_s(h2, h3);
-        v128.store(o, b0);
-        v128.store(o, b1, 16);
-        v128.store(o + mk, i8x16.abs(b0));
-        v128.store(o + mk, i8x16.abs(b1), 16);
-        v128.store(o + 2 * mk, i8x16.shr_s(b0, 7));
-        v128.store(o + 2 * mk, i8x16.shr_s(b1, 7), 16);
-        if (m > 1) {
-          const o16 = s + 3 * mk + (bi << 6);
-          v128.store(o16, h0);
-          v128.store(o16, h1, 16);
-          v128.store(o16, h2, 32);
-          v128.store(o16, h3, 48);
+      if (m == 1) {
+        if (ASC_FEATURE_RELAXED_SIMD) {
+          const o = s + (bi << 5);
+          const b0 = i8x16.narrow_i16x8_s(h0, h1);
+          const b1 = i8x16.narrow_i16x8_s(h2, h3);
+          v128.store(o, b0);
+          v128.store(o, b1, 16);
+          v128.store(o + mk, i8x16.abs(b0));
+          v128.store(o + mk, i8x16.abs(b1), 16);
+          v128.store(o + 2 * mk, i8x16.shr_s(b0, 7));
+          v128.store(o + 2 * mk, i8x16.shr_s(b1, 7), 16);
+        } else {
+          const o = s + (bi << 6);
+          v128.store(o, h0);
+          v128.store(o, h1, 16);
+          v128.store(o, h2, 32);
+          v128.store(o, h3, 48);
         }
       } else {
-        const o = s + (bi << 6);
-        v128.store(o, h0);
-        v128.store(o, h1, 16);
-        v128.store(o, h2, 32);
-        v128.store(o, h3, 48);
+        const tb = tb0 + <usize>b;
+        if (ASC_FEATURE_RELAXED_SIMD) {
+          const o = s + (tb << 7) + (ti << 5);
+          v128.store(o, i8x16.narrow_i16x8_s(h0, h1));
+          v128.store(o, i8x16.narrow_i16x8_s(h2, h3), 16);
+        }
+        const o16 = s16 + (tb << 8) + (ti << 6);
+        v128.store(o16, h0);
+        v128.store(o16, h1, 16);
+        v128.store(o16, h2, 32);
+        v128.store(o16, h3, 48);
+        const ov = xv + (tb << 7) + (ti << 5);
+        v128.store(ov, i32x4.splat(bsum << 3));
+        v128.store(ov, f32x4.splat(d), 16);
       }
       src += 128;
       bi++;
@@ -123,61 +159,62 @@ function pairSum(a: v128, b: v128): v128 {
 
 // ---- Q8_0 ----------------------------------------------------------------------------------
 
-// one group of 4 output rows times R (1..4) x rows, int16 x at s (both builds: several rows share
-// the unpacked weights, which the relaxed sign trick could not)
+// one group of 4 output rows times R (1..4) rows of one x tile (int16, tile layout; xv its vectors):
+// the rows share the unpacked weights, which the relaxed sign trick of q8Row could not
 // @ts-ignore: decorator
 @inline
-function q8Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, k: i32, wg: usize, nb: i32, valid: i32): void {
-  const ldq = <usize>k << 1; // bytes per x row of int16 quants
-  const ldd = <usize>nb << 2; // bytes per x row of scales
+function q8Tile(R: i32, o: usize, ldo: usize, xt: usize, xv: usize, wg: usize, nb: i32, valid: i32): void {
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
   let f3 = f32x4.splat(0);
   let wb = wg;
-  let xq = s;
-  let xdp = xd;
+  let xb = xt;
+  let xvp = xv;
   for (let b = 0; b < nb; b++) {
-    const ws = v128.load(wb, 128);
-    {
-      let a0 = i32x4.splat(0);
-      let b0 = i32x4.splat(0);
-      let a1 = i32x4.splat(0);
-      let b1 = i32x4.splat(0);
-      let a2 = i32x4.splat(0);
-      let b2 = i32x4.splat(0);
-      let a3 = i32x4.splat(0);
-      let b3 = i32x4.splat(0);
-      for (let st: usize = 0; st < 32; st += 4) {
-        const wl = v128.load8x8_s(wb + (st << 2));
-        const wh = v128.load8x8_s(wb + (st << 2) + 8);
-        let xv = v128.load64_splat(xq + (st << 1));
-        a0 = i32x4.add(a0, i32x4.dot_i16x8_s(wl, xv));
-        b0 = i32x4.add(b0, i32x4.dot_i16x8_s(wh, xv));
-        if (R > 1) {
-          xv = v128.load64_splat(xq + ldq + (st << 1));
-          a1 = i32x4.add(a1, i32x4.dot_i16x8_s(wl, xv));
-          b1 = i32x4.add(b1, i32x4.dot_i16x8_s(wh, xv));
-        }
-        if (R > 2) {
-          xv = v128.load64_splat(xq + 2 * ldq + (st << 1));
-          a2 = i32x4.add(a2, i32x4.dot_i16x8_s(wl, xv));
-          b2 = i32x4.add(b2, i32x4.dot_i16x8_s(wh, xv));
-        }
-        if (R > 3) {
-          xv = v128.load64_splat(xq + 3 * ldq + (st << 1));
-          a3 = i32x4.add(a3, i32x4.dot_i16x8_s(wl, xv));
-          b3 = i32x4.add(b3, i32x4.dot_i16x8_s(wh, xv));
-        }
+    let a0 = i32x4.splat(0);
+    let b0 = i32x4.splat(0);
+    let a1 = i32x4.splat(0);
+    let b1 = i32x4.splat(0);
+    let a2 = i32x4.splat(0);
+    let b2 = i32x4.splat(0);
+    let a3 = i32x4.splat(0);
+    let b3 = i32x4.splat(0);
+    let wp = wb;
+    let xp = xb;
+    const we = wb + 128;
+    while (wp < we) {
+      const wl = v128.load8x8_s(wp);
+      const wh = v128.load8x8_s(wp, 8);
+      let xx = v128.load64_splat(xp);
+      a0 = i32x4.add(a0, i32x4.dot_i16x8_s(wl, xx));
+      b0 = i32x4.add(b0, i32x4.dot_i16x8_s(wh, xx));
+      if (R > 1) {
+        xx = v128.load64_splat(xp, 64);
+        a1 = i32x4.add(a1, i32x4.dot_i16x8_s(wl, xx));
+        b1 = i32x4.add(b1, i32x4.dot_i16x8_s(wh, xx));
       }
-      f0 = fma(f32x4.convert_i32x4_s(pairSum(a0, b0)), f32x4.mul(ws, v128.load32_splat(xdp)), f0);
-      if (R > 1) f1 = fma(f32x4.convert_i32x4_s(pairSum(a1, b1)), f32x4.mul(ws, v128.load32_splat(xdp + ldd)), f1);
-      if (R > 2) f2 = fma(f32x4.convert_i32x4_s(pairSum(a2, b2)), f32x4.mul(ws, v128.load32_splat(xdp + 2 * ldd)), f2);
-      if (R > 3) f3 = fma(f32x4.convert_i32x4_s(pairSum(a3, b3)), f32x4.mul(ws, v128.load32_splat(xdp + 3 * ldd)), f3);
-      xq += 64;
+      if (R > 2) {
+        xx = v128.load64_splat(xp, 128);
+        a2 = i32x4.add(a2, i32x4.dot_i16x8_s(wl, xx));
+        b2 = i32x4.add(b2, i32x4.dot_i16x8_s(wh, xx));
+      }
+      if (R > 3) {
+        xx = v128.load64_splat(xp, 192);
+        a3 = i32x4.add(a3, i32x4.dot_i16x8_s(wl, xx));
+        b3 = i32x4.add(b3, i32x4.dot_i16x8_s(wh, xx));
+      }
+      wp += 16;
+      xp += 8;
     }
-    xdp += 4;
+    const ws = v128.load(wb, 128);
+    f0 = fma(f32x4.convert_i32x4_s(pairSum(a0, b0)), f32x4.mul(ws, v128.load(xvp, 16)), f0);
+    if (R > 1) f1 = fma(f32x4.convert_i32x4_s(pairSum(a1, b1)), f32x4.mul(ws, v128.load(xvp, 48)), f1);
+    if (R > 2) f2 = fma(f32x4.convert_i32x4_s(pairSum(a2, b2)), f32x4.mul(ws, v128.load(xvp, 80)), f2);
+    if (R > 3) f3 = fma(f32x4.convert_i32x4_s(pairSum(a3, b3)), f32x4.mul(ws, v128.load(xvp, 112)), f3);
     wb += Q8_GB;
+    xb += 256;
+    xvp += 128;
   }
   store4(o, f0, valid);
   if (R > 1) store4(o + ldo, f1, valid);
@@ -277,9 +314,8 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const nb = k >> 5;
   const ng = (n + 3) >> 2;
   const mk = <usize>m * <usize>k;
-  const xd = s + 5 * mk;
+  const xd = s + 5 * <usize>((m + 3) & ~3) * <usize>k;
   const ldo = <usize>n << 2;
-  const ldd = <usize>nb << 2;
   const gBytes = <usize>nb * Q8_GB;
   if (m == 1) {
     let g = 0;
@@ -299,22 +335,25 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   }
   // several rows: the int16 path in both builds (the relaxed sign trick costs two ops per row and
   // weight vector; the int16 one shares its unpacking among the rows). same integer sums.
-  const s16 = ASC_FEATURE_RELAXED_SIMD ? s + 3 * mk : s;
-  const ld16 = <usize>k << 1;
+  const mp = <usize>((m + 3) & ~3);
+  const s16 = ASC_FEATURE_RELAXED_SIMD ? s + 3 * mp * <usize>k : s;
+  const xv = actVectors(s, m, k);
+  const tx16 = <usize>nb << 8; // bytes per x tile, int16
+  const tv = <usize>nb << 7; // bytes per x tile, vectors
+  const ld4 = ldo << 2;
+  const nt = m >> 2;
+  const left = m & 3;
   for (let g = 0; g < ng; g++) {
     const wg = w + <usize>g * gBytes;
     const valid = n - g * 4;
     const oc = out + (<usize>g << 4);
-    let r = 0;
-    for (; r + 4 <= m; r += 4) {
-      q8Tile(4, oc + <usize>r * ldo, ldo, s16 + <usize>r * ld16, xd + <usize>r * ldd, k, wg, nb, valid);
-    }
-    const left = m - r;
-    const sr = s16 + <usize>r * ld16;
-    const dr = xd + <usize>r * ldd;
-    if (left == 3) q8Tile(3, oc + <usize>r * ldo, ldo, sr, dr, k, wg, nb, valid);
-    else if (left == 2) q8Tile(2, oc + <usize>r * ldo, ldo, sr, dr, k, wg, nb, valid);
-    else if (left == 1) q8Tile(1, oc + <usize>r * ldo, ldo, sr, dr, k, wg, nb, valid);
+    for (let t = 0; t < nt; t++) q8Tile(4, oc + <usize>t * ld4, ldo, s16 + <usize>t * tx16, xv + <usize>t * tv, wg, nb, valid);
+    const ot = oc + <usize>nt * ld4;
+    const xt = s16 + <usize>nt * tx16;
+    const vt = xv + <usize>nt * tv;
+    if (left == 3) q8Tile(3, ot, ldo, xt, vt, wg, nb, valid);
+    else if (left == 2) q8Tile(2, ot, ldo, xt, vt, wg, nb, valid);
+    else if (left == 1) q8Tile(1, ot, ldo, xt, vt, wg, nb, valid);
   }
 }
 
@@ -329,35 +368,30 @@ function rdot16(x: v128, nib: v128): v128 {
   }
 }
 
-// @ts-ignore: decorator
-@inline
-function dot16(xp: usize, nib: v128): v128 {
-  return rdot16(v128.load32_splat(xp), nib);
-}
 
 // ---- Q4_0 ----------------------------------------------------------------------------------
 
+// one group of 4 output rows times R (1..4) rows of one x tile (tile layout: int8 in the relaxed
+// build, int16 in the plain one; xv its vectors)
 // @ts-ignore: decorator
 @inline
-function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k: i32, wg: usize, nb: i32, valid: i32): void {
-  const ldq: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>k : <usize>k << 1;
-  const ldd = <usize>nb << 2;
+function q4Tile(R: i32, o: usize, ldo: usize, xt: usize, xv: usize, wg: usize, nb: i32, valid: i32): void {
   const lo4 = i8x16.splat(0x0f);
-  const ones = v128.load(ONES16);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
   let f3 = f32x4.splat(0);
   let wb = wg;
-  let xq = s;
-  let xdp = xd;
-  let xsp = xs;
+  let xb = xt;
+  let xvp = xv;
   for (let b = 0; b < nb; b++) {
-    const ws = v128.load(wb, 64);
-    let a0 = i32x4.splat(0);
+    let a0: v128;
     let a1 = i32x4.splat(0);
     let a2 = i32x4.splat(0);
     let a3 = i32x4.splat(0);
+    let wp = wb;
+    let xp = xb;
+    const we = wb + 64;
     if (ASC_FEATURE_RELAXED_SIMD) {
       // nibble·x pair sums are at most 2·15·127 = 3810: the eight of a block add up in int16
       // (≤ 30480) and widen once per block
@@ -365,79 +399,75 @@ function q4Tile(R: i32, o: usize, ldo: usize, s: usize, xd: usize, xs: usize, k:
       let h1 = i16x8.splat(0);
       let h2 = i16x8.splat(0);
       let h3 = i16x8.splat(0);
-      for (let j: usize = 0; j < 16; j += 4) {
-        const v = v128.load(wb + (j << 2));
+      while (wp < we) {
+        const v = v128.load(wp);
         const lo = v128.and(v, lo4);
         const hi = v128.and(i16x8.shr_u(v, 4), lo4);
-        h0 = i16x8.add(h0, i16x8.add(dot16(xq + j, lo), dot16(xq + 16 + j, hi)));
-        if (R > 1) h1 = i16x8.add(h1, i16x8.add(dot16(xq + ldq + j, lo), dot16(xq + ldq + 16 + j, hi)));
-        if (R > 2) h2 = i16x8.add(h2, i16x8.add(dot16(xq + 2 * ldq + j, lo), dot16(xq + 2 * ldq + 16 + j, hi)));
-        if (R > 3) h3 = i16x8.add(h3, i16x8.add(dot16(xq + 3 * ldq + j, lo), dot16(xq + 3 * ldq + 16 + j, hi)));
+        h0 = i16x8.add(h0, i16x8.add(rdot16(v128.load32_splat(xp), lo), rdot16(v128.load32_splat(xp, 16), hi)));
+        if (R > 1) h1 = i16x8.add(h1, i16x8.add(rdot16(v128.load32_splat(xp, 32), lo), rdot16(v128.load32_splat(xp, 48), hi)));
+        if (R > 2) h2 = i16x8.add(h2, i16x8.add(rdot16(v128.load32_splat(xp, 64), lo), rdot16(v128.load32_splat(xp, 80), hi)));
+        if (R > 3) h3 = i16x8.add(h3, i16x8.add(rdot16(v128.load32_splat(xp, 96), lo), rdot16(v128.load32_splat(xp, 112), hi)));
+        wp += 16;
+        xp += 4;
       }
+      const ones = v128.load(ONES16);
       a0 = i32x4.dot_i16x8_s(h0, ones);
       if (R > 1) a1 = i32x4.dot_i16x8_s(h1, ones);
       if (R > 2) a2 = i32x4.dot_i16x8_s(h2, ones);
       if (R > 3) a3 = i32x4.dot_i16x8_s(h3, ones);
-      xq += 32;
+      xb += 128;
     } else {
+      a0 = i32x4.splat(0);
       let b0 = i32x4.splat(0);
       let b1 = i32x4.splat(0);
       let b2 = i32x4.splat(0);
       let b3 = i32x4.splat(0);
-      for (let j: usize = 0; j < 16; j += 4) {
-        const v = v128.load(wb + (j << 2));
+      while (wp < we) {
+        const v = v128.load(wp);
         const lo = v128.and(v, lo4);
         const hi = v128.and(i16x8.shr_u(v, 4), lo4);
         const la = i16x8.extend_low_i8x16_u(lo);
         const lb = i16x8.extend_high_i8x16_u(lo);
         const ha = i16x8.extend_low_i8x16_u(hi);
         const hb = i16x8.extend_high_i8x16_u(hi);
-        let xl = v128.load64_splat(xq + (j << 1));
-        let xh = v128.load64_splat(xq + 32 + (j << 1));
+        let xl = v128.load64_splat(xp);
+        let xh = v128.load64_splat(xp, 32);
         a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(la, xl), i32x4.dot_i16x8_s(ha, xh)));
         b0 = i32x4.add(b0, i32x4.add(i32x4.dot_i16x8_s(lb, xl), i32x4.dot_i16x8_s(hb, xh)));
         if (R > 1) {
-          xl = v128.load64_splat(xq + ldq + (j << 1));
-          xh = v128.load64_splat(xq + ldq + 32 + (j << 1));
+          xl = v128.load64_splat(xp, 64);
+          xh = v128.load64_splat(xp, 96);
           a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(la, xl), i32x4.dot_i16x8_s(ha, xh)));
           b1 = i32x4.add(b1, i32x4.add(i32x4.dot_i16x8_s(lb, xl), i32x4.dot_i16x8_s(hb, xh)));
         }
         if (R > 2) {
-          xl = v128.load64_splat(xq + 2 * ldq + (j << 1));
-          xh = v128.load64_splat(xq + 2 * ldq + 32 + (j << 1));
+          xl = v128.load64_splat(xp, 128);
+          xh = v128.load64_splat(xp, 160);
           a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(la, xl), i32x4.dot_i16x8_s(ha, xh)));
           b2 = i32x4.add(b2, i32x4.add(i32x4.dot_i16x8_s(lb, xl), i32x4.dot_i16x8_s(hb, xh)));
         }
         if (R > 3) {
-          xl = v128.load64_splat(xq + 3 * ldq + (j << 1));
-          xh = v128.load64_splat(xq + 3 * ldq + 32 + (j << 1));
+          xl = v128.load64_splat(xp, 192);
+          xh = v128.load64_splat(xp, 224);
           a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(la, xl), i32x4.dot_i16x8_s(ha, xh)));
           b3 = i32x4.add(b3, i32x4.add(i32x4.dot_i16x8_s(lb, xl), i32x4.dot_i16x8_s(hb, xh)));
         }
+        wp += 16;
+        xp += 8;
       }
       a0 = pairSum(a0, b0);
       if (R > 1) a1 = pairSum(a1, b1);
       if (R > 2) a2 = pairSum(a2, b2);
       if (R > 3) a3 = pairSum(a3, b3);
-      xq += 64;
+      xb += 256;
     }
-    // nibbles were used as 0..15: subtract 8·Σx
-    a0 = i32x4.sub(a0, i32x4.splat(load<i32>(xsp) << 3));
-    f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(ws, v128.load32_splat(xdp)), f0);
-    if (R > 1) {
-      a1 = i32x4.sub(a1, i32x4.splat(load<i32>(xsp + ldd) << 3));
-      f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(ws, v128.load32_splat(xdp + ldd)), f1);
-    }
-    if (R > 2) {
-      a2 = i32x4.sub(a2, i32x4.splat(load<i32>(xsp + 2 * ldd) << 3));
-      f2 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(ws, v128.load32_splat(xdp + 2 * ldd)), f2);
-    }
-    if (R > 3) {
-      a3 = i32x4.sub(a3, i32x4.splat(load<i32>(xsp + 3 * ldd) << 3));
-      f3 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(ws, v128.load32_splat(xdp + 3 * ldd)), f3);
-    }
-    xdp += 4;
-    xsp += 4;
+    // nibbles were used as 0..15: subtract 8·Σx (splats of 8·Σx and of d made by quantizeAct)
+    const ws = v128.load(wb, 64);
+    f0 = fma(f32x4.convert_i32x4_s(i32x4.sub(a0, v128.load(xvp))), f32x4.mul(ws, v128.load(xvp, 16)), f0);
+    if (R > 1) f1 = fma(f32x4.convert_i32x4_s(i32x4.sub(a1, v128.load(xvp, 32))), f32x4.mul(ws, v128.load(xvp, 48)), f1);
+    if (R > 2) f2 = fma(f32x4.convert_i32x4_s(i32x4.sub(a2, v128.load(xvp, 64))), f32x4.mul(ws, v128.load(xvp, 80)), f2);
+    if (R > 3) f3 = fma(f32x4.convert_i32x4_s(i32x4.sub(a3, v128.load(xvp, 96))), f32x4.mul(ws, v128.load(xvp, 112)), f3);
+    xvp += 128;
     wb += Q4_GB;
   }
   store4(o, f0, valid);
@@ -556,11 +586,9 @@ export function linearQ4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const nb = k >> 5;
   const ng = (n + 3) >> 2;
   const mk = <usize>m * <usize>k;
-  const xd = s + 5 * mk;
-  const xs = xd + 4 * <usize>m * <usize>nb;
+  const xd = s + 5 * <usize>((m + 3) & ~3) * <usize>k;
+  const xs = xd + 4 * <usize>((m + 3) & ~3) * <usize>nb;
   const ldo = <usize>n << 2;
-  const ldq: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>k : <usize>k << 1;
-  const ldd = <usize>nb << 2;
   const gBytes = <usize>nb * Q4_GB;
   if (m == 1) {
     let g = 0;
@@ -578,22 +606,24 @@ export function linearQ4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
     else if (left == 1) q4Row(1, o, s, xd, xs, wg, gBytes, nb, n - g * 4);
     return;
   }
+  const xt0 = s;
+  const xv = actVectors(s, m, k);
+  const tx = ASC_FEATURE_RELAXED_SIMD ? <usize>nb << 7 : <usize>nb << 8; // bytes per x tile
+  const tv = <usize>nb << 7; // bytes per x tile, vectors
+  const ld4 = ldo << 2;
+  const nt = m >> 2;
+  const left = m & 3;
   for (let g = 0; g < ng; g++) {
     const wg = w + <usize>g * gBytes;
     const valid = n - g * 4;
     const oc = out + (<usize>g << 4);
-    let r = 0;
-    for (; r + 4 <= m; r += 4) {
-      q4Tile(4, oc + <usize>r * ldo, ldo, s + <usize>r * ldq, xd + <usize>r * ldd, xs + <usize>r * ldd, k, wg, nb, valid);
-    }
-    const left = m - r;
-    const or = oc + <usize>r * ldo;
-    const sr = s + <usize>r * ldq;
-    const dr = xd + <usize>r * ldd;
-    const cr = xs + <usize>r * ldd;
-    if (left == 3) q4Tile(3, or, ldo, sr, dr, cr, k, wg, nb, valid);
-    else if (left == 2) q4Tile(2, or, ldo, sr, dr, cr, k, wg, nb, valid);
-    else if (left == 1) q4Tile(1, or, ldo, sr, dr, cr, k, wg, nb, valid);
+    for (let t = 0; t < nt; t++) q4Tile(4, oc + <usize>t * ld4, ldo, xt0 + <usize>t * tx, xv + <usize>t * tv, wg, nb, valid);
+    const ot = oc + <usize>nt * ld4;
+    const xt = xt0 + <usize>nt * tx;
+    const vt = xv + <usize>nt * tv;
+    if (left == 3) q4Tile(3, ot, ldo, xt, vt, wg, nb, valid);
+    else if (left == 2) q4Tile(2, ot, ldo, xt, vt, wg, nb, valid);
+    else if (left == 1) q4Tile(1, ot, ldo, xt, vt, wg, nb, valid);
   }
 }
 

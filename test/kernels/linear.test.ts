@@ -70,24 +70,29 @@ for (const b of builds) {
     }
 
     it('q8_0 and q4_0: beam rows give the same result as one row at a time (same block sums)', () => {
-      for (const type of ['q8_0', 'q4_0'] as const) {
-        const K = 96;
-        const N = 11;
-        const M = 7;
-        const mark = k.mark();
-        const lw = k.prepareLinear(type, rawOf(type, randomF32(r, N * K)), N, K);
-        const x = randomF32(r, M * K);
-        const xp = put(k, x);
-        const all = k.alloc(M * N * 4);
-        k.linear(all, xp, lw, M);
-        const one = k.alloc(N * 4);
-        for (let m = 0; m < M; m++) {
-          k.linear(one, xp + m * K * 4, lw, 1);
-          // same integer sums and the same f32 operations in the same order: identical bits
-          expect(Array.from(k.f32(one, N))).toEqual(Array.from(k.f32(all + m * N * 4, N)));
-        }
-        k.release(mark);
-      }
+      // M = 2..9 covers full and partial tiles of 4 x rows; K = 288 (9 blocks) is the 15M model's width
+      for (const type of ['q8_0', 'q4_0'] as const)
+        for (const [K, N] of [
+          [96, 11],
+          [288, 13],
+        ])
+          for (const M of [2, 3, 4, 5, 7, 8, 9]) {
+            const mark = k.mark();
+            const lw = k.prepareLinear(type, rawOf(type, randomF32(r, N * K)), N, K);
+            const x = randomF32(r, M * K);
+            const xp = put(k, x);
+            const all = k.alloc(M * N * 4);
+            k.linear(all, xp, lw, M);
+            const one = k.alloc(N * 4);
+            for (let m = 0; m < M; m++) {
+              k.linear(one, xp + m * K * 4, lw, 1);
+              // same integer sums and the same f32 operations in the same order: identical bits
+              expect(Array.from(k.f32(one, N)), `${type} K=${K} M=${M} row ${m}`).toEqual(
+                Array.from(k.f32(all + m * N * 4, N)),
+              );
+            }
+            k.release(mark);
+          }
     });
 
     it('extreme blocks: integer sums at their limits stay exact (no int16 overflow)', () => {
