@@ -294,6 +294,9 @@ ${extra.length ? `\n| recorded key | value |\n| --- | --- |\n${extra.join('\n')}
   (${r.validation.tokens.toLocaleString('en-US')} tokens of the held-out addresses, windows of ${r.validation.window})
 - Held-out instruction exact match: greedy **${pct(r.greedy.accuracy)}** (${r.greedy.correct}/${r.greedy.total}),
   beam search B = 4 **${pct(r.beam.accuracy)}** (${r.beam.correct}/${r.beam.total})
+  — the prompt is \`<|user|>{prompt}<|assistant|>\`; generation stops at \`<|end|>\` (at most 64 tokens);
+  the text must equal the expected response exactly. Beam search uses the runtime's defaults
+  (length penalty 1, early stopping off).
 
 | kind | held-out | greedy | beam B=4 |
 | --- | --- | --- | --- |
@@ -301,7 +304,7 @@ ${kindRows.join('\n')}
 
 ## Sample outputs
 
-Plain text after pretraining on the addresses (greedy, 40 tokens):
+Plain text with no chat markers (this final, instruction-tuned model; greedy, up to 40 tokens):
 
 ${r.completions.map((c) => `> **${c.prompt}**${c.greedy.replace(/\n/g, ' ')}`).join('\n>\n')}
 
