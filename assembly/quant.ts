@@ -39,7 +39,8 @@ export function quantScratchBytes(m: i32, k: i32): usize {
 // every row (V8 then computes no address per load):
 //   relaxed int8 at s: (t·nb + b)·128 + i·32 + e      (i = row in tile, e = element in block)
 //   int16 at s16 (s, or s + 3·mp·k in the relaxed build): (t·nb + b)·256 + i·64 + 2e
-//   vectors at actVectors: (t·nb + b)·128 + i·32: i32x4 splat of 8·Σx (the Q4 correction), f32x4 splat of d
+//   vectors at actVectors: (t·nb + b)·128 + i·32: the Q4 tiles' starting sums (−8·Σx, see quantizeAct),
+//   f32x4 splat of d
 // @ts-ignore: decorator
 @inline
 function actVectors(s: usize, m: i32, k: i32): usize {
@@ -128,7 +129,17 @@ export function quantizeAct(s: usize, x: usize, m: i32, k: i32): void {
         v128.store(o16, h2, 32);
         v128.store(o16, h3, 48);
         const ov = xv + (tb << 7) + (ti << 5);
-        v128.store(ov, i32x4.splat(bsum << 3));
+        // the Q4 tiles start their sums at −8·Σx (nibbles are used as 0..15, values are nibble − 8):
+        // relaxed, int16 pair lanes [−8·(x0 + x1), −8·(x2 + x3)] summed over the block's 4-element
+        // steps (each lane's true final value is a sum of 16 (nibble − 8)·x, |·| ≤ 16256: int16 holds it,
+        // and wrapping adds make the intermediate values irrelevant); plain, i32 [−8·Σx, 0, −8·Σx, 0]
+        // (the pair sums are combined later)
+        if (ASC_FEATURE_RELAXED_SIMD) {
+          const t = i32x4.mul(i32x4.add(i32x4.shuffle(sum, sum, 0, 2, 0, 2), i32x4.shuffle(sum, sum, 1, 3, 1, 3)), i32x4.splat(-8));
+          v128.store(ov, i16x8.narrow_i32x4_s(t, t));
+        } else {
+          v128.store(ov, i32x4.replace_lane(i32x4.replace_lane(i32x4.splat(0), 0, -(bsum << 3)), 2, -(bsum << 3)));
+        }
         v128.store(ov, f32x4.splat(d), 16);
       }
       src += 128;
@@ -395,10 +406,13 @@ function q4Tile(R: i32, o: usize, ldo: usize, xt: usize, xv: usize, wg: usize, n
     if (ASC_FEATURE_RELAXED_SIMD) {
       // nibble·x pair sums are at most 2·15·127 = 3810: the eight of a block add up in int16
       // (≤ 30480) and widen once per block
-      let h0 = i16x8.splat(0);
+      let h0 = v128.load(xvp);
       let h1 = i16x8.splat(0);
       let h2 = i16x8.splat(0);
       let h3 = i16x8.splat(0);
+      if (R > 1) h1 = v128.load(xvp, 32);
+      if (R > 2) h2 = v128.load(xvp, 64);
+      if (R > 3) h3 = v128.load(xvp, 96);
       while (wp < we) {
         const v = v128.load(wp);
         const lo = v128.and(v, lo4);
@@ -417,11 +431,23 @@ function q4Tile(R: i32, o: usize, ldo: usize, xt: usize, xv: usize, wg: usize, n
       if (R > 3) a3 = i32x4.dot_i16x8_s(h3, ones);
       xb += 128;
     } else {
-      a0 = i32x4.splat(0);
-      let b0 = i32x4.splat(0);
+      a0 = v128.load(xvp);
+      let b0 = a0;
       let b1 = i32x4.splat(0);
       let b2 = i32x4.splat(0);
       let b3 = i32x4.splat(0);
+      if (R > 1) {
+        a1 = v128.load(xvp, 32);
+        b1 = a1;
+      }
+      if (R > 2) {
+        a2 = v128.load(xvp, 64);
+        b2 = a2;
+      }
+      if (R > 3) {
+        a3 = v128.load(xvp, 96);
+        b3 = a3;
+      }
       while (wp < we) {
         const v = v128.load(wp);
         const lo = v128.and(v, lo4);
@@ -461,12 +487,12 @@ function q4Tile(R: i32, o: usize, ldo: usize, xt: usize, xv: usize, wg: usize, n
       if (R > 3) a3 = pairSum(a3, b3);
       xb += 256;
     }
-    // nibbles were used as 0..15: subtract 8·Σx (splats of 8·Σx and of d made by quantizeAct)
+    // the sums started at −8·Σx (see quantizeAct): a holds the exact Σ (nibble − 8)·x
     const ws = v128.load(wb, 64);
-    f0 = fma(f32x4.convert_i32x4_s(i32x4.sub(a0, v128.load(xvp))), f32x4.mul(ws, v128.load(xvp, 16)), f0);
-    if (R > 1) f1 = fma(f32x4.convert_i32x4_s(i32x4.sub(a1, v128.load(xvp, 32))), f32x4.mul(ws, v128.load(xvp, 48)), f1);
-    if (R > 2) f2 = fma(f32x4.convert_i32x4_s(i32x4.sub(a2, v128.load(xvp, 64))), f32x4.mul(ws, v128.load(xvp, 80)), f2);
-    if (R > 3) f3 = fma(f32x4.convert_i32x4_s(i32x4.sub(a3, v128.load(xvp, 96))), f32x4.mul(ws, v128.load(xvp, 112)), f3);
+    f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(ws, v128.load(xvp, 16)), f0);
+    if (R > 1) f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(ws, v128.load(xvp, 48)), f1);
+    if (R > 2) f2 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(ws, v128.load(xvp, 80)), f2);
+    if (R > 3) f3 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(ws, v128.load(xvp, 112)), f3);
     xvp += 128;
     wb += Q4_GB;
   }
