@@ -133,6 +133,17 @@ export function createRuntime(modules: KernelModules): Runtime {
             bos: tokenText(tokenizer.bos),
             eos: tokenText(tokenizer.eos),
           });
+          // the rendered prompt is tokenized with specials parsed (the template writes them), so a
+          // message may not carry special-token text of its own: it could forge turns
+          messages.forEach((m, i) => {
+            const plain = tokenizer.encode(m.content, { addBos: false });
+            const parsed = tokenizer.encode(m.content, { parseSpecial: true, addBos: false });
+            if (plain.length !== parsed.length || plain.some((id, j) => id !== parsed[j]))
+              throw new OptionsError(`messages[${i}].content contains special-token text`, {
+                field: `messages[${i}].content`,
+                hint: 'special tokens such as the chat markers cannot appear inside a message',
+              });
+          });
           return tokenizer.encode(chat(messages), { parseSpecial: true, addBos: false });
         },
         dispose() {
