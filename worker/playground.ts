@@ -77,12 +77,27 @@ function addStep(ev) {
     n.g = g;
   });
 }
-function highlight(tokens) {
-  for (let s = 0; s < steps.length && s < tokens.length; s++) {
+// marks the path of a returned sequence; where it ends past the drawn steps (it finished, so it
+// left the running beams), a terminal node below the tree shows where, with its final score
+function highlight(tokens, index, score, reason) {
+  let last = null, s = 0;
+  for (; s < steps.length && s < tokens.length; s++) {
     const node = steps[s].find((n) => n.path.length === s + 1 && n.path.every((x, k) => x === tokens[k]));
     if (!node) break;
     node.g.classList.add('ret'); node.line.classList.add('ret');
+    last = { node, s: s + 1, i: steps[s].indexOf(node) };
   }
+  if (!last || last.s >= tokens.length) return;
+  const t = $('tree');
+  const rows = Math.max(1, ...steps.map((x) => x.length));
+  const x = (last.s + 1) * COL + 4, y = (rows + index) * ROW + 4;
+  const line = el('line', { x1: last.s * COL + 4 + W, y1: last.i * ROW + 4 + H / 2, x2: x, y2: y + H / 2, class: 'ret' }, t);
+  const g = el('g', { class: 'node ret end', transform: 'translate(' + x + ',' + y + ')', 'data-final': index }, t);
+  el('rect', { width: W, height: H, rx: 4 }, g);
+  const a = el('text', { x: 4, y: 11 }, g); a.textContent = '#' + index + ' ' + reason;
+  const b = el('text', { x: 4, y: 22, fill: '#777' }, g); b.textContent = score.toFixed(3);
+  t.setAttribute('width', Math.max(+t.getAttribute('width'), x + COL)); t.setAttribute('height', Math.max(+t.getAttribute('height'), y + ROW + 10));
+  void line;
 }
 
 async function run() {
@@ -118,7 +133,7 @@ async function run() {
           c.text = c.text !== undefined ? c.text : (c.delta && c.delta.content) || '';
           if (!first && c.text) first = performance.now();
           if (c.token_ids) {
-            highlight(c.token_ids);
+            highlight(c.token_ids, c.index, c.beam_score, c.finish_reason);
             const d = document.createElement('div'); d.className = 'seq';
             d.textContent = '#' + c.index + ' (score ' + c.beam_score.toFixed(3) + ', ' + c.finish_reason + '): ' + c.text;
             $('seqs').appendChild(d);

@@ -88,11 +88,16 @@ describe('playground', () => {
     for (const [i, s] of seqs.entries()) expect(s.endsWith(`: ${ref.choices[i].text}`)).toBe(true);
     expect(await page.textContent('#out')).toBe(ref.choices[0].text);
     // the best sequence's path is highlighted from the first step on
-    const highlighted = await page.$$eval('#tree g.node.ret', (els) =>
+    const highlighted = await page.$$eval('#tree g.node.ret[data-step]', (els) =>
       els.map((e) => Number(e.getAttribute('data-step'))),
     );
     expect(highlighted).toContain(1);
-    expect(await page.$$eval('#tree line.ret', (els) => els.length)).toBe(highlighted.length);
+    // sequences that finished (left the running beams) end in a terminal node below the tree
+    const finals = await page.$$eval('#tree g.node.end', (els) =>
+      els.map((e) => Number(e.getAttribute('data-final'))),
+    );
+    expect(finals.every((f) => f === 0 || f === 1)).toBe(true);
+    expect(await page.$$eval('#tree line.ret', (els) => els.length)).toBe(highlighted.length + finals.length);
     mkdirSync(artifacts, { recursive: true });
     await page.screenshot({ path: join(artifacts, 'playground-beam.png'), fullPage: true });
     await page.close();
