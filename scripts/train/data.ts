@@ -5,7 +5,7 @@
  * into (tokens, targets, weights) micro-batches.
  */
 
-import { type GGUFMetaValue, meta, parseGGUF, writeGGUF } from '../../runtime/gguf.ts';
+import { type GGUFMetaValue, parseGGUF, writeGGUF } from '../../runtime/gguf.ts';
 import { type Tokenizer, tokenizerFromGGUF } from '../../runtime/tokenizer.ts';
 import { EOT, tokenizerMetadata, trainByteBPE } from '../data/bpe-train.ts';
 import {
@@ -42,33 +42,6 @@ export interface Corpus {
   sftHeldOut: Example[];
 }
 
-/**
- * tokenizerMetadata, with `tokenizer.ggml.pre` set to a value the runtime's tokenizer accepts
- * (the data module writes llama.cpp's "gpt-2"; the runtime may only know "gpt2"/"default").
- */
-function runtimeTokenizerKv(
-  tokens: string[],
-  merges: string[],
-  specials: string[],
-): Array<[string, GGUFMetaValue]> {
-  const kv = tokenizerMetadata(tokens, merges, specials);
-  const probe = (v: Array<[string, GGUFMetaValue]>) => tokenizerFromGGUF(parseGGUF(writeGGUF(v, [])));
-  for (const pre of [undefined, 'gpt2', 'default']) {
-    const cand =
-      pre === undefined
-        ? kv
-        : kv.map(([k, v]): [string, GGUFMetaValue] => [k, k === 'tokenizer.ggml.pre' ? meta.str(pre) : v]);
-    try {
-      probe(cand);
-      return cand;
-    } catch {
-      // try the next spelling
-    }
-  }
-  probe(kv); // throws the runtime's own error
-  return kv;
-}
-
 /** Everything the run needs, deterministic in the config. */
 export function buildCorpus(cfg: TrainConfig, log: (s: string) => void = () => {}): Corpus {
   let t0 = Date.now();
@@ -91,7 +64,7 @@ export function buildCorpus(cfg: TrainConfig, log: (s: string) => void = () => {
   t0 = Date.now();
   const bpe = trainByteBPE([...trainDocs, instructCorpus(ins.train)], cfg.tokenizer.bpeVocab);
   const specials = [EOT, ...CHAT_SPECIALS];
-  const tokenizerKv = runtimeTokenizerKv(bpe.tokens, bpe.merges, specials);
+  const tokenizerKv = tokenizerMetadata(bpe.tokens, bpe.merges, specials);
   const tokenizer = tokenizerFromGGUF(parseGGUF(writeGGUF(tokenizerKv, [])));
   const eot = bpe.tokens.length;
   const end = tokenizer.tokenId(END) as number;
