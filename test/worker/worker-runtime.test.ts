@@ -244,6 +244,28 @@ describe('the handler: killed requests and R2', () => {
     },
   );
 
+  it('R2: weights over MODEL_BUDGET_BYTES are refused from the header, before the runtime loads anything', async () => {
+    const bucket = env.MODEL_BUCKET as any;
+    // ~2.4 MB of f32 weights (a 4000-token vocabulary), over a 1 MiB budget
+    const heavy = randomModel({
+      arch: 'gpt2',
+      dim: 128,
+      nLayers: 1,
+      nHeads: 2,
+      ffnDim: 256,
+      vocab: 4000,
+      context: 64,
+    });
+    await bucket.put('models/heavy.gguf', heavy);
+    const { h, runtimes } = makeHandler();
+    const e = { ...vars, MODEL_KEY: 'models/heavy.gguf', MODEL_BUDGET_BYTES: String(1 << 20) };
+    // the default model is not touched by this request, so no runtime is made for it either
+    const res = await h.fetch(req({ prompt: 'a', model: 'models/heavy.gguf' }), e);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as any).error.message).toMatch(/MODEL_BUDGET_BYTES/);
+    expect(runtimes()).toBe(0);
+  });
+
   it('R2: an object over R2_MAX_BYTES is refused before it is read', async () => {
     const bucket = env.MODEL_BUCKET as any;
     await bucket.put('models/big.gguf', small);
