@@ -54,3 +54,14 @@ export class AbortError extends EdgeLMError {
     super('aborted', message);
   }
 }
+/**
+ * A model's chat template failed: it does not parse, broke a rendering limit, or (`rejected`) its
+ * own `raise_exception` refused the messages.
+ */
+export class ChatTemplateError extends EdgeLMError {
+  rejected: boolean;
+  constructor(message: string, opts: { rejected?: boolean } = {}) {
+    super('chat_template_error', message, { field: opts.rejected ? 'messages' : 'tokenizer.chat_template' });
+    this.rejected = opts.rejected ?? false;
+  }
+}

@@ -11,7 +11,7 @@
  *   if (ev.type === 'done') console.log(ev.result.sequences[0].text);
  * }
  */
-import { type ChatMessage, compileChatTemplate } from './chat.ts';
+import { type ChatMessage, chatPromptIds as renderChat } from './chat.ts';
 import { OptionsError } from './errors.ts';
 import { type GenerateEvent, type GenerateOptions, generate } from './generate.ts';
 import { type GGUFFile, parseGGUF } from './gguf.ts';
@@ -20,7 +20,7 @@ import { Model, type ModelInfo } from './model.ts';
 import { type Tokenizer, tokenizerFromGGUF } from './tokenizer.ts';
 
 export type { ChatMessage } from './chat.ts';
-export { compileChatTemplate } from './chat.ts';
+export { chatPromptIds, compileChatTemplate, renderTemplate } from './chat.ts';
 export * from './errors.ts';
 export type { GenerateEvent, GenerateOptions, GenerateResult } from './generate.ts';
 export { resolveOptions } from './generate.ts';
@@ -61,7 +61,10 @@ export interface LoadedModel {
   readonly relaxedSimd: boolean;
   /** prompt text (tokenized with BOS as the model wants, specials not parsed) or token ids */
   generate(prompt: string | number[], options?: Partial<GenerateOptions>): AsyncGenerator<GenerateEvent>;
-  /** renders messages with the model's chat template and tokenizes them, specials parsed */
+  /**
+   * renders messages with the model's chat template (or a plain fallback) and tokenizes them:
+   * special tokens the template writes are parsed, message contents never are
+   */
   chatPromptIds(messages: ChatMessage[]): number[];
   /** prompt ids for text as `generate` would make them */
   promptIds(text: string): number[];
@@ -103,9 +106,6 @@ export function createRuntime(modules: KernelModules): Runtime {
       const chatTemplate = file.get<string>('tokenizer.chat_template');
       // the weights are in WASM memory now: let go of the views into the caller's bytes
       for (const t of file.tensors) t.data = new Uint8Array(0);
-      let chat: ReturnType<typeof compileChatTemplate> | undefined;
-      const tokenText = (id: number | undefined) =>
-        id === undefined ? '' : new TextDecoder().decode(tokenizer.tokenBytes(id));
       let disposed = false;
       const live = () => {
         if (disposed) throw new OptionsError('this model was disposed', { hint: 'load it again' });
@@ -124,27 +124,9 @@ export function createRuntime(modules: KernelModules): Runtime {
         promptIds,
         chatPromptIds(messages) {
           live();
-          if (!chatTemplate)
-            throw new OptionsError('this model has no chat template', {
-              field: 'messages',
-              hint: 'use a plain completion prompt instead',
-            });
-          chat ??= compileChatTemplate(chatTemplate, {
-            bos: tokenText(tokenizer.bos),
-            eos: tokenText(tokenizer.eos),
-          });
-          // the rendered prompt is tokenized with specials parsed (the template writes them), so a
-          // message may not carry special-token text of its own: it could forge turns
-          messages.forEach((m, i) => {
-            const plain = tokenizer.encode(m.content, { addBos: false });
-            const parsed = tokenizer.encode(m.content, { parseSpecial: true, addBos: false });
-            if (plain.length !== parsed.length || plain.some((id, j) => id !== parsed[j]))
-              throw new OptionsError(`messages[${i}].content contains special-token text`, {
-                field: `messages[${i}].content`,
-                hint: 'special tokens such as the chat markers cannot appear inside a message',
-              });
-          });
-          return tokenizer.encode(chat(messages), { parseSpecial: true, addBos: false });
+          // template text may write special tokens; the same strings inside a message stay text
+          // (a message cannot forge turns); no template: a plain `role: content` fallback
+          return renderChat(tokenizer, chatTemplate, messages).ids;
         },
         dispose() {
           disposed = true;
