@@ -192,15 +192,22 @@ for (const shape of shapes)
         `${ratio(e, x).padStart(9)}  ${ratio(r, x).padStart(11)}`,
     );
   }
-// 4 beams against 1 row of the same weights: time ratio = 4 · (GOP/s of 1 row) / (GOP/s of 4 rows)
+// M beams against 1 row of the same weights, for every M×K×N whose 1×K×N ran too (e.g. --shapes
+// 1x768x3072,2x768x3072,4x768x3072,8x768x3072): time ratio = M · (GOP/s of 1 row) / (GOP/s of M rows)
 lines.push('');
-for (const type of types)
-  for (const impl of ['edgelm', 'edgelm-relaxed']) {
-    const one = g('1x768x3072', type, impl);
-    const four = g('4x768x3072', type, impl);
-    if (one && four)
-      lines.push(`4 rows cost ${((4 * one) / four).toFixed(2)}× one row (${type}, ${impl}; floor ≤ 2×)`);
-  }
+for (const shape of shapes) {
+  const [M, K, N] = shape.split('x').map(Number);
+  if (M <= 1 || !shapes.includes(`1x${K}x${N}`)) continue;
+  for (const type of types)
+    for (const impl of ['edgelm', 'edgelm-relaxed']) {
+      const one = g(`1x${K}x${N}`, type, impl);
+      const many = g(shape, type, impl);
+      if (one && many)
+        lines.push(
+          `${M} rows cost ${((M * one) / many).toFixed(2)}× one row (${K}x${N}, ${type}, ${impl}${M === 4 && K === 768 && N === 3072 ? '; floor ≤ 2×' : ''})`,
+        );
+    }
+}
 lines.push(
   '(GFLOP/s for f32, GOP/s for q8_0/q4_0; ratios against XNNPACK on the f32 product of the same shape)',
 );
