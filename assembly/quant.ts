@@ -22,6 +22,14 @@
 // block-interleaved (see quantizeAct) so the inner loops address everything from two pointers with
 // constant offsets; a row's integer sums and f32 operations are those of the one-row path, so its
 // result does not depend on the batch it is in (bit for bit).
+// why several rows still cost ~2.5–3× one row (measured 2026-11, Node 22 on AVX2/AVX-VNNI x86-64):
+// V8 lowers i32x4.relaxed_dot_i8x16_i7x16_add_s to pmaddubsw + pmaddwd + paddd (no vpdpbusd; a
+// loop of them ran at 30 G MAC/s against 70 for pmaddubsw + paddw into int16), so an 8-bit × 8-bit
+// product costs each x row two multiplies and two adds per 16 MACs (int16 path; the sign trick costs
+// five ops) and only the weight unpacking is shared; the 4×4 tiles run near that bound (~60 GOP/s
+// q8_0, ~100 q4_0), the one-row kernels reach 45–60 / 75–80 in cache. Tried and dropped: a fully
+// unrolled block (V8 hoisted every load and spilled), 8 x rows per tile (spills), prefetching
+// further ahead, nibble-split Q8 weights (same op count).
 import { f16ToF32, f32ToF16, fma, hsumI } from './simd';
 
 const ONES16: usize = memory.data<i16>([1, 1, 1, 1, 1, 1, 1, 1], 16);
