@@ -151,6 +151,15 @@ export function matmul(
   if (!accumulate) {
     for (let i = 0; i < m; i++) memory.fill(c + ((<usize>i * <usize>ldc) << 2), 0, <usize>n << 2);
   }
+  // column blocks of 128: the block of B that the row tiles re-read (128 × 128 floats) stays in L2
+  const NB = 128;
+  for (let j0 = 0; j0 < n; j0 += NB) {
+    matmulPanel(c + (<usize>j0 << 2), a, b + (<usize>j0 << 2), m, min(NB, n - j0), kk, sai, sar, ldb, ldc);
+  }
+}
+
+// C[:, 0:n] += A·B[:, 0:n] for one column panel (see matmul)
+function matmulPanel(c: usize, a: usize, b: usize, m: i32, n: i32, kk: i32, sai: i32, sar: i32, ldb: i32, ldc: i32): void {
   const RB = 128;
   const n8 = n & ~7;
   const m4 = m & ~3;
