@@ -49,7 +49,17 @@ export interface LogitsModel<S = SequenceHandle> {
   fork(seq: S): S;
   free(seq: S): void;
   prefill(seq: S, tokens: ArrayLike<number>, allLogits?: boolean): Float32Array | Float64Array;
-  decode(seqs: S[], tokens: ArrayLike<number>): Float32Array | Float64Array;
+  decode(
+    seqs: S[],
+    tokens: ArrayLike<number>,
+    out?: Float32Array,
+    stats?: { argmax?: Int32Array; logSumExp?: Float64Array },
+  ): Float32Array | Float64Array;
+  /**
+   * true when `decode` fills a caller's `out` buffer and per-row `stats` (argmax, log-sum-exp,
+   * computed next to the logits — runtime/model.ts does, in WASM); otherwise both are computed here
+   */
+  readonly rowStats?: boolean;
 }
 
 /** Decode options of runtime/tokenizer.ts. */
@@ -254,6 +264,12 @@ export async function* beamSearch<S>(
     if (finished.length > B) finished.pop();
   };
 
+  // with a model that reports each row's log-sum-exp, logits land in one reused buffer and the
+  // exp pass over the vocabulary is not repeated here
+  const fast = model.rowStats === true;
+  const outBuf = fast ? new Float32Array(B * V) : undefined;
+  const st = fast ? { logSumExp: new Float64Array(B) } : undefined;
+  let haveLse = false;
   try {
     for (let t = 1; t <= cfg.maxNewTokens; t++) {
       steps = t;
@@ -283,7 +299,8 @@ export async function* beamSearch<S>(
           // no processor: only this row's own top K (by logit) can enter the top K over all beams,
           // and their log-probs are row[v] − lse; one selection pass, one exp pass
           const n = topKInto(row, K, rowIdx, rowVal);
-          const lse = logSumExp(row, n > 0 ? rowVal[0] : Number.NEGATIVE_INFINITY);
+          const lse =
+            haveLse && st ? st.logSumExp[b] : logSumExp(row, n > 0 ? rowVal[0] : Number.NEGATIVE_INFINITY);
           for (let j = 0; j < n; j++) {
             const l = rowVal[j] - lse;
             if (!(l > Number.NEGATIVE_INFINITY)) continue;
@@ -409,7 +426,10 @@ export async function* beamSearch<S>(
       rows = model.decode(
         live.map((l) => l.seq),
         live.map((l) => l.tokens[l.tokens.length - 1]),
+        outBuf,
+        st,
       );
+      haveLse = fast;
     }
   } finally {
     for (const s of owned) {

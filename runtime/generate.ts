@@ -528,6 +528,12 @@ export async function* generate<S>(
     let text = '';
     let sumLogprob = 0;
     let finishReason: 'stop' | 'length' | 'abort' = 'length';
+    // a model that reports row stats decodes into one reused buffer and hands back the argmax and
+    // log-sum-exp it computed beside the logits (runtime/model.ts: in WASM)
+    const fast = model.rowStats === true;
+    const outBuf = fast ? new Float32Array(V) : undefined;
+    const st = fast ? { argmax: new Int32Array(1), logSumExp: new Float64Array(1) } : undefined;
+    let haveStats = false;
     for (let step = 1; step <= o.maxNewTokens; step++) {
       // the model's own log-probabilities are logits − lse; processors and warpers work on a copy
       let scores: ArrayLike<number> = logits;
@@ -537,12 +543,17 @@ export async function* generate<S>(
         processScores(row, promptIds, tokens, counts, proc);
         scores = row;
       }
-      let id = o.mode === 'sample' ? sampleCandidate(samplingCandidates(scores, o), rng) : argmax(scores);
+      let id =
+        o.mode === 'sample'
+          ? sampleCandidate(samplingCandidates(scores, o), rng)
+          : !processed && haveStats && st
+            ? st.argmax[0]
+            : argmax(scores);
       if (id < 0) id = argmax(logits); // every token banned: fall back to the raw argmax
       if (id < 0) throw new Error('generate: the model returned no finite logit');
       // the score needs the log-prob of every chosen token: one pass of exps over the vocabulary
       // (greedy on raw logits: the chosen logit is the row's max, so no max pass)
-      const lse = logSumExp(logits, processed ? undefined : logits[id]);
+      const lse = haveStats && st ? st.logSumExp[0] : logSumExp(logits, processed ? undefined : logits[id]);
       const logprob = logits[id] - lse;
       tokens.push(id);
       counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -575,7 +586,8 @@ export async function* generate<S>(
         finishReason = 'abort';
         break;
       }
-      logits = model.decode([seq], [id]);
+      logits = model.decode([seq], [id], outBuf, st);
+      haveStats = fast;
     }
     const t2 = now();
     yield {

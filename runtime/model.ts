@@ -175,6 +175,8 @@ const align64 = (b: number) => Math.ceil(b / 64) * 64 + 64; // an allocation plu
  */
 export class Model {
   readonly info: ModelInfo;
+  /** decode fills a caller's `out` and per-row `stats` (see RowStats); generate/beam use it */
+  readonly rowStats = true;
   readonly blockSize = BLOCK_SIZE;
   private readonly k: Kernels;
   private readonly c: Config;
@@ -521,7 +523,7 @@ export class Model {
     for (let b = 0; b < B; b++) this.kv.commit(ss[b], 1);
     const dst = out === undefined ? new Float32Array(n) : out.length === n ? out : out.subarray(0, n);
     this.logitsRows(0, B, dst, 0);
-    if (stats?.argmax || stats?.logSumExp) this.rowStats(B, dst, stats);
+    if (stats?.argmax || stats?.logSumExp) this.fillRowStats(B, dst, stats);
     return dst;
   }
 
@@ -529,7 +531,7 @@ export class Model {
   // kernels' SIMD argmax and softmax, ~4× less time than a JS pass of exps over a 32k vocabulary.
   // The softmax leaves p = 1/Σexp(x − max) at the argmax, so lse = max − log p. Its exp maps NaN to
   // 0, so a float64 sum of the row (NaN/∞ propagate) decides first whether the shortcut applies.
-  private rowStats(B: number, dst: Float32Array, stats: RowStats): void {
+  private fillRowStats(B: number, dst: Float32Array, stats: RowStats): void {
     const { k, s } = this;
     const V = this.c.vocab;
     for (let b = 0; b < B; b++) {
