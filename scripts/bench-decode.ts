@@ -171,16 +171,28 @@ async function beamRows(shape: string, type: string, m: LoadedModel) {
 
 for (const shape of shapes) {
   for (const type of types) {
-    const path = modelFile(shape, type);
-    const bytes = new Uint8Array(readFileSync(path));
+    const bytes = new Uint8Array(readFileSync(modelFile(shape, type)));
     const m = await edgelmRow(shape, type, bytes);
     if (!flag('no-beams') && (shape === '15M' || shape === '42M') && (type === 'f32' || type === 'q8_0'))
       await beamRows(shape, type, m);
-    if (!flag('no-wllama')) {
+    m.dispose();
+  }
+}
+// llama.cpp's rows last: after wllama exits, V8 keeps a core busy for a second or two, which would
+// be charged to whatever ran next; wait for the process to go idle after each one anyway
+if (!flag('no-wllama')) {
+  for (const shape of shapes) {
+    for (const type of types) {
       try {
-        await wllamaRow(shape, type, path);
+        await wllamaRow(shape, type, modelFile(shape, type));
       } catch (e) {
         log(`wllama failed on ${shape} ${type}: ${(e as Error).message}`);
+      }
+      for (let i = 0; i < 10; i++) {
+        const c0 = process.cpuUsage();
+        await new Promise((r) => setTimeout(r, 300));
+        const c = process.cpuUsage(c0);
+        if ((c.user + c.system) / 1000 < 60) break;
       }
     }
   }
