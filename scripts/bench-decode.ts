@@ -134,7 +134,7 @@ async function wllamaRow(shape: string, type: string, path: string) {
   };
   rows.push(row);
   log(
-    `${shape.padEnd(5)} ${type.padEnd(5)} ${'wllama'.padEnd(15)} decode ${row.tokPerSec} tok/s (CPU time: ${row.tokPerSecCpu})  prefill ${row.prefillTokPerSec} tok/s  load ${row.loadMs} ms`,
+    `${shape.padEnd(5)} ${type.padEnd(5)} ${'wllama'.padEnd(15)} decode ${row.tokPerSec} tok/s  prefill ${row.prefillTokPerSec} tok/s  load ${row.loadMs} ms`,
   );
 }
 
