@@ -522,6 +522,32 @@ function packQ8(memory: WebAssembly.Memory, ptr: number, raw: Uint8Array, n: num
   const ng = Math.ceil(n / 4);
   const d32 = new Uint32Array(memory.buffer, ptr, (ng * nb * 144) / 4);
   const f32 = new Float32Array(memory.buffer, ptr, (ng * nb * 144) / 4);
+  if ((raw.byteOffset & 1) === 0) {
+    // word at a time through a u16 view of the 34-byte blocks (GGUF data is aligned, so the
+    // usual case); the byte path below is the fallback for odd offsets
+    const s16 = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength >> 1);
+    for (let g = 0; g < ng; g++) {
+      for (let b = 0; b < nb; b++) {
+        const d = (g * nb + b) * 36;
+        for (let i = 0; i < 4; i++) {
+          const r = g * 4 + i;
+          if (r >= n) continue;
+          const s = (r * nb + b) * 17;
+          f32[d + 32 + i] = halfToFloat(s16[s]);
+          for (let t = 0; t < 8; t++) {
+            let w = (s16[s + 1 + 2 * t] | (s16[s + 2 + 2 * t] << 16)) >>> 0;
+            // -128 clamped to -127 (a zero byte of w ^ 0x80808080 marks a 0x80)
+            const x = (w ^ 0x80808080) >>> 0;
+            if (((x - 0x01010101) & ~x & 0x80808080) !== 0) {
+              for (let sh = 0; sh < 32; sh += 8) if (((w >>> sh) & 0xff) === 0x80) w = (w + (1 << sh)) >>> 0;
+            }
+            d32[d + t * 4 + i] = w;
+          }
+        }
+      }
+    }
+    return;
+  }
   const src = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   for (let g = 0; g < ng; g++) {
     for (let b = 0; b < nb; b++) {
