@@ -1,30 +1,10 @@
 // What the HTTP layer needs from a loaded model. The runtime's LoadedModel satisfies it through
 // worker/runtime-model.ts; tests pass a fake. No model maths here.
 
-/** Generation options as the runtime takes them (docs/INTERFACES.md, runtime/generate.ts). */
-export interface GenOptions {
-  maxNewTokens?: number;
-  minNewTokens?: number;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  repetitionPenalty?: number;
-  presencePenalty?: number;
-  frequencyPenalty?: number;
-  seed?: number;
-  stop?: string[];
-  stopTokenIds?: number[];
-  logprobs?: boolean;
-  topLogprobs?: number;
-  numBeams?: number;
-  lengthPenalty?: number;
-  earlyStopping?: boolean | 'never';
-  numReturnSequences?: number;
-  noRepeatNgramSize?: number;
-  signal?: AbortSignal;
-  ignoreEos?: boolean;
-}
+import type { GenerateOptions } from '../runtime/generate.ts';
+
+/** Generation options as the runtime takes them (runtime/generate.ts). */
+export type GenOptions = GenerateOptions;
 
 export type FinishReason = 'stop' | 'length' | 'abort';
 
