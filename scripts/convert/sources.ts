@@ -392,7 +392,7 @@ function hfTokenizer(dir: string, vocabSize: number, arch: 'llama' | 'gpt2'): Ar
   const cfgPath = join(dir, 'tokenizer_config.json');
   const tc = existsSync(cfgPath) ? readJson(cfgPath) : {};
   const model = tj.model;
-  if (!model || model.type !== 'BPE' || typeof model.vocab !== 'object')
+  if (model?.type !== 'BPE' || typeof model.vocab !== 'object')
     throw new UnsupportedError(`${dir}/tokenizer.json: model type ${model?.type} (only BPE is supported)`);
   const tokens: string[] = new Array(vocabSize);
   const types: number[] = new Array(vocabSize).fill(1);
