@@ -3,12 +3,12 @@
 // tied output) and llama with GQA and a tied output, which the float64 reference alone cannot
 // vouch for — a shared misreading of the conventions would pass there. Greedy tokens with teacher
 // forcing: wherever our top-2 margin is above float noise, llama.cpp must pick our top token.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createRuntime } from '../../runtime/index.ts';
-import { loadWllama } from '../../scripts/lib/wllama-node.ts';
+import { compareWithLlamaCpp } from '../helpers/llamacpp-compare.ts';
 import { type RandomModelOptions, randomModel } from '../helpers/random-model.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'edgelm-model-llamacpp-'));
@@ -73,34 +73,18 @@ const cases: Array<[string, RandomModelOptions]> = [
 describe('llama.cpp agrees with the model helper’s random models', () => {
   it.each(cases)('%s: same greedy tokens where the margin is clear', async (name, o) => {
     const bytes = randomModel(o);
-    const path = join(dir, `${name.replace(/[^a-z0-9]+/gi, '-')}.gguf`);
-    writeFileSync(path, bytes);
-    const ll = await loadWllama(path, o.context);
-    const theirs = await ll.complete(PROMPT, N, { withIds: true });
-    await ll.exit();
-    expect(theirs.tokens.length).toBe(N);
-
-    const m = runtime.loadModel(bytes, { maxSequences: 1 });
-    const ids = m.promptIds(PROMPT);
-    expect(ids.length).toBe(theirs.promptTokens);
-    const seq = m.model.newSequence();
-    let logits = m.model.prefill(seq, ids);
-    let compared = 0;
-    for (let i = 0; i < N; i++) {
-      let a = 0;
-      let b = -1;
-      for (let v = 1; v < logits.length; v++) {
-        if (logits[v] > logits[a]) {
-          b = a;
-          a = v;
-        } else if (b < 0 || logits[v] > logits[b]) b = v;
-      }
-      if (logits[a] - logits[b] >= MARGIN) {
-        expect(theirs.tokens[i], `token ${i}`).toBe(a);
-        compared++;
-      }
-      logits = m.model.decode([seq], [theirs.tokens[i]]); // follow llama.cpp's choice
-    }
+    const r = await compareWithLlamaCpp(runtime, bytes, {
+      dir,
+      name,
+      prompt: PROMPT,
+      n: N,
+      context: o.context,
+      margin: () => MARGIN,
+    });
+    expect(r.theirs.length).toBe(N);
+    expect(r.ourPromptIds.length).toBe(r.theirPromptTokens);
+    for (const c of r.clear) expect(c.theirs, `token ${c.step}`).toBe(c.ours);
+    const compared = r.clear.length;
     expect(compared).toBeGreaterThanOrEqual(N / 2);
   });
 });
