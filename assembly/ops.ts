@@ -305,3 +305,79 @@ export function topk(x: usize, n: i32, k: i32, outIdx: usize, outVal: usize): i3
   }
   return cnt;
 }
+
+/** decode rows' statistics in two SIMD passes, for greedy and beam search: the k (≥ 1) largest
+ * entries above −∞ of x[0..n), sorted descending (ties: lower index first; NaN and −∞ skipped —
+ * runtime/sample.ts's topKInto), into outIdx (i32) / outVal (f32); then, when every entry is finite,
+ * Σ exp(x − max) as f64 at outSum (f32 exps, summed in f32 lanes over chunks of 64 and in f64
+ * across chunks), else NaN there. returns how many entries were written (< k only when fewer than
+ * k entries are above −∞; 0 means none is, and outSum is then NaN too). entry 0 is the argmax. */
+export function rowStats(x: usize, n: i32, k: i32, outIdx: usize, outVal: usize, outSum: usize): i32 {
+  let cnt = 0;
+  let worst: f32 = -Infinity;
+  let vw = f32x4.splat(-Infinity);
+  let bad = i32x4.splat(0); // lanes that met a NaN or an infinity
+  const inf = f32x4.splat(Infinity);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v = v128.load(x + (<usize>i << 2));
+    // |v| == inf or v != v: not(|v| < inf)
+    bad = v128.or(bad, v128.not(f32x4.lt(f32x4.abs(v), inf)));
+    let mask = i32x4.bitmask(f32x4.gt(v, vw));
+    if (mask == 0) continue;
+    while (mask != 0) {
+      const l = ctz(mask);
+      mask &= mask - 1;
+      const e = i + l;
+      const val = load<f32>(x + (<usize>e << 2));
+      if (cnt == k && !(val > worst)) continue;
+      let j = cnt < k ? cnt : k - 1;
+      if (cnt < k) cnt++;
+      while (j > 0 && load<f32>(outVal + (<usize>(j - 1) << 2)) < val) {
+        store<f32>(outVal + (<usize>j << 2), load<f32>(outVal + (<usize>(j - 1) << 2)));
+        store<i32>(outIdx + (<usize>j << 2), load<i32>(outIdx + (<usize>(j - 1) << 2)));
+        j--;
+      }
+      store<f32>(outVal + (<usize>j << 2), val);
+      store<i32>(outIdx + (<usize>j << 2), e);
+      if (cnt == k) worst = load<f32>(outVal + (<usize>(k - 1) << 2));
+    }
+    vw = f32x4.splat(worst);
+  }
+  let badTail = false;
+  for (; i < n; i++) {
+    const val = load<f32>(x + (<usize>i << 2));
+    if (!(Mathf.abs(val) < Infinity)) badTail = true;
+    if (!(val > -Infinity)) continue;
+    if (cnt == k && !(val > worst)) continue;
+    let j = cnt < k ? cnt : k - 1;
+    if (cnt < k) cnt++;
+    while (j > 0 && load<f32>(outVal + (<usize>(j - 1) << 2)) < val) {
+      store<f32>(outVal + (<usize>j << 2), load<f32>(outVal + (<usize>(j - 1) << 2)));
+      store<i32>(outIdx + (<usize>j << 2), load<i32>(outIdx + (<usize>(j - 1) << 2)));
+      j--;
+    }
+    store<f32>(outVal + (<usize>j << 2), val);
+    store<i32>(outIdx + (<usize>j << 2), i);
+    if (cnt == k) worst = load<f32>(outVal + (<usize>(k - 1) << 2));
+  }
+  if (cnt == 0 || badTail || v128.any_true(bad)) {
+    store<f64>(outSum, NaN);
+    return cnt;
+  }
+  // pass 2: Σ exp(x − max), every entry finite
+  const vm = f32x4.splat(load<f32>(outVal));
+  let acc = f64x2.splat(0);
+  i = 0;
+  while (i + 4 <= n) {
+    let vs = f32x4.splat(0);
+    const end = min(n & ~3, i + 64);
+    for (; i < end; i += 4) vs = f32x4.add(vs, exp4(f32x4.sub(v128.load(x + (<usize>i << 2)), vm)));
+    acc = f64x2.add(acc, f64x2.add(f64x2.promote_low_f32x4(vs), f64x2.promote_low_f32x4(i32x4.shuffle(vs, vs, 2, 3, 0, 1))));
+  }
+  let s: f64 = f64x2.extract_lane(acc, 0) + f64x2.extract_lane(acc, 1);
+  const mx = load<f32>(outVal);
+  for (; i < n; i++) s += <f64>Mathf.exp(load<f32>(x + (<usize>i << 2)) - mx);
+  store<f64>(outSum, s);
+  return cnt;
+}

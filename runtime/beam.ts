@@ -53,11 +53,15 @@ export interface LogitsModel<S = SequenceHandle> {
     seqs: S[],
     tokens: ArrayLike<number>,
     out?: Float32Array,
-    stats?: { argmax?: Int32Array; logSumExp?: Float64Array },
+    stats?: {
+      argmax?: Int32Array;
+      logSumExp?: Float64Array;
+      topK?: { k: number; index: Int32Array; value: Float64Array; count: Int32Array };
+    },
   ): Float32Array | Float64Array;
   /**
-   * true when `decode` fills a caller's `out` buffer and per-row `stats` (argmax, log-sum-exp,
-   * computed next to the logits — runtime/model.ts does, in WASM); otherwise both are computed here
+   * true when `decode` fills a caller's `out` buffer and per-row `stats` (argmax, log-sum-exp, top k
+   * ≤ 64, computed next to the logits — runtime/model.ts does, in WASM); otherwise they are computed here
    */
   readonly rowStats?: boolean;
 }
@@ -268,7 +272,11 @@ export async function* beamSearch<S>(
   // exp pass over the vocabulary is not repeated here
   const fast = model.rowStats === true;
   const outBuf = fast ? new Float32Array(B * V) : undefined;
-  const st = fast ? { logSumExp: new Float64Array(B) } : undefined;
+  const topK =
+    fast && K <= 64 && K <= V
+      ? { k: K, index: new Int32Array(B * K), value: new Float64Array(B * K), count: new Int32Array(B) }
+      : undefined;
+  const st = fast ? { logSumExp: new Float64Array(B), topK } : undefined;
   let haveLse = false;
   try {
     for (let t = 1; t <= cfg.maxNewTokens; t++) {
@@ -298,15 +306,20 @@ export async function* beamSearch<S>(
         } else {
           // no processor: only this row's own top K (by logit) can enter the top K over all beams,
           // and their log-probs are row[v] − lse; one selection pass, one exp pass
-          const n = topKInto(row, K, rowIdx, rowVal);
+          // (the model's decode reports each row's top K and log-sum-exp: then the row is not read here)
+          const pre = haveLse && topK !== undefined;
+          const n = pre ? topK.count[b] : topKInto(row, K, rowIdx, rowVal);
+          const o = pre ? b * K : 0;
+          const ti = pre ? topK.index : rowIdx;
+          const tv = pre ? topK.value : rowVal;
           const lse =
             haveLse && st ? st.logSumExp[b] : logSumExp(row, n > 0 ? rowVal[0] : Number.NEGATIVE_INFINITY);
           for (let j = 0; j < n; j++) {
-            const l = rowVal[j] - lse;
+            const l = tv[o + j] - lse;
             if (!(l > Number.NEGATIVE_INFINITY)) continue;
             const sc = base + l;
             if (full && !(sc > worst)) break; // the rest of this row scores lower still
-            cands.offer(sc, l, b, rowIdx[j]);
+            cands.offer(sc, l, b, ti[o + j]);
             if (cands.n === K) {
               full = true;
               worst = cands.score[K - 1];

@@ -123,6 +123,13 @@ export interface Kernels {
   argmax(x: number, n: number): number;
   /** the k largest, sorted descending (ties: lower index first); NaN never chosen (slots left: -1 / -Infinity) */
   topk(x: number, n: number, k: number, outIdx: number, outVal: number): void;
+  /**
+   * one decode row's statistics in two SIMD passes: its k largest entries above −∞ (sorted
+   * descending, ties: lower index first — runtime/sample.ts's topKInto) into outIdx (i32) / outVal
+   * (f32), and Σ exp(x − max) as f64 at outSum (NaN when the row holds a NaN or an infinity, or no
+   * entry is above −∞). Returns how many entries were written; entry 0 is the row's argmax.
+   */
+  rowStats(x: number, n: number, k: number, outIdx: number, outVal: number, outSum: number): number;
   /** quantise k floats at src into GGUF blocks at dst (k % 32 == 0) */
   quantizeRow(type: 'q8_0' | 'q4_0', dst: number, src: number, k: number): void;
   /** k values of one GGUF row at src to f32 at dst */
@@ -187,6 +194,7 @@ interface Exports {
   softmax(x: number, m: number, n: number): void;
   argmax(x: number, n: number): number;
   topk(x: number, n: number, k: number, outIdx: number, outVal: number): number;
+  rowStats(x: number, n: number, k: number, outIdx: number, outVal: number, outSum: number): number;
   kvWrite(...args: number[]): void;
   attention(...args: number[]): void;
 }
@@ -464,6 +472,12 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
         new Int32Array(memory.buffer, outIdx + got * 4, kk - got).fill(-1);
         new Float32Array(memory.buffer, outVal + got * 4, kk - got).fill(Number.NEGATIVE_INFINITY);
       }
+    },
+    rowStats(x, n, kk, outIdx, outVal, outSum) {
+      if (!Number.isInteger(kk) || kk < 1 || kk > n) {
+        throw new OptionsError(`rowStats: k = ${kk} must be an integer in 1..${n}`, { field: 'k' });
+      }
+      return e.rowStats(x, n, kk, outIdx, outVal, outSum);
     },
     quantizeRow(type, dst, src, kk) {
       checkDims('quantizeRow', type, 1, kk, 'n', 'k');

@@ -37,16 +37,22 @@ export interface ModelInfo {
 
 /**
  * Per-row figures `decode` can compute in WASM while the logits are still there (each array ≥ B).
- * Both follow runtime/sample.ts's `argmax` / `logSumExp` on the returned rows.
+ * They follow runtime/sample.ts's `argmax` / `logSumExp` / `topKInto` on the returned rows.
  */
 export interface RowStats {
   /** index of each row's largest logit: the first on ties, NaN never wins, −1 when none is above −∞ */
   argmax?: Int32Array;
   /**
-   * log Σ exp(logits) of each row, through the kernels' f32 softmax: |error| ≲ 1e-5 against a
-   * float64 sum. NaN when the row holds a NaN or +∞, −∞ when every entry is −∞.
+   * log Σ exp(logits) of each row (f32 exps summed in f64 over chunks of 64): |error| ≲ 1e-5
+   * against a float64 sum. NaN when the row holds a NaN or +∞, −∞ when every entry is −∞.
    */
   logSumExp?: Float64Array;
+  /**
+   * each row's k (1..64) largest logits above −∞, sorted descending, ties: lower index first (as
+   * topKInto): row b's at [b·k, b·k + count[b]) of index / value (count[b] < k only when fewer
+   * entries are above −∞).
+   */
+  topK?: { k: number; index: Int32Array; value: Float64Array; count: Int32Array };
 }
 
 /** Opaque handle to one sequence's KV cache. */
@@ -78,6 +84,7 @@ const DEFAULT_PREFILL_CHUNK = 64;
 const BLOCK_SIZE = 16;
 const MAX_ALL_LOGITS = 1 << 25; // floats prefill(…, true) may return at once (128 MiB)
 const MAX_LOGIT_ROWS = 16; // rows per lm-head product when all logits are asked for
+const MAX_TOP_K = 64; // RowStats.topK.k at most
 
 const WEIGHT_TYPES: Record<number, WeightType> = {
   [GGMLType.F32]: 'f32',
@@ -160,6 +167,7 @@ interface Scratch {
   hb: number; // (rows, 2F) ffn hidden: gate|up per row, then silu(gate)·up compacted to (rows, F)
   tmp: number; // (D) a position embedding row (gpt2)
   pos: number; // i32 (rows) positions of the decode rows
+  stats: number; // per decode row: MAX_TOP_K i32 indices, MAX_TOP_K f32 values, one f64 sum
   logits: number; // (logitRows, V)
 }
 
@@ -270,6 +278,7 @@ export class Model {
       align64(rows * 2 * c.ffn * 4) +
       align64(c.dim * 4) +
       align64(rows * 4) +
+      align64(maxSequences * (MAX_TOP_K * 8 + 8)) +
       align64(logitRows * c.vocab * 4) +
       align64(k.linearScratchBytes(rows, Math.max(c.dim, c.ffn)));
     const maxBlocksPerSeq = Math.ceil(c.context / BLOCK_SIZE);
@@ -369,6 +378,7 @@ export class Model {
       hb: k.alloc(rows * 2 * c.ffn * 4),
       tmp: k.alloc(c.dim * 4),
       pos: k.alloc(rows * 4),
+      stats: k.alloc(maxSequences * (MAX_TOP_K * 8 + 8)),
       logits: k.alloc(logitRows * c.vocab * 4),
     };
 
@@ -503,6 +513,25 @@ export class Model {
         throw new OptionsError(`decode's logSumExp must be a Float64Array of at least ${B}`, {
           field: 'logSumExp',
         });
+      const t = stats.topK;
+      if (t !== undefined) {
+        if (!Number.isInteger(t.k) || t.k < 1 || t.k > Math.min(MAX_TOP_K, this.c.vocab))
+          throw new OptionsError(
+            `decode's topK.k must be an integer from 1 to ${Math.min(MAX_TOP_K, this.c.vocab)}`,
+            {
+              field: 'topK.k',
+            },
+          );
+        if (
+          !(t.index instanceof Int32Array && t.index.length >= B * t.k) ||
+          !(t.value instanceof Float64Array && t.value.length >= B * t.k) ||
+          !(t.count instanceof Int32Array && t.count.length >= B)
+        )
+          throw new OptionsError(
+            `decode's topK needs index (Int32Array) and value (Float64Array) of at least ${B} × ${t.k} and count (Int32Array) of at least ${B}`,
+            { field: 'topK' },
+          );
+      }
     }
     const ss = seqs as KvSequence[];
     for (let b = 0; b < B; b++) {
@@ -523,36 +552,40 @@ export class Model {
     for (let b = 0; b < B; b++) this.kv.commit(ss[b], 1);
     const dst = out === undefined ? new Float32Array(n) : out.length === n ? out : out.subarray(0, n);
     this.logitsRows(0, B, dst, 0);
-    if (stats?.argmax || stats?.logSumExp) this.fillRowStats(B, dst, stats);
+    if (stats?.argmax || stats?.logSumExp || stats?.topK) this.fillRowStats(B, dst, stats);
     return dst;
   }
 
-  // argmax / log-sum-exp of the B decode rows still in s.logits (dst holds the same values): the
-  // kernels' SIMD argmax and softmax, ~4× less time than a JS pass of exps over a 32k vocabulary.
-  // The softmax leaves p = 1/Σexp(x − max) at the argmax, so lse = max − log p. Its exp maps NaN to
-  // 0, so a float64 sum of the row (NaN/∞ propagate) decides first whether the shortcut applies.
+  // argmax / log-sum-exp / top-k of the B decode rows still in s.logits (dst holds the same values):
+  // one kernel call per row (SIMD max and top-k filter, then Σ exp(x − max)), no JS pass over the
+  // vocabulary unless the row holds a NaN or an infinity
   private fillRowStats(B: number, dst: Float32Array, stats: RowStats): void {
     const { k, s } = this;
     const V = this.c.vocab;
+    const tk = stats.topK;
+    const K = tk ? tk.k : 1;
+    const idx = s.stats;
+    const val = idx + MAX_TOP_K * 4;
+    const sumPtr = val + MAX_TOP_K * 4;
     for (let b = 0; b < B; b++) {
       const row = s.logits + b * V * 4;
-      const o = b * V;
-      let i = k.argmax(row, V);
-      const mx = dst[o + i];
-      if (!(mx > Number.NEGATIVE_INFINITY)) i = -1;
-      if (stats.argmax) stats.argmax[b] = i;
-      if (!stats.logSumExp) continue;
-      let lse: number;
-      if (i < 0) lse = Number.NEGATIVE_INFINITY;
-      else {
-        let sum = 0;
-        for (let j = o; j < o + V; j++) sum += dst[j];
-        if (Number.isFinite(sum)) {
-          k.softmax(row, 1, V);
-          if (this.mem.buffer !== k.memory.buffer) this.mem = new Float32Array(k.memory.buffer);
-          lse = mx - Math.log(this.mem[(row >> 2) + i]);
-        } else lse = logSumExpSlow(dst, o, V, mx); // a NaN or an infinity somewhere
+      const n = k.rowStats(row, V, K, idx, val, sumPtr);
+      const I = k.i32(idx, n);
+      if (stats.argmax) stats.argmax[b] = n > 0 ? I[0] : -1;
+      if (tk) {
+        const F = k.f32(val, n);
+        tk.count[b] = n;
+        for (let j = 0; j < n; j++) {
+          tk.index[b * K + j] = I[j];
+          tk.value[b * K + j] = F[j];
+        }
       }
+      if (!stats.logSumExp) continue;
+      const sum = new Float64Array(k.memory.buffer, sumPtr, 1)[0];
+      let lse: number;
+      if (n === 0) lse = Number.NEGATIVE_INFINITY;
+      else if (!Number.isNaN(sum)) lse = k.f32(val, 1)[0] + Math.log(sum);
+      else lse = logSumExpSlow(dst, b * V, V, dst[b * V + k.i32(idx, 1)[0]]); // a NaN or an infinity somewhere
       stats.logSumExp[b] = lse;
     }
   }

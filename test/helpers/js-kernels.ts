@@ -208,6 +208,25 @@ export function createJsKernels(): Kernels {
         F[f(outVal) + i] = F[f(x) + idx[i]];
       }
     },
+    rowStats(x, n, kk, outIdx, outVal, outSum) {
+      refresh();
+      // a plain float64 reference: sort, then Σ exp over the row
+      const row = Array.from({ length: n }, (_, i) => F[f(x) + i]);
+      const idx = row
+        .map((_, i) => i)
+        .filter((i) => row[i] > Number.NEGATIVE_INFINITY)
+        .sort((a, b) => row[b] - row[a] || a - b)
+        .slice(0, kk);
+      idx.forEach((i, j) => {
+        I[f(outIdx) + j] = i;
+        F[f(outVal) + j] = row[i];
+      });
+      const finite = row.every((v) => Number.isFinite(v));
+      const mx = idx.length > 0 ? row[idx[0]] : 0;
+      const sum = idx.length > 0 && finite ? row.reduce((s, v) => s + Math.exp(v - mx), 0) : Number.NaN;
+      new Float64Array(memory.buffer, outSum, 1)[0] = sum;
+      return idx.length;
+    },
     quantizeRow(type, dst, src, kk) {
       const q = fromF32(GGML[type], new Float32Array(k.f32(src, kk)));
       k.u8(dst, q.length).set(q);

@@ -292,5 +292,58 @@ for (const b of builds) {
       expect(() => k.topk(p, 4, 5, oi, ov)).toThrow(OptionsError);
       k.release(mark);
     });
+
+    it('rowStats: top k above −∞ as sample.ts topKInto, Σ exp(x − max) against a float64 sum', () => {
+      const cases: Array<{ n: number; kk: number; x: Float32Array }> = [];
+      for (const n of [1, 3, 4, 5, 33, 100, 1000, 32003])
+        for (const kk of [1, 2, 8, 24, 64])
+          if (kk <= n) {
+            // many ties (rounded values), large spread (exps over ~40 nats)
+            cases.push({ n, kk, x: f32(randomF32(r, n, 20).map((v) => Math.round(v * 4) / 4)) });
+          }
+      const special = (vals: number[], n: number) => {
+        const x = f32(randomF32(r, n, 3));
+        vals.forEach((v, i) => {
+          x[(i * 7919) % n] = v;
+        });
+        return x;
+      };
+      const NI = Number.NEGATIVE_INFINITY;
+      cases.push({ n: 37, kk: 8, x: special([Number.NaN], 37) });
+      cases.push({ n: 37, kk: 8, x: special([NI, NI, NI], 37) });
+      cases.push({ n: 37, kk: 8, x: special([Number.POSITIVE_INFINITY], 37) });
+      cases.push({ n: 6, kk: 6, x: f32([NI, Number.NaN, 2, NI, 1, NI]) });
+      cases.push({ n: 5, kk: 3, x: f32([NI, NI, NI, NI, Number.NaN]) });
+      for (const { n, kk, x } of cases) {
+        const mark = k.mark();
+        const p = put(k, x);
+        const oi = k.alloc(kk * 4);
+        const ov = k.alloc(kk * 4);
+        const os = k.alloc(8, 8);
+        const got = k.rowStats(p, n, kk, oi, ov, os);
+        // reference: indices of the entries above −∞ (NaN excluded), sorted by value, lower index first
+        const order = Array.from(x.keys())
+          .filter((i) => x[i] > NI)
+          .sort((a, c) => x[c] - x[a] || a - c)
+          .slice(0, kk);
+        const tag = `n=${n} k=${kk}`;
+        expect(got, tag).toBe(order.length);
+        expect(Array.from(k.i32(oi, got)), tag).toEqual(order);
+        expect(Array.from(k.f32(ov, got)), tag).toEqual(order.map((i) => x[i]));
+        const sum = new Float64Array(k.memory.buffer, os, 1)[0];
+        if (order.length > 0 && Array.from(x).every((v) => Number.isFinite(v))) {
+          let ref = 0;
+          for (const v of x) ref += Math.exp(v - x[order[0]]);
+          // f32 exps (~2e-7 relative each) summed in f32 over 64 entries then f64: 1e-5 relative
+          expect(Math.abs(sum - ref) / ref, tag).toBeLessThan(1e-5);
+        } else expect(sum, tag).toBeNaN();
+        k.release(mark);
+      }
+      const mark = k.mark();
+      const p = put(k, [1, 2, 3]);
+      expect(() => k.rowStats(p, 3, 0, p, p, p)).toThrow(OptionsError);
+      expect(() => k.rowStats(p, 3, 4, p, p, p)).toThrow(OptionsError);
+      k.release(mark);
+    });
   });
 }

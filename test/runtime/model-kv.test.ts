@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { BudgetError, ContextLengthError, OptionsError } from '../../runtime/errors.ts';
 import { parseGGUF, writeGGUF } from '../../runtime/gguf.ts';
 import type { Model } from '../../runtime/model.ts';
-import { argmax, logSumExp } from '../../runtime/sample.ts';
+import { argmax, logSumExp, topKInto } from '../../runtime/sample.ts';
 import { type RandomModelOptions, randomModel } from '../helpers/random-model.ts';
 import { kernelImpls, load, maxDiff, tokenSeq } from './model-helpers.ts';
 
@@ -88,7 +88,16 @@ function expectRowStats(model: Model, V: number): void {
   seqs.forEach((q, i) => {
     model.prefill(q, tokenSeq(3 + 5 * i, V, 30 + i));
   });
-  const st = { argmax: new Int32Array(4).fill(-9), logSumExp: new Float64Array(4).fill(-9) };
+  const K = 5;
+  const topK = {
+    k: K,
+    index: new Int32Array(4 * K),
+    value: new Float64Array(4 * K),
+    count: new Int32Array(4),
+  };
+  const st = { argmax: new Int32Array(4).fill(-9), logSumExp: new Float64Array(4).fill(-9), topK };
+  const wantIdx = new Int32Array(K);
+  const wantVal = new Float64Array(K);
   for (let step = 0; step < 6; step++) {
     const rows = model.decode(
       seqs,
@@ -99,6 +108,13 @@ function expectRowStats(model: Model, V: number): void {
     for (let b = 0; b < 3; b++) {
       const row = rows.subarray(b * V, (b + 1) * V);
       expect(st.argmax[b], `argmax row ${b}`).toBe(argmax(row));
+      // top K: identical indices and values to topKInto's (ties: lower index first; NaN, −∞ skipped)
+      const n = topKInto(row, K, wantIdx, wantVal);
+      expect(topK.count[b], `top-k count row ${b}`).toBe(n);
+      expect(Array.from(topK.index.subarray(b * K, b * K + n)), `top-k row ${b}`).toEqual(
+        Array.from(wantIdx.subarray(0, n)),
+      );
+      expect(Array.from(topK.value.subarray(b * K, b * K + n))).toEqual(Array.from(wantVal.subarray(0, n)));
       const want = logSumExp(row);
       const got = st.logSumExp[b];
       if (Number.isFinite(want))
