@@ -1,0 +1,192 @@
+/**
+ * Quantised linear layers with their weights streaming from memory, as in a model too big for the
+ * caches: each call uses the next of enough distinct copies of the packed weights (≥ --mb, default
+ * 256 MB) that no copy is still cached when its turn comes again. For every shape (N×K: N output
+ * rows, K inputs — the 15M/42M/110M layer shapes by default), type (q8_0, q4_0) and row count
+ * m (1, 2, 4, 8): µs per call, GB/s of packed weights read, and the time ratio against m = 1;
+ * also the same calls on one copy (weights cached: L2 for the small shapes, L3 for the large).
+ *
+ *   npx tsx scripts/bench-stream-quant.ts [--json] [--rounds 5] [--mb 256] [--shapes 768x2048,2048x768]
+ *     [--types q8_0,q4_0] [--ms 1,2,4,8] [--builds relaxed,plain] [--wasm /tmp/a.wasm,/tmp/b.wasm] [--no-hot]
+ *
+ * --wasm adds builds from other .wasm files (kernel variants, A/B in the same run: every
+ * implementation and m is measured round-robin, one pass over all copies per round, the best round
+ * counts, in process CPU time). Prints a table; --json prints one JSON array of rows
+ * {"shape","type","impl","m","from":"dram"|"cache","usPerCall","gbPerSec","ratioToM1"} and every
+ * run writes bench-results/stream-quant-<date>.json.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { quantizeQ4_0, quantizeQ8_0 } from '../runtime/ggml.ts';
+import { createKernels, detectRelaxedSimd, type Kernels, type LinearWeight } from '../runtime/kernels.ts';
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1] : def;
+};
+const json = args.includes('--json');
+const hot = !args.includes('--no-hot');
+const rounds = Number(opt('rounds', '5'));
+const mb = Number(opt('mb', '256'));
+const log = (s: string) => (json ? console.error(s) : console.log(s));
+
+const DEFAULT_SHAPES = '288x768,768x288,512x1376,2752x512,768x2048,2048x768,32000x288,32000x768';
+const shapes = opt('shapes', DEFAULT_SHAPES).split(',');
+const types = opt('types', 'q8_0,q4_0').split(',') as Array<'q8_0' | 'q4_0'>;
+const ms = opt('ms', '1,2,4,8').split(',').map(Number);
+const maxM = Math.max(...ms);
+
+const root = join(import.meta.dirname, '..');
+const impls: Array<{ impl: string; file: string }> = [];
+for (const b of opt('builds', 'relaxed,plain').split(',')) {
+  if (b === 'relaxed' && detectRelaxedSimd())
+    impls.push({ impl: 'relaxed', file: join(root, 'build/kernels-relaxed.wasm') });
+  if (b === 'plain') impls.push({ impl: 'plain', file: join(root, 'build/kernels.wasm') });
+}
+for (const f of opt('wasm', '').split(',').filter(Boolean))
+  impls.push({ impl: basename(f, '.wasm'), file: f });
+
+let seed = 1;
+function random(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    a[i] = ((seed / 2 ** 32) * 2 - 1) * scale;
+  }
+  return a;
+}
+
+const cpuS = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+interface Row {
+  shape: string;
+  type: 'q8_0' | 'q4_0';
+  impl: string;
+  m: number;
+  from: 'dram' | 'cache';
+  usPerCall: number;
+  gbPerSec: number;
+  ratioToM1: number;
+}
+const rows: Row[] = [];
+
+// one kernels instance per implementation, reused across shapes (arena released between shapes)
+const insts = impls.map(({ impl, file }) => {
+  const k = createKernels(new WebAssembly.Module(readFileSync(file)));
+  return { impl, k, base: k.mark() };
+});
+const maxBytes = Math.max(
+  ...shapes.flatMap((s) => {
+    const [n, kk] = s.split('x').map(Number);
+    return types.map((t) => insts[0].k.linearBytes(t, n, kk));
+  }),
+);
+const reserveBytes = Math.max(mb << 20, 0) + 2 * maxBytes + (64 << 20);
+for (const { k } of insts) k.reserve(reserveBytes);
+
+for (const shape of shapes) {
+  const [N, K] = shape.split('x').map(Number);
+  const w = random(N * K);
+  const x = random(maxM * K, 2);
+  for (const type of types) {
+    const raw = type === 'q8_0' ? quantizeQ8_0(w) : quantizeQ4_0(w);
+    // per implementation: the copies, x, out
+    const setups = insts.map(({ impl, k, base }) => {
+      k.release(base);
+      const first = k.prepareLinear(type, raw, N, K);
+      const copies = Math.max(2, Math.ceil((mb << 20) / first.bytes));
+      const ws: LinearWeight[] = [first];
+      const mem = () => new Uint8Array(k.memory.buffer);
+      for (let c = 1; c < copies; c++) {
+        const p = k.alloc(first.bytes, 64);
+        mem().copyWithin(p, first.ptr, first.ptr + first.bytes);
+        ws.push({ ...first, ptr: p });
+      }
+      const xp = k.alloc(maxM * K * 4);
+      k.f32(xp, maxM * K).set(x);
+      const op = k.alloc(maxM * N * 4);
+      return { impl, k, ws, xp, op };
+    });
+    const bytes = setups[0].ws[0].bytes;
+    const copies = setups[0].ws.length;
+    // warm-up (JIT tier-up) and a check that every implementation computes the same thing
+    const ref = new Float32Array(maxM * N);
+    setups.forEach((s, i) => {
+      for (let j = 0; j < 3; j++) for (const m of ms) s.k.linear(s.op, s.xp, s.ws[j % copies], m);
+      s.k.linear(s.op, s.xp, s.ws[0], maxM);
+      const got = s.k.f32(s.op, maxM * N);
+      if (i === 0) ref.set(got);
+      else {
+        let worst = 0;
+        let scale = 0;
+        for (let j = 0; j < got.length; j++) {
+          worst = Math.max(worst, Math.abs(got[j] - ref[j]));
+          scale = Math.max(scale, Math.abs(ref[j]));
+        }
+        if (!(worst <= 1e-4 * scale))
+          log(
+            `WARNING ${s.impl} differs from ${setups[0].impl} on ${shape} ${type}: ${worst} (scale ${scale})`,
+          );
+      }
+    });
+    const dram = setups.map(() => ms.map(() => Number.POSITIVE_INFINITY));
+    const cache = setups.map(() => ms.map(() => Number.POSITIVE_INFINITY));
+    for (let r = 0; r < rounds; r++)
+      for (let mi = 0; mi < ms.length; mi++)
+        setups.forEach((s, si) => {
+          const m = ms[mi];
+          let t0 = cpuS();
+          for (let c = 0; c < copies; c++) s.k.linear(s.op, s.xp, s.ws[c], m);
+          dram[si][mi] = Math.min(dram[si][mi], (cpuS() - t0) / copies);
+          if (hot) {
+            const w0 = s.ws[0];
+            s.k.linear(s.op, s.xp, w0, m);
+            t0 = cpuS();
+            for (let c = 0; c < copies; c++) s.k.linear(s.op, s.xp, w0, m);
+            cache[si][mi] = Math.min(cache[si][mi], (cpuS() - t0) / copies);
+          }
+        });
+    setups.forEach((s, si) => {
+      const froms: Array<['dram' | 'cache', number[]]> = hot
+        ? [
+            ['dram', dram[si]],
+            ['cache', cache[si]],
+          ]
+        : [['dram', dram[si]]];
+      for (const [from, t] of froms) {
+        const line = ms.map((m, mi) => {
+          const row: Row = {
+            shape,
+            type,
+            impl: s.impl,
+            m,
+            from,
+            usPerCall: Math.round(t[mi] * 1e7) / 10,
+            gbPerSec: Math.round((bytes / t[mi] / 1e9) * 100) / 100,
+            ratioToM1: Math.round((t[mi] / t[ms.indexOf(1)] || 0) * 100) / 100,
+          };
+          rows.push(row);
+          return `m=${m} ${row.usPerCall.toFixed(1).padStart(7)} µs ${row.gbPerSec.toFixed(2).padStart(6)} GB/s ${row.ratioToM1.toFixed(2)}×`;
+        });
+        log(
+          `${shape.padEnd(10)} ${type.padEnd(5)} ${s.impl.padEnd(14)} ${from.padEnd(5)} ${line.join('  |  ')}`,
+        );
+      }
+    });
+    log(`  (${(bytes / 1e6).toFixed(2)} MB packed, ${copies} copies)`);
+  }
+}
+
+mkdirSync(join(root, 'bench-results'), { recursive: true });
+const file = join(
+  root,
+  'bench-results',
+  `stream-quant-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
+);
+writeFileSync(file, `${JSON.stringify(rows, null, 2)}\n`);
+log(`wrote ${file}`);
+if (json) console.log(JSON.stringify(rows));
