@@ -18,7 +18,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { quantizeQ4_0, quantizeQ8_0 } from '../runtime/ggml.ts';
-import { createKernels, detectRelaxedSimd, type Kernels, type LinearWeight } from '../runtime/kernels.ts';
+import { createKernels, detectRelaxedSimd, type LinearWeight } from '../runtime/kernels.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
