@@ -4,6 +4,7 @@ export * from './gemm';
 export * from './quant';
 export * from './ops';
 export * from './attention';
+export * from './pack';
 export { f32ToF16 } from './simd';
 
 /** first byte past the module's static data: the JS arena starts here (aligned up). */

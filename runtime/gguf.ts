@@ -218,6 +218,63 @@ class Reader {
   }
 }
 
+// Reads strings 0.. of an n-string array in one pass: lengths walked and bounded, the bytes gathered
+// and decoded with one strict TextDecoder call, then sliced. Valid UTF-8 as a whole whose every
+// (non-empty) string starts on a character boundary is exactly "every string valid on its own", so
+// the result equals decoding each string alone. Returns how many strings it read (r.pos moved past
+// them): it stops before the first string it cannot vouch for (too long, past the bytes held) and
+// reads none when the text is not valid UTF-8, so that the caller's string-by-string path meets
+// the bad string in the same state and raises the same error.
+function readStringsBulk(r: Reader, n: number, value: unknown[]): number {
+  const b = r.bytes;
+  const end = b.length;
+  const cap = GGUF_LIMITS.maxStringBytes;
+  const dv = r.dv;
+  let p = r.pos;
+  let m = 0;
+  let total = 0;
+  for (; m < n; m++) {
+    if (p + 8 > end) break;
+    const lo = dv.getUint32(p, true);
+    if (dv.getUint32(p + 4, true) !== 0 || lo > cap || p + 8 + lo > end) break;
+    p += 8 + lo;
+    total += lo;
+  }
+  if (m < 2) return 0;
+  const text = new Uint8Array(total);
+  const units = new Int32Array(m); // UTF-16 length of each string, if valid
+  p = r.pos;
+  let o = 0;
+  let bad = false;
+  for (let i = 0; i < m; i++) {
+    const len = dv.getUint32(p, true);
+    p += 8;
+    // a string may not start inside a character (a continuation byte)
+    if (len > 0 && (b[p] & 0xc0) === 0x80) bad = true;
+    let u = len;
+    for (let j = 0; j < len; j++) {
+      const c = b[p + j];
+      text[o + j] = c;
+      // continuation bytes add no unit; a 4-byte lead adds two (a surrogate pair)
+      if (c >= 0x80) u += (c & 0xc0) === 0x80 ? -1 : c >= 0xf0 ? 1 : 0;
+    }
+    units[i] = u;
+    o += len;
+    p += len;
+  }
+  if (bad) return 0;
+  const all = decodeLong(text);
+  if (all === undefined) return 0;
+  let at = 0;
+  for (let i = 0; i < m; i++) {
+    const u = units[i];
+    value[i] = all.slice(at, at + u);
+    at += u;
+  }
+  r.pos = p;
+  return m;
+}
+
 function decodeLong(b: Uint8Array): string | undefined {
   try {
     return utf8.decode(b);
@@ -370,7 +427,9 @@ function readArray(r: Reader, key: string, depth: number): GGUFMetaValue {
   } else {
     if (itemType === 'string') {
       const label = `string value of ${key}`;
-      for (let i = 0; i < n; i++) value[i] = r.str(label, GGUF_LIMITS.maxStringBytes, key);
+      // as many as the bulk path can take, then one by one (which raises any error exactly there)
+      for (let i = readStringsBulk(r, n, value); i < n; i++)
+        value[i] = r.str(label, GGUF_LIMITS.maxStringBytes, key);
     } else if (itemType === 'bool') {
       for (let i = 0; i < n; i++) value[i] = scalar(r, itemType, key);
     } else {
@@ -396,10 +455,17 @@ function readArray(r: Reader, key: string, depth: number): GGUFMetaValue {
           for (let i = 0; i < n; i++) value[i] = dv.getUint32(p + 4 * i, true);
           break;
         case 'i32':
-          for (let i = 0; i < n; i++) value[i] = dv.getInt32(p + 4 * i, true);
+          if (((r.bytes.byteOffset + p) & 3) === 0) {
+            const v = new Int32Array(r.bytes.buffer, r.bytes.byteOffset + p, n);
+            for (let i = 0; i < n; i++) value[i] = v[i];
+          } else for (let i = 0; i < n; i++) value[i] = dv.getInt32(p + 4 * i, true);
           break;
         case 'f32':
-          for (let i = 0; i < n; i++) value[i] = dv.getFloat32(p + 4 * i, true);
+          if (((r.bytes.byteOffset + p) & 3) === 0) {
+            // aligned (the usual case: GGUF writers pad nothing here, but 32000 scores often land so)
+            const f = new Float32Array(r.bytes.buffer, r.bytes.byteOffset + p, n);
+            for (let i = 0; i < n; i++) value[i] = f[i];
+          } else for (let i = 0; i < n; i++) value[i] = dv.getFloat32(p + 4 * i, true);
           break;
         case 'f64':
           for (let i = 0; i < n; i++) value[i] = dv.getFloat64(p + 8 * i, true);

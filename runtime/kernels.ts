@@ -197,6 +197,10 @@ interface Exports {
   rowStats(x: number, n: number, k: number, outIdx: number, outVal: number, outSum: number): number;
   kvWrite(...args: number[]): void;
   attention(...args: number[]): void;
+  // assembly/pack.ts (absent from builds older than it: prepareLinear then packs in JS)
+  packQ8?(dst: number, src: number, rows: number, nb: number): void;
+  packQ4?(dst: number, src: number, rows: number, nb: number): void;
+  packF32?(dst: number, src: number, rows: number, k: number, f16: number): void;
 }
 
 const PAGE = 65536;
@@ -206,6 +210,8 @@ const GGML_CODE: Record<WeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8
 const TYPES: readonly WeightType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
 
 const alignUp = (v: number, a: number) => Math.ceil(v / a) * a;
+// GGUF bytes prepareLinear moves into the arena per WASM packing call (stays in L2 between copy and pack)
+const PACK_CHUNK_BYTES = 256 * 1024;
 
 function checkDims(what: string, type: WeightType, n: number, k: number, nName: string, kName: string): void {
   if (!TYPES.includes(type)) {
@@ -370,10 +376,33 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
         );
       }
       const bytes = k.linearBytes(type, n, kk);
-      const ptr = k.alloc(bytes, 64);
-      if (type === 'f32' || type === 'f16') packF32(memory, ptr, raw, n, kk, type === 'f16');
-      else if (type === 'q8_0') packQ8(memory, ptr, raw, n, kk);
-      else packQ4(memory, ptr, raw, n, kk);
+      // in WASM: GGUF rows copied a chunk at a time to free arena memory above the weight (a block
+      // memcpy), then repacked there by assembly/pack.ts, which writes every byte of the weight
+      // (so no zero-fill); JS packing when the build lacks the packers or there is no room
+      const group = type === 'f32' || type === 'f16' ? 8 : 4;
+      const rowBytes = ggufBytes(type, 1, kk);
+      const p = alignUp(top, 64);
+      const room = hi() - alignUp(p + bytes, 64);
+      const chunk = Math.min(room, Math.max(PACK_CHUNK_BYTES, group * rowBytes));
+      const chunkRows = Math.floor(chunk / (group * rowBytes)) * group;
+      const wasmPack = type === 'f32' || type === 'f16' ? e.packF32 : type === 'q8_0' ? e.packQ8 : e.packQ4;
+      if (wasmPack === undefined || !(chunkRows > 0)) {
+        const ptr = k.alloc(bytes, 64);
+        packLinearJs(memory, type, ptr, raw, n, kk);
+        return { type, ptr, n, k: kk, bytes };
+      }
+      const ptr = allocRaw(bytes, 64);
+      const scratch = alignUp(ptr + bytes, 64);
+      const mem = new Uint8Array(memory.buffer);
+      // destination bytes per packed group of rows
+      const groupBytes = type === 'q8_0' ? (kk / 32) * 144 : type === 'q4_0' ? (kk / 32) * 80 : kk * 32;
+      const arg = type === 'f32' || type === 'f16' ? kk : kk / 32;
+      for (let r0 = 0; r0 < n; r0 += chunkRows) {
+        const r1 = Math.min(n, r0 + chunkRows);
+        mem.set(raw.subarray(r0 * rowBytes, r1 * rowBytes), scratch);
+        wasmPack(ptr + (r0 / group) * groupBytes, scratch, r1 - r0, arg, type === 'f16' ? 1 : 0);
+      }
+      dirty(scratch + Math.min(n, chunkRows) * rowBytes);
       return { type, ptr, n, k: kk, bytes };
     },
 
@@ -504,6 +533,28 @@ function checkHeadDim(hd: number): void {
 }
 
 // ---- packing (JS, straight into the arena: no temporary copy of the raw tensor) -------------
+// The fallback of prepareLinear when the WASM packers (assembly/pack.ts) cannot run, and the
+// reference they are tested against byte for byte.
+
+/**
+ * Packs GGUF bytes of an (n×k) weight into the kernels' layout at `ptr` in JS (test reference and
+ * fallback of prepareLinear). Assumes zero-filled destination memory of linearBytes(type, n, k).
+ * @example
+ * const ptr = k.alloc(k.linearBytes('q8_0', n, kk));
+ * packLinearJs(k.memory, 'q8_0', ptr, raw, n, kk);
+ */
+export function packLinearJs(
+  memory: WebAssembly.Memory,
+  type: WeightType,
+  ptr: number,
+  raw: Uint8Array,
+  n: number,
+  k: number,
+): void {
+  if (type === 'f32' || type === 'f16') packF32(memory, ptr, raw, n, k, type === 'f16');
+  else if (type === 'q8_0') packQ8(memory, ptr, raw, n, k);
+  else packQ4(memory, ptr, raw, n, k);
+}
 
 // f32 / f16 rows → panels of 8 rows, k-major: dst[(p·k + kk)·8 + j] = W[8p + j][kk]
 function packF32(

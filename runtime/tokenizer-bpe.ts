@@ -250,26 +250,36 @@ function nextPow2(n: number): number {
 
 /**
  * Strings → ids in an open-addressing table, looked up by a range of another string so the merge
- * loop never allocates a substring (FNV-1a over UTF-16 code units). The first id for a string wins.
+ * loop never allocates a substring (FNV-1a over UTF-16 code units). Built over a vocabulary without
+ * copying it: the entries are `ids`, each keyed by `strings[id]`. The first id for a string wins.
  */
 export class PieceTable {
-  private readonly keys: string[] = [];
-  private readonly vals: number[] = [];
-  private readonly slots: Int32Array;
+  private readonly strings: ArrayLike<string>;
+  private readonly slots: Int32Array; // an id, or -1 for an empty slot
   private readonly mask: number;
 
-  constructor(entries: Array<[string, number]>) {
-    const size = nextPow2(entries.length * 2);
-    this.slots = new Int32Array(size).fill(-1);
-    this.mask = size - 1;
-    for (const [k, v] of entries) {
-      if (this.get(k, 0, k.length) >= 0) continue;
-      let i = PieceTable.hash(k, 0, k.length) & this.mask;
-      while (this.slots[i] >= 0) i = (i + 1) & this.mask;
-      this.slots[i] = this.keys.length;
-      this.keys.push(k);
-      this.vals.push(v);
+  constructor(strings: ArrayLike<string>, ids: ArrayLike<number>) {
+    this.strings = strings;
+    const size = nextPow2(ids.length * 2);
+    const slots = new Int32Array(size).fill(-1);
+    const mask = size - 1;
+    for (let j = 0; j < ids.length; j++) {
+      const id = ids[j];
+      const k = strings[id];
+      const len = k.length;
+      let i = PieceTable.hash(k, 0, len) & mask;
+      for (;;) {
+        const o = slots[i];
+        if (o < 0) {
+          slots[i] = id;
+          break;
+        }
+        if (strings[o] === k) break; // an earlier id has this string
+        i = (i + 1) & mask;
+      }
     }
+    this.slots = slots;
+    this.mask = mask;
   }
 
   private static hash(s: string, a: number, b: number): number {
@@ -283,13 +293,13 @@ export class PieceTable {
     const len = b - a;
     let i = PieceTable.hash(s, a, b) & this.mask;
     for (;;) {
-      const k = this.slots[i];
-      if (k < 0) return -1;
-      const key = this.keys[k];
+      const id = this.slots[i];
+      if (id < 0) return -1;
+      const key = this.strings[id];
       if (key.length === len) {
         let j = 0;
         while (j < len && key.charCodeAt(j) === s.charCodeAt(a + j)) j++;
-        if (j === len) return this.vals[k];
+        if (j === len) return id;
       }
       i = (i + 1) & this.mask;
     }

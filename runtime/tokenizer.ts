@@ -155,7 +155,12 @@ function readStrings(
   return v as string[];
 }
 
-function readNumbers(file: MetadataSource, key: string, n: number, integer: boolean): number[] | undefined {
+function readNumbers(
+  file: MetadataSource,
+  key: string,
+  n: number,
+  integer: boolean,
+): Float64Array | undefined {
   const v = file.get(key);
   if (v === undefined) return undefined;
   if (!isArrayLike(v))
@@ -166,7 +171,7 @@ function readNumbers(file: MetadataSource, key: string, n: number, integer: bool
       hint: CORRUPT,
     });
   }
-  const out = new Array<number>(n);
+  const out = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const x = v[i];
     const num = typeof x === 'bigint' ? Number(x) : x;
@@ -257,7 +262,7 @@ abstract class BaseTokenizer implements Tokenizer {
   readonly addBos: boolean;
   protected readonly v: Vocab;
   private readonly special: Uint8Array;
-  private readonly ids = new Map<string, number>();
+  private ids: Map<string, number> | undefined; // built on the first tokenId (subclasses may call it)
   private matcher: SpecialMatcher | undefined; // built on the first parseSpecial
   private readonly bytesCache: Array<Uint8Array | undefined>;
 
@@ -274,7 +279,6 @@ abstract class BaseTokenizer implements Tokenizer {
       const t = v.types[i];
       if (t === TokenType.control || t === TokenType.unknown || t === TokenType.userDefined)
         this.special[i] = 1;
-      if (!this.ids.has(v.tokens[i])) this.ids.set(v.tokens[i], i);
     }
     for (const id of [v.bos, v.eos, v.pad, v.unk]) if (id !== undefined) this.special[id] = 1;
     // the parseSpecial matcher takes ~50 bytes per character of special text: bound it here
@@ -293,6 +297,12 @@ abstract class BaseTokenizer implements Tokenizer {
   }
 
   tokenId(piece: string): number | undefined {
+    if (this.ids === undefined) {
+      const ids = new Map<string, number>();
+      const tokens = this.v.tokens;
+      for (let i = 0; i < tokens.length; i++) if (!ids.has(tokens[i])) ids.set(tokens[i], i);
+      this.ids = ids;
+    }
     return this.ids.get(piece);
   }
 
@@ -450,6 +460,30 @@ abstract class BaseTokenizer implements Tokenizer {
 
 // ---- llama: SentencePiece-style BPE -------------------------------------------------------------
 
+/**
+ * Rank of each score among the distinct scores, highest first (equal scores, equal rank): a sorted
+ * copy (native numeric sort), its distinct values, then a binary search per token. -0 and +0 are one
+ * score (as SameValueZero); scores are never NaN (readNumbers refuses them).
+ */
+export function scoreRanks(scores: Float64Array): Int32Array {
+  const sorted = scores.slice().sort();
+  let m = 0; // distinct values, ascending, in sorted[0..m)
+  for (let i = 0; i < sorted.length; i++) if (m === 0 || sorted[i] !== sorted[m - 1]) sorted[m++] = sorted[i];
+  const out = new Int32Array(scores.length);
+  for (let i = 0; i < scores.length; i++) {
+    const x = scores[i];
+    let lo = 0;
+    let hi = m - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    out[i] = m - 1 - lo;
+  }
+  return out;
+}
+
 class LlamaTokenizer extends BaseTokenizer {
   readonly model = 'llama' as const;
   private readonly addSpacePrefix: boolean;
@@ -466,12 +500,14 @@ class LlamaTokenizer extends BaseTokenizer {
     super(v);
     this.addSpacePrefix = addSpacePrefix;
     let maxPiece = 1;
-    const pieces: Array<[string, number]> = [];
-    for (let i = 0; i < v.tokens.length; i++) {
+    const n = v.tokens.length;
+    const pieces = new Int32Array(n);
+    let np = 0;
+    for (let i = 0; i < n; i++) {
       const t = v.types[i];
       const s = v.tokens[i];
       if ((t === TokenType.normal || t === TokenType.userDefined) && s.length > 0) {
-        pieces.push([s, i]);
+        pieces[np++] = i;
         if (s.length > maxPiece) maxPiece = s.length;
       } else if (t === TokenType.byte) {
         const b = parseByteToken(s);
@@ -479,10 +515,8 @@ class LlamaTokenizer extends BaseTokenizer {
       }
     }
     this.maxPiece = maxPiece;
-    this.mergeable = new PieceTable(pieces);
-    const distinct = Array.from(new Set(v.scores)).sort((a, b) => b - a);
-    const rankOf = new Map(distinct.map((x, i) => [x, i] as const));
-    this.prio = Int32Array.from(v.scores, (x) => rankOf.get(x)!);
+    this.mergeable = new PieceTable(v.tokens, pieces.subarray(0, np));
+    this.prio = scoreRanks(v.scores);
     if (v.unk === undefined) {
       const missing = this.byteIds.indexOf(-1);
       if (missing >= 0) {
@@ -767,8 +801,7 @@ export function tokenizerFromGGUF(file: MetadataSource): Tokenizer {
     // no types: byte fallback finds <0xNN> pieces by their text, as llama.cpp does
     for (let i = 0; i < n; i++) if (parseByteToken(tokens[i]) >= 0) types[i] = TokenType.byte;
   }
-  const scores = new Float64Array(n);
-  if (scoreArr !== undefined) scores.set(scoreArr);
+  const scores = scoreArr ?? new Float64Array(n);
   let unk = readId(file, K.unk, n);
   if (unk === undefined) {
     const i = types.indexOf(TokenType.unknown);
