@@ -1,0 +1,190 @@
+// The load-time fast paths against plain references: string arrays decoded in bulk (gguf.ts) against
+// a strict TextDecoder per string, with the same FormatError at the same offset for bad bytes; f32 /
+// i32 arrays read through typed views and through DataView (both alignments); score ranks from a
+// typed sort against the Set / Map / comparator-sort they replaced.
+import { describe, expect, it } from 'vitest';
+import { FormatError } from '../../runtime/errors.ts';
+import { parseGGUF, parseGGUFHeader } from '../../runtime/gguf.ts';
+import { scoreRanks } from '../../runtime/tokenizer.ts';
+import { RawBytes, seededRandom, VT } from '../helpers/gguf-fixtures.ts';
+
+const fatal = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // GGUF strings keep a BOM
+
+// a file whose one KV "k" is an array of the given byte strings; offsets of each string's length field
+function stringArrayFile(items: number[][]): { bytes: Uint8Array; at: number[] } {
+  const r = new RawBytes().header(0, 1).str('k').u32(VT.array).u32(VT.string).u64(items.length);
+  const at: number[] = [];
+  for (const s of items) {
+    at.push(r.length);
+    r.str(s);
+  }
+  return { bytes: r.build(), at };
+}
+
+// what reading the strings one by one with a strict decoder gives: the strings, or the first bad index
+function reference(items: number[][]): string[] | number {
+  const out: string[] = [];
+  for (let i = 0; i < items.length; i++) {
+    try {
+      out.push(fatal.decode(Uint8Array.from(items[i])));
+    } catch {
+      return i;
+    }
+  }
+  return out;
+}
+
+const PIECES = [
+  [0x61],
+  [0x20],
+  [0xc3, 0xa9], // é
+  [0xe2, 0x96, 0x81], // ▁
+  [0xef, 0xbb, 0xbf], // BOM
+  [0xf0, 0x9f, 0x98, 0x80], // 😀 (a surrogate pair in UTF-16)
+  [0xe6, 0xa8, 0xa1], // 模
+  [0xf4, 0x8f, 0xbf, 0xbf], // U+10FFFF
+];
+
+function randomItems(rnd: () => number, n: number, pBad: number): number[][] {
+  const items: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    const s: number[] = [];
+    const len = Math.floor(rnd() * (i % 17 === 0 ? 90 : 6)); // some empty, some long (> 64 bytes)
+    while (s.length < len) {
+      if (rnd() < pBad) s.push(Math.floor(rnd() * 256));
+      else s.push(...PIECES[Math.floor(rnd() * PIECES.length)]);
+    }
+    items.push(s);
+  }
+  return items;
+}
+
+function check(items: number[][]): void {
+  const { bytes, at } = stringArrayFile(items);
+  const want = reference(items);
+  if (typeof want !== 'number') {
+    expect(parseGGUF(bytes).get('k')).toEqual(want);
+    return;
+  }
+  try {
+    parseGGUF(bytes);
+  } catch (e) {
+    expect(e).toBeInstanceOf(FormatError);
+    const f = e as FormatError;
+    expect(f.field).toBe('k');
+    expect(f.offset).toBe(at[want]);
+    expect(f.message).toMatch(/not valid UTF-8/);
+    return;
+  }
+  throw new Error(`string ${want} is not valid UTF-8 but the file parsed`);
+}
+
+describe('string arrays decoded in bulk', () => {
+  it('equal a strict per-string decoder on 300 random arrays of multi-byte text', () => {
+    const rnd = seededRandom(5);
+    for (let t = 0; t < 300; t++) check(randomItems(rnd, 2 + Math.floor(rnd() * 60), 0));
+  });
+
+  it('raise the per-string FormatError at the first bad string on 600 arrays with random bytes', () => {
+    const rnd = seededRandom(6);
+    let bad = 0;
+    for (let t = 0; t < 600; t++) {
+      const items = randomItems(rnd, 2 + Math.floor(rnd() * 40), 0.02);
+      if (typeof reference(items) === 'number') bad++;
+      check(items);
+    }
+    expect(bad).toBeGreaterThan(100); // the bad-byte case is exercised, not only valid text
+  });
+
+  it('a character split across two strings is an error in the first (each string must be valid alone)', () => {
+    // 'x' + first two bytes of ▁ | last byte of ▁ + 'y': valid UTF-8 when joined
+    check([[0x61], [0x78, 0xe2, 0x96], [0x81, 0x79], [0x62]]);
+    check([[0x61], [0x81, 0x79]]); // a string starting on a continuation byte
+    check([[0x61], [0xe2, 0x96]]); // the last string cut
+    const { bytes, at } = stringArrayFile([[0x61], [0x78, 0xe2, 0x96], [0x81, 0x79]]);
+    expect(() => parseGGUF(bytes)).toThrow(FormatError);
+    expect(at).toHaveLength(3);
+  });
+
+  it('a string running past the end: the same truncation error; a prefix: undefined from parseGGUFHeader', () => {
+    const items = [[0x61], [0xe2, 0x96, 0x81], [0x62, 0x63, 0x64, 0x65]];
+    const { bytes, at } = stringArrayFile(items);
+    const cut = bytes.subarray(0, bytes.length - 2);
+    let err: unknown;
+    try {
+      parseGGUF(cut);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(FormatError);
+    expect((err as FormatError).offset).toBe(at[2] + 8); // where the string's bytes start
+    for (let p = 0; p < bytes.length; p++)
+      expect(parseGGUFHeader(bytes.subarray(0, p), bytes.length)).toBeUndefined();
+    expect(parseGGUFHeader(bytes, bytes.length)?.get('k')).toEqual(reference(items));
+  });
+
+  it('a string over the length cap is refused at its length field', () => {
+    const r = new RawBytes().header(0, 1).str('k').u32(VT.array).u32(VT.string).u64(3).str('a').str('b');
+    const at = r.length;
+    r.u64(2 ** 21).zeros(16);
+    let err: unknown;
+    try {
+      parseGGUF(r.build());
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(FormatError);
+    expect((err as FormatError).offset).toBe(at);
+  });
+});
+
+describe('numeric arrays through typed views', () => {
+  it('f32 and i32 arrays read the same at a 4-byte-aligned and an unaligned position', () => {
+    const f = [0, -0, 1.5, -2.25e-30, 3.4e38, Number.POSITIVE_INFINITY, Number.NaN, 1e-45];
+    const ints = [0, -1, 2147483647, -2147483648, 12345];
+    for (const keyLen of [1, 2, 3, 4]) {
+      const r = new RawBytes().header(0, 2).str('k'.repeat(keyLen)).u32(VT.array).u32(VT.f32).u64(f.length);
+      for (const x of f) r.f32(x);
+      r.str('i').u32(VT.array).u32(VT.i32).u64(ints.length);
+      for (const x of ints) r.u32(x >>> 0);
+      const file = parseGGUF(r.build());
+      const got = file.get<number[]>('k'.repeat(keyLen))!;
+      expect(got).toHaveLength(f.length);
+      for (let i = 0; i < f.length; i++) expect(Object.is(got[i], Math.fround(f[i]))).toBe(true);
+      expect(file.get('i')).toEqual(ints);
+      expect(Array.isArray(got)).toBe(true);
+    }
+  });
+});
+
+describe('score ranks', () => {
+  // the construction it replaced: distinct scores sorted high to low, rank = index
+  const reference = (s: Float64Array) => {
+    const distinct = Array.from(new Set(s)).sort((a, b) => b - a);
+    const rankOf = new Map(distinct.map((x, i) => [x, i] as const));
+    return Int32Array.from(s, (x) => rankOf.get(x)!);
+  };
+  it('equal the Set / Map ranks on random scores with ties, ±0 and infinities', () => {
+    const rnd = seededRandom(9);
+    for (let t = 0; t < 200; t++) {
+      const n = 1 + Math.floor(rnd() * 300);
+      const levels = 1 + Math.floor(rnd() * n);
+      const s = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const u = rnd();
+        s[i] =
+          u < 0.05
+            ? 0
+            : u < 0.1
+              ? -0
+              : u < 0.12
+                ? Number.NEGATIVE_INFINITY
+                : u < 0.13
+                  ? Number.POSITIVE_INFINITY
+                  : -Math.floor(rnd() * levels) / 7;
+      }
+      expect(scoreRanks(s)).toEqual(reference(s));
+    }
+    expect(scoreRanks(new Float64Array(0))).toEqual(new Int32Array(0));
+  });
+});
