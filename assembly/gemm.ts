@@ -5,6 +5,15 @@
 // one step is then two v128 loads of weights times one broadcast x[kk]; there is no K tail at all.
 // row tiles of up to 4 x rows share every weight load (beams, prefill); M = 1 has its own loop
 // unrolled over k to keep eight independent accumulators in flight.
+//
+// Weights streamed from DRAM (a model bigger than the caches): one core gets ~12.5 GB/s reading one
+// sequential stream and ~15 GB/s reading 3–8 streams side by side (scripts/bench-stream.ts notes); a loop
+// heavy in FMAs per byte (4 rows × 1 panel) got only ~7 GB/s from one stream, because few of its loads
+// are in flight at once and the prefetcher follows one page at a time. So the multi-row paths read
+// four weight streams at once: two panels, each split in two halves of k walked side by side
+// (tile2x2K), or, when the panels sit on whole 4 KiB pages, four page-aligned quarters of one panel
+// under a 4-row tile (tileK4). Rows of one product may therefore sum in a different order than the
+// same row alone (M = 1): f32 results agree to rounding, not bit for bit.
 import { fma } from './simd';
 
 // store 8 outputs (a = cols 0..3, b = cols 4..7), only the first `valid` when the panel is partial.
@@ -143,11 +152,11 @@ function tile1x3(o: usize, xp: usize, wp: usize, pb: usize, k: i32, valid: i32):
 }
 
 
-// two panels (16 outputs) times two x rows: eight accumulators (one panel by two rows has only four
-// dependency chains, too few to keep the FMA units busy)
+// two panels (16 outputs) times two x rows, k split in two halves walked side by side: four weight
+// streams, eight accumulators; the last k % 2 steps after the second half.
 // @ts-ignore: decorator
 @inline
-function tile2x2(o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, pb: usize, k: i32, valid: i32): void {
+function tile2x2K(o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, pb: usize, k: i32, valid: i32): void {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
@@ -156,29 +165,106 @@ function tile2x2(o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, pb: usi
   let b1 = f32x4.splat(0);
   let b2 = f32x4.splat(0);
   let b3 = f32x4.splat(0);
-  const end = xp + (<usize>k << 2);
+  const kc = k >> 1;
+  const wc = <usize>kc << 5;
+  const xc = <usize>kc << 2;
+  const end = xp + xc;
   while (xp < end) {
-    const x0 = v128.load32_splat(xp);
-    const x1 = v128.load32_splat(xp + ldx);
-    const w0 = v128.load(wp);
-    const w1 = v128.load(wp, 16);
-    a0 = fma(w0, x0, a0);
-    a1 = fma(w1, x0, a1);
-    b0 = fma(w0, x1, b0);
-    b1 = fma(w1, x1, b1);
-    const w2 = v128.load(wp + pb);
-    const w3 = v128.load(wp + pb, 16);
-    a2 = fma(w2, x0, a2);
-    a3 = fma(w3, x0, a3);
-    b2 = fma(w2, x1, b2);
-    b3 = fma(w3, x1, b3);
+    for (let s = 0; s < 2; s++) {
+      const xs = xp + <usize>s * xc;
+      const ws = wp + <usize>s * wc;
+      const x0 = v128.load32_splat(xs);
+      const x1 = v128.load32_splat(xs + ldx);
+      let w = v128.load(ws);
+      a0 = fma(w, x0, a0);
+      b0 = fma(w, x1, b0);
+      w = v128.load(ws, 16);
+      a1 = fma(w, x0, a1);
+      b1 = fma(w, x1, b1);
+      w = v128.load(ws + pb);
+      a2 = fma(w, x0, a2);
+      b2 = fma(w, x1, b2);
+      w = v128.load(ws + pb, 16);
+      a3 = fma(w, x0, a3);
+      b3 = fma(w, x1, b3);
+    }
     wp += 32;
     xp += 4;
+  }
+  if (k & 1) {
+    wp += wc;
+    xp += xc;
+    const x0 = v128.load32_splat(xp);
+    const x1 = v128.load32_splat(xp + ldx);
+    let w = v128.load(wp);
+    a0 = fma(w, x0, a0);
+    b0 = fma(w, x1, b0);
+    w = v128.load(wp, 16);
+    a1 = fma(w, x0, a1);
+    b1 = fma(w, x1, b1);
+    w = v128.load(wp + pb);
+    a2 = fma(w, x0, a2);
+    b2 = fma(w, x1, b2);
+    w = v128.load(wp + pb, 16);
+    a3 = fma(w, x0, a3);
+    b3 = fma(w, x1, b3);
   }
   store8(o, a0, a1, 8);
   store8(o + 32, a2, a3, valid - 8);
   store8(o + ldo, b0, b1, 8);
   store8(o + ldo + 32, b2, b3, valid - 8);
+}
+
+// one panel times R (1..4) rows, k split in four quarters walked side by side (four weight streams);
+// used when k % 512 == 0 and the panel starts on a 4 KiB page, so that every stream covers whole pages
+// (quarters that straddle pages ran ~20 % slower from DRAM than tile2x2K).
+// @ts-ignore: decorator
+@inline
+function tileK4(R: i32, o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, k: i32, valid: i32): void {
+  let c00 = f32x4.splat(0);
+  let c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0);
+  let c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0);
+  let c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0);
+  let c31 = f32x4.splat(0);
+  const kc = k >> 2;
+  const wc = <usize>kc << 5;
+  const xc = <usize>kc << 2;
+  const end = xp + xc;
+  while (xp < end) {
+    for (let s = 0; s < 4; s++) {
+      const ws = wp + <usize>s * wc;
+      const xs = xp + <usize>s * xc;
+      const w0 = v128.load(ws);
+      const w1 = v128.load(ws, 16);
+      const x0 = v128.load32_splat(xs);
+      c00 = fma(w0, x0, c00);
+      c01 = fma(w1, x0, c01);
+      if (R > 1) {
+        const x1 = v128.load32_splat(xs + ldx);
+        c10 = fma(w0, x1, c10);
+        c11 = fma(w1, x1, c11);
+      }
+      if (R > 2) {
+        const x2 = v128.load32_splat(xs + 2 * ldx);
+        c20 = fma(w0, x2, c20);
+        c21 = fma(w1, x2, c21);
+      }
+      if (R > 3) {
+        const x3 = v128.load32_splat(xs + 3 * ldx);
+        c30 = fma(w0, x3, c30);
+        c31 = fma(w1, x3, c31);
+      }
+    }
+    wp += 32;
+    xp += 4;
+  }
+  store8(o, c00, c01, valid);
+  if (R > 1) store8(o + ldo, c10, c11, valid);
+  if (R > 2) store8(o + 2 * ldo, c20, c21, valid);
+  if (R > 3) store8(o + 3 * ldo, c30, c31, valid);
 }
 
 /** out[m×n] = x[m×k] · Wᵀ with W packed in 8-row panels. */
@@ -197,15 +283,36 @@ export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
     }
     return;
   }
-  if (m == 2) {
-    let p = 0;
-    for (; p + 2 <= np; p += 2) {
-      tile2x2(out + (<usize>p << 5), ldo, x, ldx, w + <usize>p * panelBytes, panelBytes, k, n - p * 8);
+  if (m >= 4 && (k & 511) == 0 && (w & 4095) == 0) {
+    // whole-page quarters: every 4-row group walks the panel once (the panel stays in L1/L2 for the next)
+    for (let p = 0; p < np; p++) {
+      const wp = w + <usize>p * panelBytes;
+      const valid = n - p * 8;
+      const oc = out + (<usize>p << 5);
+      let r = 0;
+      for (; r + 4 <= m; r += 4) tileK4(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+      const left = m - r;
+      if (left == 3) tileK4(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+      else if (left == 2) tileK4(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+      else if (left == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
     }
-    if (p < np) tile(2, out + (<usize>p << 5), ldo, x, ldx, w + <usize>p * panelBytes, k, n - p * 8);
     return;
   }
-  for (let p = 0; p < np; p++) {
+  // pairs of panels: every pair of rows walks the pair once (four streams from DRAM on the first pass,
+  // L1/L2 on the next); an odd last row takes each panel alone, an odd last panel takes 4-row tiles
+  let p = 0;
+  for (; p + 2 <= np; p += 2) {
+    const wp = w + <usize>p * panelBytes;
+    const valid = n - p * 8;
+    const oc = out + (<usize>p << 5);
+    let r = 0;
+    for (; r + 2 <= m; r += 2) tile2x2K(oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, panelBytes, k, valid);
+    if (r < m) {
+      tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, 8);
+      tile1(oc + <usize>r * ldo + 32, x + <usize>r * ldx, wp + panelBytes, k, valid - 8);
+    }
+  }
+  if (p < np) {
     const wp = w + <usize>p * panelBytes;
     const valid = n - p * 8;
     const oc = out + (<usize>p << 5);

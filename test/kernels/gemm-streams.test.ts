@@ -1,0 +1,82 @@
+// linear() f32 multi-row paths that read several weight streams at once (assembly/gemm.ts): panel pairs
+// with k split in halves (any weight), and 4-row tiles over page-aligned quarters of a panel (only when
+// k % 512 == 0 and the packed weight starts on a 4 KiB page) — both against a float64 reference.
+import { describe, expect, it } from 'vitest';
+import type { Kernels } from '../../runtime/kernels.ts';
+import { randomF32, refLinear, refLinearAbs, rng, worst } from '../helpers/ref-kernels.ts';
+import { builds, load, put } from './setup.ts';
+
+const PAGE = 4096;
+
+/** place the next prepareLinear on a 4 KiB page (aligned) or 64 bytes past one (not aligned) */
+function padTo(k: Kernels, aligned: boolean): void {
+  const top = Math.ceil(k.mark() / 64) * 64;
+  let pad = (PAGE - (top % PAGE)) % PAGE;
+  if (!aligned) pad += 64;
+  if (pad > 0) k.alloc(pad);
+}
+
+for (const b of builds) {
+  describe(`linear f32 stream paths (${b.name})`, () => {
+    const k = load(b.file, 64 << 20);
+    const r = rng(7);
+
+    // K = 512 and 1024 take the page-aligned quarter tiles when the weight is on a page; K = 513 (odd:
+    // the k % 2 step after the two halves) and 640 (k % 512 ≠ 0) always take the panel pairs.
+    // N = 13 (two panels, the second partial), 24 (three: an odd last panel), 67 (nine, partial).
+    for (const aligned of [true, false])
+      it(`every M ∈ 1..9 × K ∈ {512, 513, 640, 1024} × N ∈ {13, 24, 67}, weight ${aligned ? 'on' : 'off'} a page`, () => {
+        for (const K of [512, 513, 640, 1024])
+          for (const N of [13, 24, 67]) {
+            const mark = k.mark();
+            const w = randomF32(r, N * K);
+            padTo(k, aligned);
+            const lw = k.prepareLinear('f32', new Uint8Array(w.buffer), N, K);
+            expect(lw.ptr % PAGE === 0, 'the weight sits where the case wants it').toBe(aligned);
+            for (let M = 1; M <= 9; M++) {
+              const x = randomF32(r, M * K, 2);
+              const xp = put(k, x);
+              const op = k.alloc(M * N * 4 + 64);
+              const guard = k.f32(op + M * N * 4, 16).fill(12345);
+              k.linear(op, xp, lw, M);
+              const abs = refLinearAbs(x, w, M, N, K);
+              // f32 sums of ≤ 1024 terms, each rounding ≤ 6e-8 relative of a partial sum ≤ Σ|x·w|:
+              // 1024 · 6e-8 ≈ 6e-5 is the worst case; 3e-5 · Σ|x·w| is far above what random signs give
+              // (~1e-6) and far below one wrong or missing term (≥ 1e-3 of Σ|x·w| at these sizes)
+              const res = worst(k.f32(op, M * N), refLinear(x, w, M, N, K), (i) => 3e-5 * abs[i] + 1e-30);
+              expect(
+                res.ratio,
+                `M=${M} K=${K} N=${N} at ${res.index}: ${res.got} vs ${res.want}`,
+              ).toBeLessThanOrEqual(1);
+              expect(Array.from(guard), 'no write past out').toEqual(new Array(16).fill(12345));
+            }
+            k.release(mark);
+          }
+      });
+
+    it('rows of a batch agree with the same row alone to f32 rounding (order of the sums may differ)', () => {
+      const K = 1024;
+      const N = 40;
+      const M = 8;
+      const mark = k.mark();
+      const w = randomF32(r, N * K);
+      padTo(k, true);
+      const lw = k.prepareLinear('f32', new Uint8Array(w.buffer), N, K);
+      const x = randomF32(r, M * K);
+      const xp = put(k, x);
+      const all = k.alloc(M * N * 4);
+      k.linear(all, xp, lw, M);
+      const one = k.alloc(N * 4);
+      const abs = refLinearAbs(x, w, M, N, K);
+      for (let m = 0; m < M; m++) {
+        k.linear(one, xp + m * K * 4, lw, 1);
+        const a = k.f32(one, N);
+        const bb = k.f32(all + m * N * 4, N);
+        // each within 3e-5 · Σ|x·w| of the exact sum (as above), so within 6e-5 · Σ|x·w| of each other
+        for (let j = 0; j < N; j++)
+          expect(Math.abs(a[j] - bb[j]), `row ${m} col ${j}`).toBeLessThanOrEqual(6e-5 * abs[m * N + j]);
+      }
+      k.release(mark);
+    });
+  });
+}
