@@ -225,6 +225,91 @@ interface Vocab {
   pad: number | undefined;
   unk: number | undefined;
   addBos: boolean;
+  /** 1 for control, unknown and user-defined tokens (bos/eos/pad/unk are added by the tokenizer) */
+  special: Uint8Array;
+  /** pieces a llama merge may produce: normal and user-defined tokens that are not empty */
+  pieces: Int32Array;
+  nPieces: number;
+  maxPiece: number;
+  /** id of the first <0xNN> byte token of each byte value, else -1 */
+  byteIds: Int32Array;
+}
+
+type VocabTables = Pick<Vocab, 'special' | 'pieces' | 'nPieces' | 'maxPiece' | 'byteIds'>;
+
+function newTables(n: number): VocabTables {
+  return {
+    special: new Uint8Array(n),
+    pieces: new Int32Array(n),
+    nPieces: 0,
+    maxPiece: 1,
+    byteIds: new Int32Array(256).fill(-1),
+  };
+}
+
+// the per-token tables of a checked vocabulary (the step-by-step path; the one-pass path builds the
+// same tables while it checks)
+function vocabTables(tokens: string[], types: Uint8Array): VocabTables {
+  const v = newTables(tokens.length);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = types[i];
+    const s = tokens[i];
+    if (t === TokenType.control || t === TokenType.unknown || t === TokenType.userDefined) v.special[i] = 1;
+    if ((t === TokenType.normal || t === TokenType.userDefined) && s.length > 0) {
+      v.pieces[v.nPieces++] = i;
+      if (s.length > v.maxPiece) v.maxPiece = s.length;
+    } else if (t === TokenType.byte) {
+      const b = parseByteToken(s);
+      if (v.byteIds[b] < 0) v.byteIds[b] = i;
+    }
+  }
+  return v;
+}
+
+/**
+ * One pass over plain arrays of tokens, scores and types (what parseGGUF gives): every check of the
+ * step-by-step path (readStrings, readNumbers, the type checks) on the same values, building the
+ * tables as it goes. Undefined at the first thing it does not vouch for (a bad value, another kind
+ * of array): the step-by-step path then runs and raises the error it always raised.
+ */
+function vocabOnePass(
+  tokens: unknown,
+  scores: unknown,
+  types: unknown,
+): (VocabTables & Pick<Vocab, 'tokens' | 'types' | 'scores'>) | undefined {
+  if (!Array.isArray(tokens) || !Array.isArray(scores) || !Array.isArray(types)) return undefined;
+  const n = tokens.length;
+  if (n === 0 || n > MAX_VOCAB || scores.length !== n || types.length !== n) return undefined;
+  const tab = newTables(n);
+  const { special, pieces, byteIds } = tab;
+  const typesOut = new Uint8Array(n);
+  const scoresOut = new Float64Array(n);
+  let np = 0;
+  let maxPiece = 1;
+  for (let i = 0; i < n; i++) {
+    const s = tokens[i];
+    const x = scores[i];
+    const t = types[i];
+    if (typeof s !== 'string' || s.length > MAX_TOKEN_CHARS) return undefined;
+    if (typeof x !== 'number' || x !== x) return undefined; // NaN
+    if (typeof t !== 'number' || !(t >= 0 && t <= 6) || (t | 0) !== t) return undefined;
+    scoresOut[i] = x;
+    typesOut[i] = t;
+    if (t === TokenType.normal || t === TokenType.userDefined) {
+      if (t === TokenType.userDefined) special[i] = 1;
+      if (s.length > 0) {
+        pieces[np++] = i;
+        if (s.length > maxPiece) maxPiece = s.length;
+      }
+    } else if (t === TokenType.byte) {
+      const b = parseByteToken(s);
+      if (b < 0) return undefined;
+      if (byteIds[b] < 0) byteIds[b] = i;
+    } else if (t === TokenType.control || t === TokenType.unknown) special[i] = 1;
+  }
+  tab.nPieces = np;
+  tab.maxPiece = maxPiece;
+  return { ...tab, tokens: tokens as string[], types: typesOut, scores: scoresOut };
 }
 
 /** Replaces lone surrogates with U+FFFD (what TextEncoder would write for them). */
@@ -274,12 +359,7 @@ abstract class BaseTokenizer implements Tokenizer {
     this.addBos = v.addBos && v.bos !== undefined;
     this.bytesCache = new Array(this.vocabSize);
     const n = this.vocabSize;
-    this.special = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      const t = v.types[i];
-      if (t === TokenType.control || t === TokenType.unknown || t === TokenType.userDefined)
-        this.special[i] = 1;
-    }
+    this.special = v.special;
     for (const id of [v.bos, v.eos, v.pad, v.unk]) if (id !== undefined) this.special[id] = 1;
     // the parseSpecial matcher takes ~50 bytes per character of special text: bound it here
     let specialChars = 0;
@@ -460,17 +540,57 @@ abstract class BaseTokenizer implements Tokenizer {
 
 // ---- llama: SentencePiece-style BPE -------------------------------------------------------------
 
+const ID_SPAN = 2 ** 20; // > MAX_VOCAB
+
 /**
- * Rank of each score among the distinct scores, highest first (equal scores, equal rank): a sorted
- * copy (native numeric sort), its distinct values, then a binary search per token. -0 and +0 are one
- * score (as SameValueZero); scores are never NaN (readNumbers refuses them).
+ * Rank of each score among the distinct scores, highest first (equal scores, equal rank; -0 and +0
+ * are one score, as SameValueZero); scores are never NaN (readNumbers refuses them).
+ * Scores that are all float32 values (GGUF stores f32) are ranked by one native sort of keys
+ * `order(score) · 2^20 + id` (exact in a double: order < 2^32, ids < 2^20) and one pass over them;
+ * others through a sorted copy of the distinct values and a binary search per token.
+ * @example
+ * scoreRanks(Float64Array.of(-1, 0, -1, -2)) // Int32Array [1, 0, 1, 2]
  */
 export function scoreRanks(scores: Float64Array): Int32Array {
+  const n = scores.length;
+  const out = new Int32Array(n);
+  if (n === 0) return out;
+  if (n <= ID_SPAN) {
+    const f = new Float32Array(scores); // native conversion
+    const bits = new Uint32Array(f.buffer);
+    const keys = new Float64Array(n);
+    let exact = true;
+    for (let i = 0; i < n; i++) {
+      if (f[i] !== scores[i]) {
+        exact = false;
+        break;
+      }
+      let b = bits[i];
+      if (b === 0x80000000) b = 0; // -0 is 0
+      // an unsigned order that sorts as the floats do
+      const o = b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000;
+      keys[i] = o * ID_SPAN + i;
+    }
+    if (exact) {
+      keys.sort();
+      let r = -1;
+      let prev = -1;
+      for (let j = n - 1; j >= 0; j--) {
+        const v = keys[j];
+        const o = Math.floor(v / ID_SPAN);
+        if (o !== prev) {
+          r++;
+          prev = o;
+        }
+        out[v - o * ID_SPAN] = r;
+      }
+      return out;
+    }
+  }
   const sorted = scores.slice().sort();
   let m = 0; // distinct values, ascending, in sorted[0..m)
-  for (let i = 0; i < sorted.length; i++) if (m === 0 || sorted[i] !== sorted[m - 1]) sorted[m++] = sorted[i];
-  const out = new Int32Array(scores.length);
-  for (let i = 0; i < scores.length; i++) {
+  for (let i = 0; i < n; i++) if (m === 0 || sorted[i] !== sorted[m - 1]) sorted[m++] = sorted[i];
+  for (let i = 0; i < n; i++) {
     const x = scores[i];
     let lo = 0;
     let hi = m - 1;
@@ -483,7 +603,6 @@ export function scoreRanks(scores: Float64Array): Int32Array {
   }
   return out;
 }
-
 class LlamaTokenizer extends BaseTokenizer {
   readonly model = 'llama' as const;
   private readonly addSpacePrefix: boolean;
@@ -491,7 +610,7 @@ class LlamaTokenizer extends BaseTokenizer {
   private readonly mergeable: PieceTable;
   // merge priority per token: 0 for the highest score, equal scores equal priority
   private readonly prio: Int32Array;
-  private readonly byteIds = new Int32Array(256).fill(-1);
+  private readonly byteIds: Int32Array;
   private readonly maxPiece: number;
   private readonly merger = new BPEMerger();
   private readonly syms = new SymbolList();
@@ -499,23 +618,9 @@ class LlamaTokenizer extends BaseTokenizer {
   constructor(v: Vocab, addSpacePrefix: boolean) {
     super(v);
     this.addSpacePrefix = addSpacePrefix;
-    let maxPiece = 1;
-    const n = v.tokens.length;
-    const pieces = new Int32Array(n);
-    let np = 0;
-    for (let i = 0; i < n; i++) {
-      const t = v.types[i];
-      const s = v.tokens[i];
-      if ((t === TokenType.normal || t === TokenType.userDefined) && s.length > 0) {
-        pieces[np++] = i;
-        if (s.length > maxPiece) maxPiece = s.length;
-      } else if (t === TokenType.byte) {
-        const b = parseByteToken(s);
-        if (this.byteIds[b] < 0) this.byteIds[b] = i;
-      }
-    }
-    this.maxPiece = maxPiece;
-    this.mergeable = new PieceTable(v.tokens, pieces.subarray(0, np));
+    this.byteIds = v.byteIds;
+    this.maxPiece = v.maxPiece;
+    this.mergeable = new PieceTable(v.tokens, v.pieces.subarray(0, v.nPieces));
     this.prio = scoreRanks(v.scores);
     if (v.unk === undefined) {
       const missing = this.byteIds.indexOf(-1);
@@ -765,6 +870,44 @@ export function tokenizerFromGGUF(file: MetadataSource): Tokenizer {
       },
     );
   }
+  const checked =
+    vocabOnePass(file.get(K.tokens), file.get(K.scores), file.get(K.types)) ?? checkVocab(file, model);
+  const { tokens, types } = checked;
+  const n = tokens.length;
+  let unk = readId(file, K.unk, n);
+  if (unk === undefined) {
+    const i = types.indexOf(TokenType.unknown);
+    if (i >= 0) unk = i;
+  }
+  const v: Vocab = {
+    ...checked,
+    bos: readId(file, K.bos, n),
+    eos: readId(file, K.eos, n),
+    pad: readId(file, K.pad, n),
+    unk,
+    addBos: readBool(file, K.addBos, model === 'llama'),
+  };
+  if (model === 'llama') return new LlamaTokenizer(v, readBool(file, K.addSpacePrefix, true));
+
+  const pre = file.get(K.pre);
+  // "gpt-2" is llama.cpp's name for exactly this pattern; "default" and "gpt2" are accepted too
+  // (llama.cpp's own "default" is a different multi-regex split: not implemented, read as GPT-2's)
+  if (pre !== undefined && pre !== 'gpt-2' && pre !== 'gpt2' && pre !== 'default') {
+    throw new UnsupportedError(`${K.pre} = ${JSON.stringify(String(pre).slice(0, 64))} is not supported`, {
+      field: K.pre,
+      hint: 'edgelm implements the GPT-2 pre-tokenizer ("gpt-2", "gpt2" or "default") only',
+    });
+  }
+  const merges = readStrings(file, K.merges, true, 2 * MAX_TOKEN_CHARS + 1)!;
+  return new GPT2Tokenizer(v, merges);
+}
+
+// the step-by-step checks of tokens, scores and types (FormatError naming the key at the first bad
+// value), then the tables
+function checkVocab(
+  file: MetadataSource,
+  model: 'llama' | 'gpt2',
+): VocabTables & Pick<Vocab, 'tokens' | 'types' | 'scores'> {
   const tokens = readStrings(file, K.tokens, true, MAX_TOKEN_CHARS)!;
   const n = tokens.length;
   if (n === 0) throw new FormatError(`${K.tokens} is empty`, { field: K.tokens, hint: CORRUPT });
@@ -802,32 +945,5 @@ export function tokenizerFromGGUF(file: MetadataSource): Tokenizer {
     for (let i = 0; i < n; i++) if (parseByteToken(tokens[i]) >= 0) types[i] = TokenType.byte;
   }
   const scores = scoreArr ?? new Float64Array(n);
-  let unk = readId(file, K.unk, n);
-  if (unk === undefined) {
-    const i = types.indexOf(TokenType.unknown);
-    if (i >= 0) unk = i;
-  }
-  const v: Vocab = {
-    tokens,
-    types,
-    scores,
-    bos: readId(file, K.bos, n),
-    eos: readId(file, K.eos, n),
-    pad: readId(file, K.pad, n),
-    unk,
-    addBos: readBool(file, K.addBos, model === 'llama'),
-  };
-  if (model === 'llama') return new LlamaTokenizer(v, readBool(file, K.addSpacePrefix, true));
-
-  const pre = file.get(K.pre);
-  // "gpt-2" is llama.cpp's name for exactly this pattern; "default" and "gpt2" are accepted too
-  // (llama.cpp's own "default" is a different multi-regex split: not implemented, read as GPT-2's)
-  if (pre !== undefined && pre !== 'gpt-2' && pre !== 'gpt2' && pre !== 'default') {
-    throw new UnsupportedError(`${K.pre} = ${JSON.stringify(String(pre).slice(0, 64))} is not supported`, {
-      field: K.pre,
-      hint: 'edgelm implements the GPT-2 pre-tokenizer ("gpt-2", "gpt2" or "default") only',
-    });
-  }
-  const merges = readStrings(file, K.merges, true, 2 * MAX_TOKEN_CHARS + 1)!;
-  return new GPT2Tokenizer(v, merges);
+  return { ...vocabTables(tokens, types), tokens, types, scores };
 }

@@ -5,8 +5,16 @@
 import { describe, expect, it } from 'vitest';
 import { FormatError } from '../../runtime/errors.ts';
 import { parseGGUF, parseGGUFHeader } from '../../runtime/gguf.ts';
-import { scoreRanks } from '../../runtime/tokenizer.ts';
+import { scoreRanks, tokenizerFromGGUF } from '../../runtime/tokenizer.ts';
 import { RawBytes, seededRandom, VT } from '../helpers/gguf-fixtures.ts';
+import {
+  fakeGGUF,
+  llamaMeta,
+  metaEntries,
+  sharedDataDir,
+  type TokenizerMeta,
+  tokenizerCorpus,
+} from '../helpers/tokenizer-fixtures.ts';
 
 const fatal = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // GGUF strings keep a BOM
 
@@ -183,8 +191,102 @@ describe('score ranks', () => {
                   ? Number.POSITIVE_INFINITY
                   : -Math.floor(rnd() * levels) / 7;
       }
+      // odd trials: every score a float32 (GGUF's f32 scores; the sorted-key path), even: not
+      if (t % 2) for (let i = 0; i < n; i++) s[i] = Math.fround(s[i]);
       expect(scoreRanks(s)).toEqual(reference(s));
     }
     expect(scoreRanks(new Float64Array(0))).toEqual(new Int32Array(0));
+  });
+});
+
+describe('tokenizer: the one-pass vocabulary check equals the step-by-step one', () => {
+  // plain arrays take the one-pass path; the same values as typed arrays take the step-by-step path
+  const both = (m: TokenizerMeta) => {
+    const entries = Object.fromEntries(metaEntries(m).map(([k, v]) => [k, v.value]));
+    const typed = {
+      ...entries,
+      'tokenizer.ggml.scores': Float64Array.from(m.scores!),
+      'tokenizer.ggml.token_type': Int32Array.from(m.types!),
+    };
+    return [tokenizerFromGGUF(fakeGGUF(entries)), tokenizerFromGGUF(fakeGGUF(typed))] as const;
+  };
+  const compare = (m: TokenizerMeta, texts: readonly string[]) => {
+    const [fast, slow] = both(m);
+    for (let id = 0; id < m.tokens.length; id++) {
+      expect(fast.isSpecial(id)).toBe(slow.isSpecial(id));
+      expect(fast.tokenBytes(id)).toEqual(slow.tokenBytes(id));
+    }
+    for (const t of texts) {
+      expect(fast.encode(t)).toEqual(slow.encode(t));
+      expect(fast.encode(t, { parseSpecial: true })).toEqual(slow.encode(t, { parseSpecial: true }));
+    }
+    for (const piece of m.tokens.slice(0, 400)) expect(fast.tokenId(piece)).toBe(slow.tokenId(piece));
+  };
+
+  it('on a synthetic llama vocabulary with user-defined, control, unused, empty and duplicate tokens', () => {
+    const tokens = ['<unk>', '<s>', '</s>', '<|user|>', '', 'ab', 'ab', '\u2581', 'zz-unused'];
+    const types = [2, 3, 3, 4, 1, 1, 1, 1, 5];
+    for (let b = 0; b < 256; b++) {
+      tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+      types.push(6);
+    }
+    const rnd = seededRandom(3);
+    const alphabet = 'abcdeé模😀 ';
+    while (tokens.length < 2000) {
+      let s = '';
+      const len = 1 + Math.floor(rnd() * 4);
+      for (let i = 0; i < len; i++) s += [...alphabet][Math.floor(rnd() * [...alphabet].length)];
+      tokens.push(s.replaceAll(' ', '\u2581'));
+      types.push(rnd() < 0.05 ? 4 : 1);
+    }
+    const scores = tokens.map((_, i) => (i < 9 ? 0 : Math.fround(-Math.floor(rnd() * 500) / 3)));
+    const m: TokenizerMeta = { model: 'llama', tokens, scores, types, bos: 1, eos: 2, unk: 0, addBos: true };
+    const texts = ['', 'ab ab', '<|user|> hi <s>', 'é模😀 abcde', 'x\u0000y', ...tokenizerCorpus(150, 4)];
+    compare(m, texts);
+  });
+
+  it.skipIf(!sharedDataDir())('on Llama 2’s vocabulary (../shared/data)', () => {
+    compare(llamaMeta(`${sharedDataDir()}/llama2-tokenizer.bin`), tokenizerCorpus(200, 8));
+  });
+
+  it('bad values: the same error from both paths', () => {
+    const base = () => {
+      const tokens = ['<unk>', 'a', 'b'];
+      for (let b = 0; b < 256; b++) tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+      return {
+        tokens,
+        scores: tokens.map(() => 0),
+        types: tokens.map((_, i): number => (i === 0 ? 2 : i < 3 ? 1 : 6)),
+      };
+    };
+    const cases: Array<(v: ReturnType<typeof base>) => void> = [
+      (v) => (v.types[1] = 7),
+      (v) => (v.types[1] = 1.5),
+      (v) => (v.types[2] = 6), // a byte token that is not <0xNN>
+      (v) => (v.scores[2] = Number.NaN),
+      (v) => (v.tokens[1] = 'x'.repeat(1025)),
+      (v) => ((v.tokens as unknown[])[1] = 3),
+      (v) => ((v.scores as unknown[])[1] = '3'),
+      (v) => (v.scores.length = 2),
+    ];
+    for (const mutate of cases) {
+      const v = base();
+      mutate(v);
+      const entries = {
+        'tokenizer.ggml.model': 'llama',
+        'tokenizer.ggml.tokens': v.tokens,
+        'tokenizer.ggml.scores': v.scores,
+        'tokenizer.ggml.token_type': v.types,
+      };
+      let err: unknown;
+      try {
+        tokenizerFromGGUF(fakeGGUF(entries));
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(FormatError);
+      // the message the step-by-step path gives when handed the same values one check at a time
+      expect((err as FormatError).message).toMatch(/tokenizer\.ggml\.(tokens|scores|token_type)/);
+    }
   });
 });
