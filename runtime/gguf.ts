@@ -218,6 +218,46 @@ class Reader {
   }
 }
 
+// All n strings of an array without a per-byte loop, when every one is shorter than 256 bytes and
+// none starts or ends with a NUL (any real vocabulary): the array's bytes are copied at once, each
+// 8-byte length (a u64 < 256) zeroed into 8 NULs, the copy decoded with one strict TextDecoder call
+// and split at the runs of 8 NULs. The NULs between strings make a character cut at a string's end
+// or a continuation byte at its start invalid UTF-8, so the decode succeeds exactly when every
+// string is valid alone; NULs inside a string are found by the count of pieces (a run of 8 adds one),
+// and cannot join a separator since no string starts or ends with one. Undefined when it does not
+// apply or the text is not valid (r.pos unmoved): readStringsBulk and the string-by-string path then
+// read the array and raise any error.
+function splitStrings(r: Reader, n: number): string[] | undefined {
+  if (n < 2) return undefined;
+  const b = r.bytes;
+  const dv = r.dv;
+  const start = r.pos;
+  let p = start;
+  for (let i = 0; i < n; i++) {
+    if (p + 8 > b.length) return undefined;
+    const len = dv.getUint32(p, true);
+    if (len > 255 || dv.getUint32(p + 4, true) !== 0) return undefined;
+    if (len > 0 && (b[p + 8] === 0 || b[p + 7 + len] === 0)) return undefined;
+    p += 8 + len;
+  }
+  if (p > b.length) return undefined;
+  const text = b.slice(start, p);
+  for (let q = 0; q < text.length; ) {
+    const len = text[q];
+    text[q] = 0; // the length's low byte (bytes 1–7 are 0 already)
+    q += 8 + len;
+  }
+  const all = decodeLong(text);
+  if (all === undefined) return undefined;
+  const parts = all.split(NULS8);
+  // the text starts with a separator: parts[0] is empty, then one part per string
+  if (parts.length !== n + 1) return undefined;
+  parts.shift();
+  r.pos = p;
+  return parts;
+}
+const NULS8 = '\0'.repeat(8);
+
 // Reads strings 0.. of an n-string array in one pass: lengths walked and bounded, the bytes gathered
 // and decoded with one strict TextDecoder call, then sliced. Valid UTF-8 as a whole whose every
 // (non-empty) string starts on a character boundary is exactly "every string valid on its own", so
@@ -421,6 +461,8 @@ function readArray(r: Reader, key: string, depth: number): GGUFMetaValue {
       { offset: countAt, field: key, hint: 'corrupt or hostile file' },
     );
   }
+  const split = itemType === 'string' ? splitStrings(r, n) : undefined;
+  if (split !== undefined) return { type: 'array', itemType, value: split };
   const value: unknown[] = new Array(n);
   if (itemType === 'array') {
     for (let i = 0; i < n; i++) value[i] = readArray(r, key, depth + 1);

@@ -6,16 +6,21 @@
  * noise). Samples of the models are interleaved; best and median are printed.
  *
  *   npx tsx scripts/bench-load.ts [--shape 15M] [--types q8_0,f32] [--samples 7] [--warm 5] [--json]
+ *                                 [--compare <dir>]
  *
+ * --compare <dir>: a second runtime (a directory holding runtime/, e.g. an older commit unpacked with
+ * `git archive <commit> runtime | tar -x -C <dir>`) loaded in children interleaved with this one; the
+ * table then gives both and the ratio of their medians (same machine, same moments).
  * Writes bench-results/load-<shape>.json.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseGGUF } from '../runtime/gguf.ts';
-import { createKernels, detectRelaxedSimd, type Kernels } from '../runtime/kernels.ts';
-import { Model } from '../runtime/model.ts';
-import { tokenizerFromGGUF } from '../runtime/tokenizer.ts';
+import { pathToFileURL } from 'node:url';
+import type { parseGGUF as ParseGGUF } from '../runtime/gguf.ts';
+import type { createKernels as CreateKernels, Kernels } from '../runtime/kernels.ts';
+import type { Model as ModelClass } from '../runtime/model.ts';
+import type { tokenizerFromGGUF as TokenizerFromGGUF } from '../runtime/tokenizer.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -35,8 +40,30 @@ const cpuNow = () => {
   return (u.user + u.system) / 1000;
 };
 
+interface Runtime {
+  parseGGUF: typeof ParseGGUF;
+  tokenizerFromGGUF: typeof TokenizerFromGGUF;
+  createKernels: typeof CreateKernels;
+  Model: typeof ModelClass;
+  detectRelaxedSimd(): boolean;
+}
+
+// the runtime under `dir` (this repository's by default)
+async function importRuntime(dir: string): Promise<Runtime> {
+  const m = (f: string) => import(pathToFileURL(join(dir, 'runtime', f)).href);
+  const [g, t, k, md] = await Promise.all([m('gguf.ts'), m('tokenizer.ts'), m('kernels.ts'), m('model.ts')]);
+  return {
+    parseGGUF: g.parseGGUF,
+    tokenizerFromGGUF: t.tokenizerFromGGUF,
+    createKernels: k.createKernels,
+    Model: md.Model,
+    detectRelaxedSimd: k.detectRelaxedSimd,
+  };
+}
+
 // one load with its split in wall and CPU ms
-function loadOnce(mod: WebAssembly.Module, bytes: Uint8Array): Sample {
+function loadOnce(rt: Runtime, mod: WebAssembly.Module, bytes: Uint8Array): Sample {
+  const { parseGGUF, tokenizerFromGGUF, createKernels, Model } = rt;
   const w: number[] = [performance.now()];
   const c: number[] = [cpuNow()];
   const mark = () => {
@@ -75,8 +102,8 @@ function loadOnce(mod: WebAssembly.Module, bytes: Uint8Array): Sample {
   return { wall: split(w, 0), cpu: split(c, 1) };
 }
 
-const pickModule = (): WebAssembly.Module => {
-  const name = detectRelaxedSimd() ? 'kernels-relaxed.wasm' : 'kernels.wasm';
+const pickModule = (rt: Runtime): WebAssembly.Module => {
+  const name = rt.detectRelaxedSimd() ? 'kernels-relaxed.wasm' : 'kernels.wasm';
   return new WebAssembly.Module(readFileSync(join(root, 'build', name)));
 };
 const modelPath = (shape: string, type: string) =>
@@ -84,12 +111,13 @@ const modelPath = (shape: string, type: string) =>
 
 if (args[0] === '--child') {
   // child: one cold load, then `warm` more; one JSON line on stdout
-  const [, shape, type, warmN] = args;
-  const mod = pickModule();
+  const [, shape, type, warmN, dir] = args;
+  const rt = await importRuntime(dir);
+  const mod = pickModule(rt);
   const bytes = new Uint8Array(readFileSync(modelPath(shape, type)));
-  const cold = loadOnce(mod, bytes);
+  const cold = loadOnce(rt, mod, bytes);
   const warm: Sample[] = [];
-  for (let i = 0; i < Number(warmN); i++) warm.push(loadOnce(mod, bytes));
+  for (let i = 0; i < Number(warmN); i++) warm.push(loadOnce(rt, mod, bytes));
   process.stdout.write(`${JSON.stringify({ cold, warm })}\n`);
 } else {
   const shape = opt('shape', '15M');
@@ -97,19 +125,35 @@ if (args[0] === '--child') {
   const samples = Number(opt('samples', '7'));
   const warmN = Number(opt('warm', '5'));
   const json = args.includes('--json');
+  const compare = args.includes('--compare') ? opt('compare', '') : undefined;
+  const impls = compare ? [root, compare] : [root];
+  const label = (dir: string) => (dir === root ? 'this' : 'compare');
   const got: Record<string, { cold: Sample[]; warm: Sample[] }> = {};
-  for (const t of types) got[t] = { cold: [], warm: [] };
+  const keyOf = (dir: string, t: string) => `${label(dir)} ${t}`;
+  for (const dir of impls) for (const t of types) got[keyOf(dir, t)] = { cold: [], warm: [] };
   for (let s = 0; s < samples; s++) {
     for (const t of types) {
-      const r = spawnSync(
-        process.execPath,
-        ['--import', 'tsx', join(import.meta.dirname, 'bench-load.ts'), '--child', shape, t, String(warmN)],
-        { cwd: root, encoding: 'utf8' },
-      );
-      if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
-      const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { cold: Sample; warm: Sample[] };
-      got[t].cold.push(res.cold);
-      got[t].warm.push(...res.warm);
+      // alternate which runtime goes first, so neither always meets the other's leftovers
+      for (const dir of s % 2 ? [...impls].reverse() : impls) {
+        const r = spawnSync(
+          process.execPath,
+          [
+            '--import',
+            'tsx',
+            join(import.meta.dirname, 'bench-load.ts'),
+            '--child',
+            shape,
+            t,
+            String(warmN),
+            dir,
+          ],
+          { cwd: root, encoding: 'utf8' },
+        );
+        if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
+        const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { cold: Sample; warm: Sample[] };
+        got[keyOf(dir, t)].cold.push(res.cold);
+        got[keyOf(dir, t)].warm.push(...res.warm);
+      }
     }
   }
   const stat = (xs: Sample[], clock: 'wall' | 'cpu', step: (typeof STEPS)[number]) => {
@@ -117,21 +161,39 @@ if (args[0] === '--child') {
     return { best: v[0], median: v[Math.floor(v.length / 2)] };
   };
   const rows: unknown[] = [];
+  const say = (line: string) => (json ? console.error(line) : console.log(line));
   for (const t of types) {
     for (const phase of ['cold', 'warm'] as const) {
       for (const clock of ['wall', 'cpu'] as const) {
-        const xs = got[t][phase];
-        const row: Record<string, unknown> = { model: shape, type: t, phase, clock, n: xs.length };
-        const parts: string[] = [];
-        for (const st of STEPS) {
-          const { best, median } = stat(xs, clock, st);
-          row[st] = { best: +best.toFixed(2), median: +median.toFixed(2) };
-          parts.push(`${st} ${best.toFixed(1)}/${median.toFixed(1)}`);
+        for (const dir of impls) {
+          const xs = got[keyOf(dir, t)][phase];
+          const row: Record<string, unknown> = {
+            model: shape,
+            type: t,
+            impl: label(dir),
+            phase,
+            clock,
+            n: xs.length,
+          };
+          const parts: string[] = [];
+          for (const st of STEPS) {
+            const { best, median } = stat(xs, clock, st);
+            row[st] = { best: +best.toFixed(2), median: +median.toFixed(2) };
+            parts.push(`${st} ${best.toFixed(1)}/${median.toFixed(1)}`);
+          }
+          rows.push(row);
+          const who = compare ? `${label(dir).padEnd(7)} ` : '';
+          say(
+            `${shape} ${t.padEnd(4)} ${who}${phase} ${clock.padEnd(4)} (best/median ms, n=${xs.length}): ${parts.join('  ')}`,
+          );
         }
-        rows.push(row);
-        const line = `${shape} ${t.padEnd(4)} ${phase} ${clock.padEnd(4)} (best/median ms, n=${xs.length}): ${parts.join('  ')}`;
-        if (json) console.error(line);
-        else console.log(line);
+        if (compare) {
+          const a = stat(got[keyOf(root, t)][phase], clock, 'total');
+          const b = stat(got[keyOf(compare, t)][phase], clock, 'total');
+          say(
+            `${shape} ${t.padEnd(4)} ${phase} ${clock.padEnd(4)} total this/compare: best ×${(a.best / b.best).toFixed(2)}, median ×${(a.median / b.median).toFixed(2)}`,
+          );
+        }
       }
     }
   }

@@ -104,6 +104,26 @@ describe('string arrays decoded in bulk', () => {
     expect(bad).toBeGreaterThan(100); // the bad-byte case is exercised, not only valid text
   });
 
+  it('strings the NUL-separated split cannot take (≥ 256 bytes, NULs at an edge, runs of 8+ NULs) read the same', () => {
+    const rnd = seededRandom(8);
+    const odd = [
+      Array.from({ length: 300 }, (_, i) => 0x61 + (i % 26)),
+      [0x00, 0x61],
+      [0x61, 0x00],
+      [0x00],
+      [0x61, ...new Array(8).fill(0), 0x62],
+      [0x61, ...new Array(17).fill(0), 0x62],
+      [0x61, ...new Array(7).fill(0), 0x62],
+    ];
+    for (let t = 0; t < 200; t++) {
+      const items = randomItems(rnd, 2 + Math.floor(rnd() * 30), t % 3 === 0 ? 0.02 : 0);
+      const at = Math.floor(rnd() * items.length);
+      items.splice(at, 0, odd[t % odd.length]);
+      if (t % 5 === 0) items.push([]); // empty strings next to the odd one
+      check(items);
+    }
+  });
+
   it('a character split across two strings is an error in the first (each string must be valid alone)', () => {
     // 'x' + first two bytes of ▁ | last byte of ▁ + 'y': valid UTF-8 when joined
     check([[0x61], [0x78, 0xe2, 0x96], [0x81, 0x79], [0x62]]);
