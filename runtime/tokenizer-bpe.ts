@@ -267,7 +267,10 @@ export class PieceTable {
       const id = ids[j];
       const k = strings[id];
       const len = k.length;
-      let i = PieceTable.hash(k, 0, len) & mask;
+      // PieceTable.hash inlined (a call per entry costs more than hashing a short piece, cold)
+      let h = 0x811c9dc5;
+      for (let c = 0; c < len; c++) h = Math.imul(h ^ k.charCodeAt(c), 0x01000193);
+      let i = (h >>> 0) & mask;
       for (;;) {
         const o = slots[i];
         if (o < 0) {

@@ -233,6 +233,8 @@ interface Vocab {
   maxPiece: number;
   /** id of the first <0xNN> byte token of each byte value, else -1 */
   byteIds: Int32Array;
+  /** scoreKeys(scores) when already made (consumed by scoreRanks) */
+  scoreKeys?: Float64Array;
 }
 
 type VocabTables = Pick<Vocab, 'special' | 'pieces' | 'nPieces' | 'maxPiece' | 'byteIds'>;
@@ -276,7 +278,7 @@ function vocabOnePass(
   tokens: unknown,
   scores: unknown,
   types: unknown,
-): (VocabTables & Pick<Vocab, 'tokens' | 'types' | 'scores'>) | undefined {
+): (VocabTables & Pick<Vocab, 'tokens' | 'types' | 'scores' | 'scoreKeys'>) | undefined {
   if (!Array.isArray(tokens) || !Array.isArray(scores) || !Array.isArray(types)) return undefined;
   const n = tokens.length;
   if (n === 0 || n > MAX_VOCAB || scores.length !== n || types.length !== n) return undefined;
@@ -284,6 +286,10 @@ function vocabOnePass(
   const { special, pieces, byteIds } = tab;
   const typesOut = new Uint8Array(n);
   const scoresOut = new Float64Array(n);
+  // scoreKeys built on the way (while every score is a float32)
+  let keys: Float64Array | undefined = new Float64Array(n);
+  const f1 = new Float32Array(1);
+  const u1 = new Uint32Array(f1.buffer);
   let np = 0;
   let maxPiece = 1;
   for (let i = 0; i < n; i++) {
@@ -295,6 +301,14 @@ function vocabOnePass(
     if (typeof t !== 'number' || !(t >= 0 && t <= 6) || (t | 0) !== t) return undefined;
     scoresOut[i] = x;
     typesOut[i] = t;
+    if (keys !== undefined) {
+      f1[0] = x;
+      if (f1[0] !== x) keys = undefined;
+      else {
+        const b = u1[0] === 0x80000000 ? 0 : u1[0]; // orderKey, inlined
+        keys[i] = (b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000) * ID_SPAN + i;
+      }
+    }
     if (t === TokenType.normal || t === TokenType.userDefined) {
       if (t === TokenType.userDefined) special[i] = 1;
       if (s.length > 0) {
@@ -309,7 +323,7 @@ function vocabOnePass(
   }
   tab.nPieces = np;
   tab.maxPiece = maxPiece;
-  return { ...tab, tokens: tokens as string[], types: typesOut, scores: scoresOut };
+  return { ...tab, tokens: tokens as string[], types: typesOut, scores: scoresOut, scoreKeys: keys };
 }
 
 /** Replaces lone surrogates with U+FFFD (what TextEncoder would write for them). */
@@ -542,6 +556,26 @@ abstract class BaseTokenizer implements Tokenizer {
 
 const ID_SPAN = 2 ** 20; // > MAX_VOCAB
 
+// order key of a float32 score: an unsigned integer that sorts as the floats do (-0 as 0)
+function orderKey(bits: number): number {
+  const b = bits === 0x80000000 ? 0 : bits;
+  return b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000;
+}
+
+// `orderKey(score) · 2^20 + id` per token, or undefined unless every score is a float32
+function scoreKeys(scores: Float64Array): Float64Array | undefined {
+  const n = scores.length;
+  if (n > ID_SPAN) return undefined;
+  const f = new Float32Array(scores); // native conversion
+  const bits = new Uint32Array(f.buffer);
+  const keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    if (f[i] !== scores[i]) return undefined;
+    keys[i] = orderKey(bits[i]) * ID_SPAN + i;
+  }
+  return keys;
+}
+
 /**
  * Rank of each score among the distinct scores, highest first (equal scores, equal rank; -0 and +0
  * are one score, as SameValueZero); scores are never NaN (readNumbers refuses them).
@@ -551,41 +585,23 @@ const ID_SPAN = 2 ** 20; // > MAX_VOCAB
  * @example
  * scoreRanks(Float64Array.of(-1, 0, -1, -2)) // Int32Array [1, 0, 1, 2]
  */
-export function scoreRanks(scores: Float64Array): Int32Array {
+export function scoreRanks(scores: Float64Array, keys = scoreKeys(scores)): Int32Array {
   const n = scores.length;
   const out = new Int32Array(n);
-  if (n === 0) return out;
-  if (n <= ID_SPAN) {
-    const f = new Float32Array(scores); // native conversion
-    const bits = new Uint32Array(f.buffer);
-    const keys = new Float64Array(n);
-    let exact = true;
-    for (let i = 0; i < n; i++) {
-      if (f[i] !== scores[i]) {
-        exact = false;
-        break;
+  if (keys !== undefined) {
+    keys.sort();
+    let r = -1;
+    let prev = -1;
+    for (let j = n - 1; j >= 0; j--) {
+      const v = keys[j];
+      const o = (v / ID_SPAN) >>> 0; // exact: v / 2^20 < 2^32
+      if (o !== prev) {
+        r++;
+        prev = o;
       }
-      let b = bits[i];
-      if (b === 0x80000000) b = 0; // -0 is 0
-      // an unsigned order that sorts as the floats do
-      const o = b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000;
-      keys[i] = o * ID_SPAN + i;
+      out[v - o * ID_SPAN] = r;
     }
-    if (exact) {
-      keys.sort();
-      let r = -1;
-      let prev = -1;
-      for (let j = n - 1; j >= 0; j--) {
-        const v = keys[j];
-        const o = Math.floor(v / ID_SPAN);
-        if (o !== prev) {
-          r++;
-          prev = o;
-        }
-        out[v - o * ID_SPAN] = r;
-      }
-      return out;
-    }
+    return out;
   }
   const sorted = scores.slice().sort();
   let m = 0; // distinct values, ascending, in sorted[0..m)
@@ -621,7 +637,7 @@ class LlamaTokenizer extends BaseTokenizer {
     this.byteIds = v.byteIds;
     this.maxPiece = v.maxPiece;
     this.mergeable = new PieceTable(v.tokens, v.pieces.subarray(0, v.nPieces));
-    this.prio = scoreRanks(v.scores);
+    this.prio = scoreRanks(v.scores, v.scoreKeys ?? scoreKeys(v.scores));
     if (v.unk === undefined) {
       const missing = this.byteIds.indexOf(-1);
       if (missing >= 0) {
