@@ -6,14 +6,15 @@
 // row tiles of up to 4 x rows share every weight load (beams, prefill); M = 1 has its own loop
 // unrolled over k to keep eight independent accumulators in flight.
 //
-// Weights streamed from DRAM (a model bigger than the caches): one core gets ~12.5 GB/s reading one
-// sequential stream and ~15 GB/s reading 3–8 streams side by side (scripts/bench-stream.ts notes); a loop
-// heavy in FMAs per byte (4 rows × 1 panel) got only ~7 GB/s from one stream, because few of its loads
-// are in flight at once and the prefetcher follows one page at a time. So the multi-row paths read
-// four weight streams at once: two panels, each split in two halves of k walked side by side
-// (tile2x2K), or, when the panels sit on whole 4 KiB pages, four page-aligned quarters of one panel
-// under a 4-row tile (tileK4). Rows of one product may therefore sum in a different order than the
-// same row alone (M = 1): f32 results agree to rounding, not bit for bit.
+// Weights streamed from DRAM (a model bigger than the caches): one core read ~12.5 GB/s as one
+// sequential stream and ~15 GB/s as 3–8 streams side by side; a loop with many FMAs per weight byte
+// (4 rows × 1 panel) got only ~7 GB/s from one stream, since few of its loads are in flight at once and
+// the prefetcher follows one page at a time. So the multi-row tiles read weights from several places at
+// once: m ≥ 3 with k ≥ 512 walks each panel once per 4-row group with k in 4 chunks taken in turn
+// (tileRot: four streams at tile(4)'s register cost); m = 2 and k < 512 walk two panels, each as two
+// halves of k (tile2x2K: four streams), each pair of rows in turn. Figures: scripts/bench-stream.ts.
+// A row of a batch may therefore sum in another order than the same row alone (M = 1): f32 rows agree
+// to rounding across batch sizes, not bit for bit.
 import { fma } from './simd';
 
 // store 8 outputs (a = cols 0..3, b = cols 4..7), only the first `valid` when the panel is partial.
@@ -215,12 +216,13 @@ function tile2x2K(o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, pb: us
   store8(o + ldo + 32, b2, b3, valid - 8);
 }
 
-// one panel times R (1..4) rows, k split in four quarters walked side by side (four weight streams);
-// used when k % 512 == 0 and the panel starts on a 4 KiB page, so that every stream covers whole pages
-// (quarters that straddle pages ran ~20 % slower from DRAM than tile2x2K).
+// one panel times R (1..4) rows with k split in S (2 or 4; 4 is used) chunks read as S streams: each loop step
+// takes the next step of one chunk and the chunk pointers rotate, so the loop body (and its register
+// use) is tile(R)'s while the weights come from S places at once. The last k % S steps follow chunk S-1.
+// (Unrolling the S chunks in one body instead made V8 hoist all the loads and spill accumulators.)
 // @ts-ignore: decorator
 @inline
-function tileK4(R: i32, o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, k: i32, valid: i32): void {
+function tileRot(R: i32, S: i32, o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, k: i32, valid: i32): void {
   let c00 = f32x4.splat(0);
   let c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0);
@@ -229,37 +231,83 @@ function tileK4(R: i32, o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, 
   let c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0);
   let c31 = f32x4.splat(0);
-  const kc = k >> 2;
+  const ldx3 = ldx * 3;
+  const kc = k / S;
   const wc = <usize>kc << 5;
   const xc = <usize>kc << 2;
-  const end = xp + xc;
-  while (xp < end) {
-    for (let s = 0; s < 4; s++) {
-      const ws = wp + <usize>s * wc;
-      const xs = xp + <usize>s * xc;
-      const w0 = v128.load(ws);
-      const w1 = v128.load(ws, 16);
-      const x0 = v128.load32_splat(xs);
-      c00 = fma(w0, x0, c00);
-      c01 = fma(w1, x0, c01);
-      if (R > 1) {
-        const x1 = v128.load32_splat(xs + ldx);
-        c10 = fma(w0, x1, c10);
-        c11 = fma(w1, x1, c11);
-      }
-      if (R > 2) {
-        const x2 = v128.load32_splat(xs + 2 * ldx);
-        c20 = fma(w0, x2, c20);
-        c21 = fma(w1, x2, c21);
-      }
-      if (R > 3) {
-        const x3 = v128.load32_splat(xs + 3 * ldx);
-        c30 = fma(w0, x3, c30);
-        c31 = fma(w1, x3, c31);
-      }
+  let p0 = wp;
+  let p1 = wp + wc;
+  let p2 = wp + 2 * wc;
+  let p3 = wp + 3 * wc;
+  let x0 = xp;
+  let x1 = xp + xc;
+  let x2 = xp + 2 * xc;
+  let x3 = xp + 3 * xc;
+  for (let i = 0, steps = kc * S; i < steps; i++) {
+    const w0 = v128.load(p0);
+    const w1 = v128.load(p0, 16);
+    const v0 = v128.load32_splat(x0);
+    c00 = fma(w0, v0, c00);
+    c01 = fma(w1, v0, c01);
+    if (R > 1) {
+      const v1 = v128.load32_splat(x0 + ldx);
+      c10 = fma(w0, v1, c10);
+      c11 = fma(w1, v1, c11);
     }
-    wp += 32;
-    xp += 4;
+    if (R > 2) {
+      const v2 = v128.load32_splat(x0 + 2 * ldx);
+      c20 = fma(w0, v2, c20);
+      c21 = fma(w1, v2, c21);
+    }
+    if (R > 3) {
+      const v3 = v128.load32_splat(x0 + ldx3);
+      c30 = fma(w0, v3, c30);
+      c31 = fma(w1, v3, c31);
+    }
+    const tp = p0;
+    const tx = x0;
+    if (S == 2) {
+      p0 = p1;
+      p1 = tp + 32;
+      x0 = x1;
+      x1 = tx + 4;
+    } else {
+      p0 = p1;
+      p1 = p2;
+      p2 = p3;
+      p3 = tp + 32;
+      x0 = x1;
+      x1 = x2;
+      x2 = x3;
+      x3 = tx + 4;
+    }
+  }
+  // the k % S steps after the last chunk
+  p0 = wp + <usize>S * wc;
+  x0 = xp + <usize>S * xc;
+  for (let i = kc * S; i < k; i++) {
+    const w0 = v128.load(p0);
+    const w1 = v128.load(p0, 16);
+    const v0 = v128.load32_splat(x0);
+    c00 = fma(w0, v0, c00);
+    c01 = fma(w1, v0, c01);
+    if (R > 1) {
+      const v1 = v128.load32_splat(x0 + ldx);
+      c10 = fma(w0, v1, c10);
+      c11 = fma(w1, v1, c11);
+    }
+    if (R > 2) {
+      const v2 = v128.load32_splat(x0 + 2 * ldx);
+      c20 = fma(w0, v2, c20);
+      c21 = fma(w1, v2, c21);
+    }
+    if (R > 3) {
+      const v3 = v128.load32_splat(x0 + ldx3);
+      c30 = fma(w0, v3, c30);
+      c31 = fma(w1, v3, c31);
+    }
+    p0 += 32;
+    x0 += 4;
   }
   store8(o, c00, c01, valid);
   if (R > 1) store8(o + ldo, c10, c11, valid);
@@ -283,23 +331,29 @@ export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
     }
     return;
   }
-  if (m >= 4 && (k & 511) == 0 && (w & 4095) == 0) {
-    // whole-page quarters: every 4-row group walks the panel once (the panel stays in L1/L2 for the next)
+  if (m >= 3 && k >= 512) {
+    // 4-row tiles, each walking its panel once with k in 4 chunks of ≥ 128 steps (4 KiB) taken in turn;
+    // later row groups find the panel in L1/L2, and so do leftover rows, which take the single-stream
+    // tiles (except three rows, which are the first pass when m = 3)
     for (let p = 0; p < np; p++) {
       const wp = w + <usize>p * panelBytes;
       const valid = n - p * 8;
       const oc = out + (<usize>p << 5);
       let r = 0;
-      for (; r + 4 <= m; r += 4) tileK4(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+      for (; r + 4 <= m; r += 4) tileRot(4, 4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+      const o = oc + <usize>r * ldo;
+      const xl = x + <usize>r * ldx;
       const left = m - r;
-      if (left == 3) tileK4(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-      else if (left == 2) tileK4(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-      else if (left == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
+      if (left == 3) tileRot(3, 4, o, ldo, xl, ldx, wp, k, valid);
+      else if (left == 2) tile(2, o, ldo, xl, ldx, wp, k, valid);
+      else if (left == 1) tile1(o, xl, wp, k, valid);
     }
     return;
   }
-  // pairs of panels: every pair of rows walks the pair once (four streams from DRAM on the first pass,
-  // L1/L2 on the next); an odd last row takes each panel alone, an odd last panel takes 4-row tiles
+  // m = 2, or k < 512 (chunks of a quarter panel would be under 4 KiB: slower from DRAM than this):
+  // pairs of panels, k split in halves (four streams), every pair of rows walking the pair once (from
+  // DRAM on the first pass, L1/L2 on the next); an odd last row takes each panel alone, an odd last
+  // panel the single-panel tiles
   let p = 0;
   for (; p + 2 <= np; p += 2) {
     const wp = w + <usize>p * panelBytes;
@@ -317,9 +371,7 @@ export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
     const valid = n - p * 8;
     const oc = out + (<usize>p << 5);
     let r = 0;
-    for (; r + 4 <= m; r += 4) {
-      tile(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-    }
+    for (; r + 4 <= m; r += 4) tile(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
     const left = m - r;
     if (left == 3) tile(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
     else if (left == 2) tile(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);

@@ -1,6 +1,7 @@
-// linear() f32 multi-row paths that read several weight streams at once (assembly/gemm.ts): panel pairs
-// with k split in halves (any weight), and 4-row tiles over page-aligned quarters of a panel (only when
-// k % 512 == 0 and the packed weight starts on a 4 KiB page) — both against a float64 reference.
+// linear() f32 multi-row paths that read several weight streams at once (assembly/gemm.ts): m ≥ 3 with
+// k ≥ 512 over 4-row tiles with k in 4 chunks taken in turn (the k % 4 steps after the last chunk);
+// m = 2 or k < 512 over panel pairs with k split in halves (the k % 2 step after the second half) —
+// against a float64 reference.
 import { describe, expect, it } from 'vitest';
 import type { Kernels } from '../../runtime/kernels.ts';
 import { randomF32, refLinear, refLinearAbs, rng, worst } from '../helpers/ref-kernels.ts';
@@ -21,12 +22,13 @@ for (const b of builds) {
     const k = load(b.file, 64 << 20);
     const r = rng(7);
 
-    // K = 512 and 1024 take the page-aligned quarter tiles when the weight is on a page; K = 513 (odd:
-    // the k % 2 step after the two halves) and 640 (k % 512 ≠ 0) always take the panel pairs.
-    // N = 13 (two panels, the second partial), 24 (three: an odd last panel), 67 (nine, partial).
+    // K = 255, 256, 257, 300: panel pairs (odd K: the k % 2 step); 512, 513, 515, 1024: four chunks for
+    // m ≥ 3 (tails 0, 1, 3, 0), pairs for m = 2. N = 13 (two panels, the second partial), 24 (three: an
+    // odd last panel for the pairs), 67 (nine, the last partial); M = 5..9 adds the later row groups.
+    // The weight on a 4 KiB page or off one: the result must not depend on where it sits.
     for (const aligned of [true, false])
-      it(`every M ∈ 1..9 × K ∈ {512, 513, 640, 1024} × N ∈ {13, 24, 67}, weight ${aligned ? 'on' : 'off'} a page`, () => {
-        for (const K of [512, 513, 640, 1024])
+      it(`every M ∈ 1..9 × K ∈ {255, 256, 257, 300, 512, 513, 515, 1024} × N ∈ {13, 24, 67}, weight ${aligned ? 'on' : 'off'} a page`, () => {
+        for (const K of [255, 256, 257, 300, 512, 513, 515, 1024])
           for (const N of [13, 24, 67]) {
             const mark = k.mark();
             const w = randomF32(r, N * K);
