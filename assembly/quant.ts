@@ -734,6 +734,89 @@ function q4Row(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize,
   if (G > 3) store4(o + 3 * oStride, f3, validLast);
 }
 
+// relaxed build: one x row times 8 groups gBytes apart, in two halves of four per block (as q8Row8)
+// @ts-ignore: decorator
+@inline
+function q4Row8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
+  const lo4 = i8x16.splat(0x0f);
+  let f0 = f32x4.splat(0);
+  let f1 = f32x4.splat(0);
+  let f2 = f32x4.splat(0);
+  let f3 = f32x4.splat(0);
+  let f4 = f32x4.splat(0);
+  let f5 = f32x4.splat(0);
+  let f6 = f32x4.splat(0);
+  let f7 = f32x4.splat(0);
+  let w0 = wg;
+  let xq = s;
+  const g4 = 4 * gBytes;
+  for (let b = 0; b < nb; b++) {
+    // nibbles were used as 0..15: subtract 8·Σx
+    const corr = i32x4.splat(load<i32>(xs + (<usize>b << 2)) << 3);
+    const xdv = v128.load32_splat(xd + (<usize>b << 2));
+    {
+      const wh = w0;
+      let h0 = i16x8.splat(0);
+      let h1 = i16x8.splat(0);
+      let h2 = i16x8.splat(0);
+      let h3 = i16x8.splat(0);
+      for (let j: usize = 0; j < 16; j += 4) {
+        const xl = v128.load32_splat(xq + j);
+        const xh = v128.load32_splat(xq + 16 + j);
+        const wo = j << 2;
+        let v = v128.load(wh + wo);
+        h0 = i16x8.add(h0, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
+        v = v128.load(wh + gBytes + wo);
+        h1 = i16x8.add(h1, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
+        v = v128.load(wh + 2 * gBytes + wo);
+        h2 = i16x8.add(h2, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
+        v = v128.load(wh + 3 * gBytes + wo);
+        h3 = i16x8.add(h3, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
+      }
+      const ones = v128.load(ONES16);
+      f0 = fma(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(h0, ones), corr)), f32x4.mul(v128.load(wh, 64), xdv), f0);
+      f1 = fma(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(h1, ones), corr)), f32x4.mul(v128.load(wh + gBytes, 64), xdv), f1);
+      f2 = fma(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(h2, ones), corr)), f32x4.mul(v128.load(wh + 2 * gBytes, 64), xdv), f2);
+      f3 = fma(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(h3, ones), corr)), f32x4.mul(v128.load(wh + 3 * gBytes, 64), xdv), f3);
+    }
+    {
+      const wh = w0 + g4;
+      let h0 = i16x8.splat(0);
+      let h1 = i16x8.splat(0);
+      let h2 = i16x8.splat(0);
+      let h3 = i16x8.splat(0);
+      for (let j: usize = 0; j < 16; j += 4) {
+        const xl = v128.load32_splat(xq + j);
+        const xh = v128.load32_splat(xq + 16 + j);
+        const wo = j << 2;
+        let v = v128.load(wh + wo);
+        h0 = i16x8.add(h0, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
+        v = v128.load(wh + gBytes + wo);
+        h1 = i16x8.add(h1, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
+        v = v128.load(wh + 2 * gBytes + wo);
+        h2 = i16x8.add(h2, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
+        v = v128.load(wh + 3 * gBytes + wo);
+        h3 = i16x8.add(h3, i16x8.add(rdot16(xl, v128.and(v, lo4)), rdot16(xh, v128.and(i16x8.shr_u(v, 4), lo4))));
+      }
+      const ones = v128.load(ONES16);
+      f4 = fma(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(h0, ones), corr)), f32x4.mul(v128.load(wh, 64), xdv), f4);
+      f5 = fma(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(h1, ones), corr)), f32x4.mul(v128.load(wh + gBytes, 64), xdv), f5);
+      f6 = fma(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(h2, ones), corr)), f32x4.mul(v128.load(wh + 2 * gBytes, 64), xdv), f6);
+      f7 = fma(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(h3, ones), corr)), f32x4.mul(v128.load(wh + 3 * gBytes, 64), xdv), f7);
+    }
+    xq += 32;
+    w0 += Q4_GB;
+  }
+  v128.store(o, f0);
+  v128.store(o + oStride, f1);
+  v128.store(o + 2 * oStride, f2);
+  v128.store(o + 3 * oStride, f3);
+  v128.store(o + 4 * oStride, f4);
+  v128.store(o + 5 * oStride, f5);
+  v128.store(o + 6 * oStride, f6);
+  store4(o + 7 * oStride, f7, validLast);
+}
+
 // the last `left` (0..3) groups from g0 on, consecutive
 // @ts-ignore: decorator
 @inline
@@ -756,11 +839,17 @@ export function linearQ4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
     const ng = (n + 3) >> 2;
     const xd = s + 20 * <usize>k;
     const xs = xd + 16 * <usize>nb;
-    const Q = ng >> 2;
+    const Q8 = ng >> 3;
+    for (let g = 0; g < Q8; g++) q4Row8(out + (<usize>g << 4), <usize>Q8 << 4, s, xd, xs, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
+    const g0 = Q8 << 3;
+    const ng2 = ng - g0;
+    const Q = ng2 >> 2;
     const qo = <usize>Q << 4;
     const qw = <usize>Q * gBytes;
-    for (let g = 0; g < Q; g++) q4Row(4, out + (<usize>g << 4), qo, s, xd, xs, w + <usize>g * gBytes, qw, nb, n - (g + 3 * Q) * 4);
-    q4Left(ng - 4 * Q, 4 * Q, out, s, xd, xs, w, gBytes, nb, n);
+    const w2 = w + <usize>g0 * gBytes;
+    const o2 = out + (<usize>g0 << 4);
+    for (let g = 0; g < Q; g++) q4Row(4, o2 + (<usize>g << 4), qo, s, xd, xs, w2 + <usize>g * gBytes, qw, nb, n - (g0 + g + 3 * Q) * 4);
+    q4Left(ng2 - 4 * Q, g0 + 4 * Q, out, s, xd, xs, w, gBytes, nb, n);
     return;
   }
   // several rows, and in the plain build one row too (its unpacking needs more registers than a
