@@ -241,7 +241,9 @@ function splitStrings(r: Reader, n: number): string[] | undefined {
     p += 8 + len;
   }
   if (p > b.length) return undefined;
-  const text = b.slice(start, p);
+  // a copy (not b.slice: on a Node Buffer that is a view, and the caller's bytes must stay as they are)
+  const text = new Uint8Array(p - start);
+  text.set(b.subarray(start, p));
   for (let q = 0; q < text.length; ) {
     const len = text[q];
     text[q] = 0; // the length's low byte (bytes 1–7 are 0 already)

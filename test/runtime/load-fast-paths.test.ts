@@ -124,6 +124,16 @@ describe('string arrays decoded in bulk', () => {
     }
   });
 
+  it('leaves the input bytes as they were, also when they are a Node Buffer (whose slice is a view)', () => {
+    const { bytes } = stringArrayFile(randomItems(seededRandom(2), 50, 0));
+    for (const input of [Buffer.from(bytes), bytes.slice()]) {
+      const before = Uint8Array.from(input);
+      const a = parseGGUF(input).get('k');
+      expect(Uint8Array.from(input)).toEqual(before);
+      expect(parseGGUF(input).get('k')).toEqual(a);
+    }
+  });
+
   it('a character split across two strings is an error in the first (each string must be valid alone)', () => {
     // 'x' + first two bytes of ▁ | last byte of ▁ + 'y': valid UTF-8 when joined
     check([[0x61], [0x78, 0xe2, 0x96], [0x81, 0x79], [0x62]]);
