@@ -18,18 +18,48 @@
 //   Q8_0 uses w·x = (w·sign(x))·|x| (|x| <= 127; weights of -128 are clamped to -127 at pack time),
 //   Q4_0 feeds the raw nibbles 0..15 and subtracts 8·Σx per block.
 // both builds compute exactly the same integer block sums.
-// several x rows (beams, prefill): tiles of 4 x rows × one group of 4 output rows, the x rows stored
+// several x rows (beams, prefill): tiles of 4 x rows × groups of 4 output rows, the x rows stored
 // block-interleaved (see quantizeAct) so the inner loops address everything from two pointers with
 // constant offsets; a row's integer sums and f32 operations are those of the one-row path, so its
 // result does not depend on the batch it is in (bit for bit).
-// why several rows still cost ~2.5–3× one row (measured 2026-11, Node 22 on AVX2/AVX-VNNI x86-64):
-// V8 lowers i32x4.relaxed_dot_i8x16_i7x16_add_s to pmaddubsw + pmaddwd + paddd (no vpdpbusd; a
-// loop of them ran at 30 G MAC/s against 70 for pmaddubsw + paddw into int16), so an 8-bit × 8-bit
-// product costs each x row two multiplies and two adds per 16 MACs (int16 path; the sign trick costs
-// five ops) and only the weight unpacking is shared; the 4×4 tiles run near that bound (~60 GOP/s
-// q8_0, ~100 q4_0), the one-row kernels reach 45–60 / 75–80 in cache. Tried and dropped: a fully
-// unrolled block (V8 hoisted every load and spilled), 8 x rows per tile (spills), prefetching
-// further ahead, nibble-split Q8 weights (same op count).
+//
+// order of reading the weights (memory, not arithmetic, bounds a model that does not fit the caches):
+// on this VM (2-core x86-64, Node 22, measured 2026-11-28) one core read 256 MB of plain loads at
+// ~11.5 GB/s as one sequential stream and ~14–15 GB/s as 2–8 concurrent ones; with the ~20 vector
+// ops per 64 bytes of a one-row kernel, one stream fell to ~6 GB/s, four to ~10 and eight to ~12
+// (the hardware prefetcher overlaps the arithmetic only when several streams run; load-ahead
+// "touches" gained <20 %). The groups of one weight are contiguous, so reading G consecutive groups
+// gives G streams that end after one group each; instead every call reads groups g, g + Q, …,
+// g + (G − 1)·Q (Q = ng / G), and each stream runs on into the next call:
+//   one row: relaxed q8_0 and q4_0 read 8 streams (two halves of four groups per block, all eight
+//     f32 sums in registers), plain q8_0 6 (two halves of three); then 4 / 3, then the rest.
+//     From memory (scripts/bench-stream-quant.ts) q8_0 relaxed 7–11 → 13–15 GB/s, q4_0 6–10 → 13–14.
+//   several rows (and plain q4_0's one row): TILE_STREAMS = 4 groups, block by block in turn, f32
+//     sums in scratch; each x tile in turn over that group set (the first reads memory, the others
+//     cache). q8_0 m = 2 from memory 4.8 → 10, m = 4 4.7 → 7 GB/s (8 streams: +4 % on 110M beams,
+//     −7 % on the cache-resident 42M; kept 4).
+//
+// why several rows still cost ~3× one row from cache (measured 2026-11, Node 22, this x86-64 with
+// AVX-VNNI that V8 does not use): V8 12.4 lowers i32x4.relaxed_dot_i8x16_i7x16_add_s to pmaddubsw
+// + pmaddwd + paddd (no vpdpbusd). With 128-bit integer ops on three ports (p0, p1, p5; the multiplies
+// on p0/p1 only), per 16 MACs and per x row:
+//   one row, relaxed q8_0: xor + sub (sign of x onto w) + pmaddubsw + pmaddwd + paddd = 5 ops, plus
+//     ~3 per block and group (convert, scale product, fma): ≈ 43 ops per 128 MACs → at 3 ops/cycle,
+//     ~2.6 GHz: ≈ 46–50 GOP/s, what 1x768x3072 measures (44–50).
+//   tile, q8_0 (int16): 2 pmaddwd + 2 paddd = 4 ops per row, + 2 pmovsxbw shared by the R rows:
+//     18 ops per 64 MACs for R = 4 → 4 rows cost ≥ (4·4 + 2) / 5 = 3.6 one-row steps; measured
+//     3.0–3.6× (tile ~58 GOP/s against ~45–50). No formulation found with fewer ops: a 7-bit operand
+//     is needed for pmaddubsw, and both Q8 operands are signed 8-bit — moving a sign costs 2 ops per
+//     row and vector, splitting w into nibbles costs 2 pmaddubsw + 2 paddw per row (= 4), and int16
+//     sums of 8×7-bit pairs overflow after one step, so every pmaddubsw needs its own pmaddwd + paddd.
+//   tile, q4_0 (relaxed): 2 pmaddubsw + 2 paddw per row per 32 MACs, + 3 unpack ops shared; one row
+//     7 per 32 MACs → 4 rows ≥ (4·4 + 3) / 7 ≈ 2.7×; measured 2.8–3.0×.
+// so "4 rows ≤ 2× one row" holds only where one row is bound by memory and four are not much slower
+// than their arithmetic: from memory q8_0 2048x768 m = 4 costs ~1.9× m = 1 (bench-stream-quant).
+// Tried and dropped: a fully unrolled block (V8 hoisted every load and spilled), 8 x rows per tile
+// (spills), prefetching further ahead, nibble-split Q8 weights (same op count), both x tiles of
+// m = 8 in one block loop (slower from cache, no faster from memory), one-row plain q8_0 as a tile
+// (−20 % from cache).
 import { f16ToF32, f32ToF16, fma, hsumI } from './simd';
 
 const ONES16: usize = memory.data<i16>([1, 1, 1, 1, 1, 1, 1, 1], 16);
@@ -427,7 +457,7 @@ function q8Row8(o: usize, oStride: usize, s: usize, xd: usize, mk: usize, wg: us
   let w0 = wg;
   let xq = s;
   let xdp = xd;
-  const g4 = 4 * gBytes;
+  const g4 = gBytes << 2;
   for (let b = 0; b < nb; b++) {
     if (ASC_FEATURE_RELAXED_SIMD) {
       const xa = xq + mk;
@@ -509,7 +539,7 @@ function q8Row6(o: usize, oStride: usize, s: usize, xd: usize, wg: usize, gBytes
   let w0 = wg;
   let xq = s;
   let xdp = xd;
-  const g3 = 3 * gBytes;
+  const g3 = gBytes * 3;
   for (let b = 0; b < nb; b++) {
     const xdv = v128.load32_splat(xdp);
     {
@@ -827,7 +857,7 @@ function q4Row8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: us
   let f7 = f32x4.splat(0);
   let w0 = wg;
   let xq = s;
-  const g4 = 4 * gBytes;
+  const g4 = gBytes << 2;
   for (let b = 0; b < nb; b++) {
     // nibbles were used as 0..15: subtract 8·Σx
     const corr = i32x4.splat(load<i32>(xs + (<usize>b << 2)) << 3);

@@ -70,7 +70,7 @@ interface Row {
   from: 'dram' | 'cache';
   usPerCall: number;
   gbPerSec: number;
-  ratioToM1: number;
+  ratioToM1: number | null;
 }
 const rows: Row[] = [];
 
@@ -167,10 +167,10 @@ for (const shape of shapes) {
             from,
             usPerCall: Math.round(t[mi] * 1e7) / 10,
             gbPerSec: Math.round((bytes / t[mi] / 1e9) * 100) / 100,
-            ratioToM1: Math.round((t[mi] / t[ms.indexOf(1)] || 0) * 100) / 100,
+            ratioToM1: ms.includes(1) ? Math.round((t[mi] / t[ms.indexOf(1)]) * 100) / 100 : null,
           };
           rows.push(row);
-          return `m=${m} ${row.usPerCall.toFixed(1).padStart(7)} µs ${row.gbPerSec.toFixed(2).padStart(6)} GB/s ${row.ratioToM1.toFixed(2)}×`;
+          return `m=${m} ${row.usPerCall.toFixed(1).padStart(7)} µs ${row.gbPerSec.toFixed(2).padStart(6)} GB/s ${row.ratioToM1 === null ? '' : `${row.ratioToM1.toFixed(2)}×`}`;
         });
         log(
           `${shape.padEnd(10)} ${type.padEnd(5)} ${s.impl.padEnd(14)} ${from.padEnd(5)} ${line.join('  |  ')}`,
