@@ -465,6 +465,14 @@ function readArray(r: Reader, key: string, depth: number): GGUFMetaValue {
   }
   const split = itemType === 'string' ? splitStrings(r, n) : undefined;
   if (split !== undefined) return { type: 'array', itemType, value: split };
+  if (n >= LAZY_MIN_ITEMS && itemType in TYPED_ARRAYS) {
+    const w = MIN_BYTES[itemType];
+    r.need(n * w, `items of ${key}`);
+    const copy = new Uint8Array(n * w);
+    copy.set(r.bytes.subarray(r.pos, r.pos + n * w));
+    r.pos += n * w;
+    return lazyNumbers(itemType, new TYPED_ARRAYS[itemType as keyof typeof TYPED_ARRAYS](copy.buffer));
+  }
   const value: unknown[] = new Array(n);
   if (itemType === 'array') {
     for (let i = 0; i < n; i++) value[i] = readArray(r, key, depth + 1);
@@ -525,6 +533,59 @@ function readArray(r: Reader, key: string, depth: number): GGUFMetaValue {
     }
   }
   return { type: 'array', itemType, value };
+}
+
+// Long arrays of numbers are held as a typed array (one native copy of their bytes; GGUF is
+// little-endian, as every WebAssembly host) and become the plain array of the contract when `value`
+// is first read. Until then numericItems() hands out the typed array itself (the tokenizer reads
+// scores and token types that way, never making the arrays); once `value` is read or set, only
+// `value` counts.
+const LAZY_MIN_ITEMS = 256;
+const TYPED_ARRAYS = {
+  u8: Uint8Array,
+  i8: Int8Array,
+  u16: Uint16Array,
+  i16: Int16Array,
+  u32: Uint32Array,
+  i32: Int32Array,
+  f32: Float32Array,
+  f64: Float64Array,
+  u64: BigUint64Array,
+  i64: BigInt64Array,
+} as const;
+type NumberArray = InstanceType<(typeof TYPED_ARRAYS)[keyof typeof TYPED_ARRAYS]>;
+const untouched = new WeakMap<GGUFMetaValue, NumberArray>();
+
+function lazyNumbers(itemType: GGUFValueType, typed: NumberArray): GGUFMetaValue {
+  let value: unknown[] | undefined;
+  const v: GGUFMetaValue = {
+    type: 'array',
+    itemType,
+    get value(): unknown[] {
+      if (value === undefined) {
+        value = Array.from(typed as ArrayLike<unknown>);
+        untouched.delete(v);
+      }
+      return value;
+    },
+    set value(x: unknown[]) {
+      value = x;
+      untouched.delete(v);
+    },
+  };
+  untouched.set(v, typed);
+  return v;
+}
+
+/**
+ * The items of a parsed numeric metadata array as the typed array parseGGUF holds them (Float32Array
+ * for f32, Int32Array for i32, …), while its plain `value` has not been read or set; else undefined
+ * (read `value`). For readers of long arrays (a vocabulary's scores) that need no JS array.
+ * @example
+ * const scores = numericItems(file.metadata.get('tokenizer.ggml.scores')) ?? file.get('tokenizer.ggml.scores')
+ */
+export function numericItems(v: GGUFMetaValue | undefined): ArrayLike<number | bigint> | undefined {
+  return v === undefined ? undefined : untouched.get(v);
 }
 
 function plain(v: GGUFMetaValue): unknown {

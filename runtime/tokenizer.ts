@@ -7,7 +7,7 @@
 // capped at MAX_INPUT_CHARS.
 
 import { BudgetError, FormatError, OptionsError, UnsupportedError } from './errors.ts';
-import type { GGUFFile } from './gguf.ts';
+import { type GGUFFile, numericItems } from './gguf.ts';
 import { BPEMerger, IntPairMap, PieceTable, SymbolList } from './tokenizer-bpe.ts';
 import { gpt2ByteToUnicode, gpt2Pieces } from './tokenizer-gpt2.ts';
 import { SpecialMatcher } from './tokenizer-special.ts';
@@ -274,12 +274,22 @@ function vocabTables(tokens: string[], types: Uint8Array): VocabTables {
  * tables as it goes. Undefined at the first thing it does not vouch for (a bad value, another kind
  * of array): the step-by-step path then runs and raises the error it always raised.
  */
+// a plain array, or a typed array of numbers (not of bigints)
+function isNumberList(v: unknown): v is ArrayLike<unknown> {
+  return (
+    Array.isArray(v) ||
+    (ArrayBuffer.isView(v) &&
+      !(v instanceof DataView) &&
+      !(v instanceof BigInt64Array || v instanceof BigUint64Array))
+  );
+}
+
 function vocabOnePass(
   tokens: unknown,
   scores: unknown,
   types: unknown,
 ): (VocabTables & Pick<Vocab, 'tokens' | 'types' | 'scores' | 'scoreKeys'>) | undefined {
-  if (!Array.isArray(tokens) || !Array.isArray(scores) || !Array.isArray(types)) return undefined;
+  if (!Array.isArray(tokens) || !isNumberList(scores) || !isNumberList(types)) return undefined;
   const n = tokens.length;
   if (n === 0 || n > MAX_VOCAB || scores.length !== n || types.length !== n) return undefined;
   const tab = newTables(n);
@@ -886,8 +896,11 @@ export function tokenizerFromGGUF(file: MetadataSource): Tokenizer {
       },
     );
   }
+  // scores and types as parseGGUF holds them (typed arrays) when it can, without making JS arrays
+  const meta = (file as Partial<GGUFFile>).metadata;
+  const numbers = (key: string) => numericItems(meta?.get(key)) ?? file.get(key);
   const checked =
-    vocabOnePass(file.get(K.tokens), file.get(K.scores), file.get(K.types)) ?? checkVocab(file, model);
+    vocabOnePass(file.get(K.tokens), numbers(K.scores), numbers(K.types)) ?? checkVocab(file, model);
   const { tokens, types } = checked;
   const n = tokens.length;
   let unk = readId(file, K.unk, n);

@@ -4,11 +4,12 @@
 // typed sort against the Set / Map / comparator-sort they replaced.
 import { describe, expect, it } from 'vitest';
 import { FormatError } from '../../runtime/errors.ts';
-import { parseGGUF, parseGGUFHeader } from '../../runtime/gguf.ts';
+import { numericItems, parseGGUF, parseGGUFHeader } from '../../runtime/gguf.ts';
 import { scoreRanks, tokenizerFromGGUF } from '../../runtime/tokenizer.ts';
 import { RawBytes, seededRandom, VT } from '../helpers/gguf-fixtures.ts';
 import {
   fakeGGUF,
+  ggufFromMeta,
   llamaMeta,
   metaEntries,
   sharedDataDir,
@@ -176,6 +177,76 @@ describe('string arrays decoded in bulk', () => {
   });
 });
 
+describe('long numeric arrays held as typed arrays', () => {
+  it('value reads as the plain array DataView gives, for every numeric type; numericItems until it is read', () => {
+    const n = 300; // over the lazy threshold
+    const types: Array<[number, number, (dv: DataView, o: number) => unknown]> = [
+      [VT.u8, 1, (dv, o) => dv.getUint8(o)],
+      [VT.i8, 1, (dv, o) => dv.getInt8(o)],
+      [VT.u16, 2, (dv, o) => dv.getUint16(o, true)],
+      [VT.i16, 2, (dv, o) => dv.getInt16(o, true)],
+      [VT.u32, 4, (dv, o) => dv.getUint32(o, true)],
+      [VT.i32, 4, (dv, o) => dv.getInt32(o, true)],
+      [VT.f32, 4, (dv, o) => dv.getFloat32(o, true)],
+      [VT.f64, 8, (dv, o) => dv.getFloat64(o, true)],
+      [VT.u64, 8, (dv, o) => dv.getBigUint64(o, true)],
+      [VT.i64, 8, (dv, o) => dv.getBigInt64(o, true)],
+    ];
+    const rnd = seededRandom(11);
+    for (const [vt, w, read] of types) {
+      for (const pad of [0, 1, 3]) {
+        const items = Array.from({ length: n * w }, () => Math.floor(rnd() * 256));
+        const r = new RawBytes()
+          .header(0, 1)
+          .str(`k${'x'.repeat(pad)}`)
+          .u32(VT.array)
+          .u32(vt)
+          .u64(n);
+        const at = r.length;
+        r.bytes(items);
+        const bytes = r.build();
+        const dv = new DataView(bytes.buffer);
+        const want = Array.from({ length: n }, (_, i) => read(dv, at + i * w));
+        const file = parseGGUF(Buffer.from(bytes)); // a Buffer at an arbitrary offset
+        const mv = file.metadata.get(`k${'x'.repeat(pad)}`)!;
+        const typed = numericItems(mv);
+        expect(typed).toBeDefined();
+        expect(Array.from(typed!)).toEqual(want);
+        const got = file.get<unknown[]>(`k${'x'.repeat(pad)}`)!;
+        expect(Array.isArray(got)).toBe(true);
+        expect(got.length).toBe(n);
+        for (let i = 0; i < n; i++) expect(Object.is(got[i], want[i])).toBe(true);
+        expect(numericItems(mv)).toBeUndefined(); // read: only value counts now
+        expect(mv.value).toBe(got);
+      }
+    }
+  });
+
+  it('setting value replaces it, and the tokenizer then reads the new value', () => {
+    const m = {
+      model: 'llama' as const,
+      tokens: [
+        '<unk>',
+        'a',
+        'b',
+        ...Array.from({ length: 256 }, (_, b) => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`),
+        ...Array.from({ length: 100 }, (_, i) => `w${i}`),
+      ],
+      scores: [] as number[],
+      types: [] as number[],
+      unk: 0,
+    };
+    m.scores = m.tokens.map((_, i) => -i);
+    m.types = m.tokens.map((t, i) => (i === 0 ? 2 : t.startsWith('<0x') ? 6 : 1));
+    const file = ggufFromMeta(m);
+    const mv = file.metadata.get('tokenizer.ggml.token_type')!;
+    expect(numericItems(mv)).toBeDefined();
+    mv.value = m.types.map((t, i) => (i === 1 ? 9 : t)); // a bad type, set by the caller
+    expect(numericItems(mv)).toBeUndefined();
+    expect(() => tokenizerFromGGUF(file)).toThrow(/token_type\[1\] = 9/);
+  });
+});
+
 describe('numeric arrays through typed views', () => {
   it('f32 and i32 arrays read the same at a 4-byte-aligned and an unaligned position', () => {
     const f = [0, -0, 1.5, -2.25e-30, 3.4e38, Number.POSITIVE_INFINITY, Number.NaN, 1e-45];
@@ -230,18 +301,21 @@ describe('score ranks', () => {
 });
 
 describe('tokenizer: the one-pass vocabulary check equals the step-by-step one', () => {
-  // plain arrays take the one-pass path; the same values as typed arrays take the step-by-step path
+  // plain arrays take the one-pass path, and so does a parsed GGUF (scores and types as typed arrays);
+  // types as bigints (which readNumbers accepts) take the step-by-step path
   const both = (m: TokenizerMeta) => {
     const entries = Object.fromEntries(metaEntries(m).map(([k, v]) => [k, v.value]));
-    const typed = {
-      ...entries,
-      'tokenizer.ggml.scores': Float64Array.from(m.scores!),
-      'tokenizer.ggml.token_type': Int32Array.from(m.types!),
-    };
-    return [tokenizerFromGGUF(fakeGGUF(entries)), tokenizerFromGGUF(fakeGGUF(typed))] as const;
+    const stepwise = { ...entries, 'tokenizer.ggml.token_type': BigInt64Array.from(m.types!, BigInt) };
+    return [
+      tokenizerFromGGUF(fakeGGUF(entries)),
+      tokenizerFromGGUF(fakeGGUF(stepwise)),
+      tokenizerFromGGUF(ggufFromMeta(m)),
+    ] as const;
   };
   const compare = (m: TokenizerMeta, texts: readonly string[]) => {
-    const [fast, slow] = both(m);
+    const [fast, slow, parsed] = both(m);
+    for (const t of texts.slice(0, 50))
+      expect(parsed.encode(t, { parseSpecial: true })).toEqual(slow.encode(t, { parseSpecial: true }));
     for (let id = 0; id < m.tokens.length; id++) {
       expect(fast.isSpecial(id)).toBe(slow.isSpecial(id));
       expect(fast.tokenBytes(id)).toEqual(slow.tokenBytes(id));
