@@ -300,6 +300,9 @@ function vocabOnePass(
   let keys: Float64Array | undefined = new Float64Array(n);
   const f1 = new Float32Array(1);
   const u1 = new Uint32Array(f1.buffer);
+  // float32 scores (as parseGGUF holds GGUF's): their bits directly
+  const bits =
+    scores instanceof Float32Array ? new Uint32Array(scores.buffer, scores.byteOffset, n) : undefined;
   let np = 0;
   let maxPiece = 1;
   for (let i = 0; i < n; i++) {
@@ -311,11 +314,14 @@ function vocabOnePass(
     if (typeof t !== 'number' || !(t >= 0 && t <= 6) || (t | 0) !== t) return undefined;
     scoresOut[i] = x;
     typesOut[i] = t;
-    if (keys !== undefined) {
+    if (bits !== undefined) {
+      const b = bits[i] === 0x80000000 ? 0 : bits[i]; // orderKey, inlined
+      keys![i] = (b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000) * ID_SPAN + i;
+    } else if (keys !== undefined) {
       f1[0] = x;
       if (f1[0] !== x) keys = undefined;
       else {
-        const b = u1[0] === 0x80000000 ? 0 : u1[0]; // orderKey, inlined
+        const b = u1[0] === 0x80000000 ? 0 : u1[0];
         keys[i] = (b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000) * ID_SPAN + i;
       }
     }
