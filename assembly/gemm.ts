@@ -9,10 +9,11 @@
 // Weights streamed from DRAM (a model bigger than the caches): one core read ~12.5 GB/s as one
 // sequential stream and ~15 GB/s as 3–8 streams side by side; a loop with many FMAs per weight byte
 // (4 rows × 1 panel) got only ~7 GB/s from one stream, since few of its loads are in flight at once and
-// the prefetcher follows one page at a time. So the multi-row tiles read weights from several places at
-// once: m ≥ 3 with k ≥ 512 walks each panel once per 4-row group with k in 4 chunks taken in turn
-// (tileRot: four streams at tile(4)'s register cost); m = 2 and k < 512 walk two panels, each as two
-// halves of k (tile2x2K: four streams), each pair of rows in turn. Figures: scripts/bench-stream.ts.
+// the prefetcher follows one page at a time. So the beam paths (2 ≤ m ≤ 8) read weights from four
+// places at once — k ≥ 512: one panel as four chunks of k taken in turn by 4-row groups (blkRot);
+// k < 512 or m = 2: two panels, each as two halves of k, by row pairs (blk2x2) — and walk k in blocks
+// of KB steps in which every row group takes its turn, so that the weight streams of the first group
+// never stop for long while the others reuse the block from L1. Figures: scripts/bench-stream.ts.
 // A row of a batch may therefore sum in another order than the same row alone (M = 1): f32 rows agree
 // to rounding across batch sizes, not bit for bit.
 import { fma } from './simd';
@@ -153,11 +154,18 @@ function tile1x3(o: usize, xp: usize, wp: usize, pb: usize, k: i32, valid: i32):
 }
 
 
-// two panels (16 outputs) times two x rows, k split in two halves walked side by side: four weight
-// streams, eight accumulators; the last k % 2 steps after the second half.
+// partial sums of the k-blocked beam tiles between blocks: ≤ 8 rows × 16 floats (1 KiB is ample)
+const ACC: usize = memory.data(1024, 64);
+// k steps per block (per stream) in the beam tiles: short enough that the weight streams of the first
+// row group are not idle for long while later groups reuse the block from L1 (the prefetches issued
+// before carry on), long enough that saving the partial sums costs little (tried 8, 16, 32, 64)
+const KB: i32 = 16;
+
+// two panels (16 outputs) times two x rows over steps [j0, j1) of both halves of k, taken in turn:
+// four weight streams, eight accumulators, partial sums in acc (128 bytes; `first` starts from 0)
 // @ts-ignore: decorator
 @inline
-function tile2x2K(o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, pb: usize, k: i32, valid: i32): void {
+function blk2x2(acc: usize, first: bool, xp: usize, ldx: usize, wp: usize, pb: usize, wc: usize, xc: usize, j0: i32, j1: i32): void {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
@@ -166,63 +174,60 @@ function tile2x2K(o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, pb: us
   let b1 = f32x4.splat(0);
   let b2 = f32x4.splat(0);
   let b3 = f32x4.splat(0);
-  const kc = k >> 1;
-  const wc = <usize>kc << 5;
-  const xc = <usize>kc << 2;
-  const end = xp + xc;
-  while (xp < end) {
-    for (let s = 0; s < 2; s++) {
-      const xs = xp + <usize>s * xc;
-      const ws = wp + <usize>s * wc;
-      const x0 = v128.load32_splat(xs);
-      const x1 = v128.load32_splat(xs + ldx);
-      let w = v128.load(ws);
-      a0 = fma(w, x0, a0);
-      b0 = fma(w, x1, b0);
-      w = v128.load(ws, 16);
-      a1 = fma(w, x0, a1);
-      b1 = fma(w, x1, b1);
-      w = v128.load(ws + pb);
-      a2 = fma(w, x0, a2);
-      b2 = fma(w, x1, b2);
-      w = v128.load(ws + pb, 16);
-      a3 = fma(w, x0, a3);
-      b3 = fma(w, x1, b3);
-    }
-    wp += 32;
-    xp += 4;
+  if (!first) {
+    a0 = v128.load(acc);
+    a1 = v128.load(acc, 16);
+    a2 = v128.load(acc, 32);
+    a3 = v128.load(acc, 48);
+    b0 = v128.load(acc, 64);
+    b1 = v128.load(acc, 80);
+    b2 = v128.load(acc, 96);
+    b3 = v128.load(acc, 112);
   }
-  if (k & 1) {
-    wp += wc;
-    xp += xc;
-    const x0 = v128.load32_splat(xp);
-    const x1 = v128.load32_splat(xp + ldx);
-    let w = v128.load(wp);
-    a0 = fma(w, x0, a0);
-    b0 = fma(w, x1, b0);
-    w = v128.load(wp, 16);
-    a1 = fma(w, x0, a1);
-    b1 = fma(w, x1, b1);
-    w = v128.load(wp + pb);
-    a2 = fma(w, x0, a2);
-    b2 = fma(w, x1, b2);
-    w = v128.load(wp + pb, 16);
-    a3 = fma(w, x0, a3);
-    b3 = fma(w, x1, b3);
+  let p0 = wp + (<usize>j0 << 5);
+  let p1 = p0 + wc;
+  let x0 = xp + (<usize>j0 << 2);
+  let x1 = x0 + xc;
+  for (let i = 0, steps = (j1 - j0) << 1; i < steps; i++) {
+    const v0 = v128.load32_splat(x0);
+    const v1 = v128.load32_splat(x0 + ldx);
+    let w = v128.load(p0);
+    a0 = fma(w, v0, a0);
+    b0 = fma(w, v1, b0);
+    w = v128.load(p0, 16);
+    a1 = fma(w, v0, a1);
+    b1 = fma(w, v1, b1);
+    w = v128.load(p0 + pb);
+    a2 = fma(w, v0, a2);
+    b2 = fma(w, v1, b2);
+    w = v128.load(p0 + pb, 16);
+    a3 = fma(w, v0, a3);
+    b3 = fma(w, v1, b3);
+    // the two halves take turns (a rotation of pointers: the body and its registers stay one step's)
+    const tp = p0;
+    const tx = x0;
+    p0 = p1;
+    p1 = tp + 32;
+    x0 = x1;
+    x1 = tx + 4;
   }
-  store8(o, a0, a1, 8);
-  store8(o + 32, a2, a3, valid - 8);
-  store8(o + ldo, b0, b1, 8);
-  store8(o + ldo + 32, b2, b3, valid - 8);
+  v128.store(acc, a0);
+  v128.store(acc, a1, 16);
+  v128.store(acc, a2, 32);
+  v128.store(acc, a3, 48);
+  v128.store(acc, b0, 64);
+  v128.store(acc, b1, 80);
+  v128.store(acc, b2, 96);
+  v128.store(acc, b3, 112);
 }
 
-// one panel times R (1..4) rows with k split in S (2 or 4; 4 is used) chunks read as S streams: each loop step
-// takes the next step of one chunk and the chunk pointers rotate, so the loop body (and its register
-// use) is tile(R)'s while the weights come from S places at once. The last k % S steps follow chunk S-1.
-// (Unrolling the S chunks in one body instead made V8 hoist all the loads and spill accumulators.)
+// one panel times R (1..4) rows over steps [j0, j1) of each of four chunks of k, taken in turn (the
+// pointers rotate, so the body and its register use are tile(R)'s while the weights come from four
+// places at once); partial sums in acc (32 bytes per row; `first` starts from 0). Unrolling the four
+// chunks in one body instead made V8 hoist every load and spill accumulators.
 // @ts-ignore: decorator
 @inline
-function tileRot(R: i32, S: i32, o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, k: i32, valid: i32): void {
+function blkRot(R: i32, acc: usize, first: bool, xp: usize, ldx: usize, wp: usize, wc: usize, xc: usize, j0: i32, j1: i32): void {
   let c00 = f32x4.splat(0);
   let c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0);
@@ -231,19 +236,32 @@ function tileRot(R: i32, S: i32, o: usize, ldo: usize, xp: usize, ldx: usize, wp
   let c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0);
   let c31 = f32x4.splat(0);
+  if (!first) {
+    c00 = v128.load(acc);
+    c01 = v128.load(acc, 16);
+    if (R > 1) {
+      c10 = v128.load(acc, 32);
+      c11 = v128.load(acc, 48);
+    }
+    if (R > 2) {
+      c20 = v128.load(acc, 64);
+      c21 = v128.load(acc, 80);
+    }
+    if (R > 3) {
+      c30 = v128.load(acc, 96);
+      c31 = v128.load(acc, 112);
+    }
+  }
   const ldx3 = ldx * 3;
-  const kc = k / S;
-  const wc = <usize>kc << 5;
-  const xc = <usize>kc << 2;
-  let p0 = wp;
-  let p1 = wp + wc;
-  let p2 = wp + 2 * wc;
-  let p3 = wp + 3 * wc;
-  let x0 = xp;
-  let x1 = xp + xc;
-  let x2 = xp + 2 * xc;
-  let x3 = xp + 3 * xc;
-  for (let i = 0, steps = kc * S; i < steps; i++) {
+  let p0 = wp + (<usize>j0 << 5);
+  let p1 = p0 + wc;
+  let p2 = p1 + wc;
+  let p3 = p2 + wc;
+  let x0 = xp + (<usize>j0 << 2);
+  let x1 = x0 + xc;
+  let x2 = x1 + xc;
+  let x3 = x2 + xc;
+  for (let i = 0, steps = (j1 - j0) << 2; i < steps; i++) {
     const w0 = v128.load(p0);
     const w1 = v128.load(p0, 16);
     const v0 = v128.load32_splat(x0);
@@ -266,53 +284,143 @@ function tileRot(R: i32, S: i32, o: usize, ldo: usize, xp: usize, ldx: usize, wp
     }
     const tp = p0;
     const tx = x0;
-    if (S == 2) {
-      p0 = p1;
-      p1 = tp + 32;
-      x0 = x1;
-      x1 = tx + 4;
-    } else {
-      p0 = p1;
-      p1 = p2;
-      p2 = p3;
-      p3 = tp + 32;
-      x0 = x1;
-      x1 = x2;
-      x2 = x3;
-      x3 = tx + 4;
+    p0 = p1;
+    p1 = p2;
+    p2 = p3;
+    p3 = tp + 32;
+    x0 = x1;
+    x1 = x2;
+    x2 = x3;
+    x3 = tx + 4;
+  }
+  v128.store(acc, c00);
+  v128.store(acc, c01, 16);
+  if (R > 1) {
+    v128.store(acc, c10, 32);
+    v128.store(acc, c11, 48);
+  }
+  if (R > 2) {
+    v128.store(acc, c20, 64);
+    v128.store(acc, c21, 80);
+  }
+  if (R > 3) {
+    v128.store(acc, c30, 96);
+    v128.store(acc, c31, 112);
+  }
+}
+
+// rows [r0, r1) of one panel: partial sums from acc (32 bytes per row) plus the steps [k0, k) that the
+// chunks left over, written to out
+// @ts-ignore: decorator
+@inline
+function finishRows(acc: usize, o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, k0: i32, k: i32, r0: i32, r1: i32, valid: i32): void {
+  for (let r = r0; r < r1; r++) {
+    const a = acc + (<usize>r << 5);
+    let c0 = v128.load(a);
+    let c1 = v128.load(a, 16);
+    const xr = xp + <usize>r * ldx;
+    for (let kk = k0; kk < k; kk++) {
+      const v = v128.load32_splat(xr + (<usize>kk << 2));
+      c0 = fma(v128.load(wp + (<usize>kk << 5)), v, c0);
+      c1 = fma(v128.load(wp + (<usize>kk << 5), 16), v, c1);
+    }
+    store8(o + <usize>r * ldo, c0, c1, valid);
+  }
+}
+
+// beams, k ≥ 512, 3 ≤ m ≤ 8: per panel, k in 4 chunks (≥ 128 steps, 4 KiB, each) walked in blocks of
+// KB steps; within a block the full 4-row groups and a last group of 3 take turns (the first from DRAM
+// as four streams, the next from L1); a last 1 or 2 rows follow the blocks (panel in L1/L2).
+function linearRows4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): void {
+  const np = (n + 7) >> 3;
+  const ldx = <usize>k << 2;
+  const ldo = <usize>n << 2;
+  const panelBytes = <usize>k * 32;
+  const kc = k >> 2;
+  const wc = <usize>kc << 5;
+  const xc = <usize>kc << 2;
+  const blocked = (m & 3) == 3 ? m : m & ~3;
+  for (let p = 0; p < np; p++) {
+    const wp = w + <usize>p * panelBytes;
+    const valid = n - p * 8;
+    const oc = out + (<usize>p << 5);
+    for (let j0 = 0; j0 < kc; j0 += KB) {
+      const j1 = min(kc, j0 + KB);
+      let r = 0;
+      for (; r + 4 <= m; r += 4) blkRot(4, ACC + (<usize>r << 5), j0 == 0, x + <usize>r * ldx, ldx, wp, wc, xc, j0, j1);
+      if (m - r == 3) blkRot(3, ACC + (<usize>r << 5), j0 == 0, x + <usize>r * ldx, ldx, wp, wc, xc, j0, j1);
+    }
+    finishRows(ACC, oc, ldo, x, ldx, wp, kc << 2, k, 0, blocked, valid);
+    const r = blocked;
+    if (m - r == 2) tile(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+    else if (m - r == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
+  }
+}
+
+// beams, 2 ≤ m ≤ 8 (k < 512, or m = 2): pairs of panels, k in two halves walked in blocks of KB steps
+// (the whole of k when m = 2); within a block the row pairs take turns (the first from DRAM as four
+// streams, the next from L1); an odd last row takes each panel alone after the blocks, an odd last
+// panel the single-panel tiles.
+function linearPairs(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): void {
+  const np = (n + 7) >> 3;
+  const ldx = <usize>k << 2;
+  const ldo = <usize>n << 2;
+  const panelBytes = <usize>k * 32;
+  const kc = k >> 1;
+  const wc = <usize>kc << 5;
+  const xc = <usize>kc << 2;
+  const kb = m == 2 ? kc : KB;
+  let p = 0;
+  for (; p + 2 <= np; p += 2) {
+    const wp = w + <usize>p * panelBytes;
+    const valid = n - p * 8;
+    const oc = out + (<usize>p << 5);
+    for (let j0 = 0; j0 < kc; j0 += kb) {
+      const j1 = min(kc, j0 + kb);
+      for (let r = 0; r + 2 <= m; r += 2)
+        blk2x2(ACC + (<usize>r << 6), j0 == 0, x + <usize>r * ldx, ldx, wp, panelBytes, wc, xc, j0, j1);
+    }
+    for (let r = 0; r + 2 <= m; r += 2) {
+      const a = ACC + (<usize>r << 6);
+      // panel p rows r, r+1 are at a and a+64; panel p+1 at a+32 and a+96: finish each half panel
+      for (let h = 0; h < 2; h++) {
+        const ah = a + (<usize>h << 5);
+        const wh = wp + <usize>h * panelBytes;
+        const vh = h == 0 ? 8 : valid - 8;
+        const oh = oc + (<usize>h << 5);
+        for (let q = 0; q < 2; q++) {
+          let c0 = f32x4.splat(0);
+          let c1 = f32x4.splat(0);
+          if (kc > 0) {
+            c0 = v128.load(ah + (<usize>q << 6));
+            c1 = v128.load(ah + (<usize>q << 6), 16);
+          }
+          if (k & 1) {
+            const v = v128.load32_splat(x + <usize>(r + q) * ldx + (<usize>(k - 1) << 2));
+            c0 = fma(v128.load(wh + (<usize>(k - 1) << 5)), v, c0);
+            c1 = fma(v128.load(wh + (<usize>(k - 1) << 5), 16), v, c1);
+          }
+          store8(oh + <usize>(r + q) * ldo, c0, c1, vh);
+        }
+      }
+    }
+    if (m & 1) {
+      const r = m - 1;
+      tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, 8);
+      tile1(oc + <usize>r * ldo + 32, x + <usize>r * ldx, wp + panelBytes, k, valid - 8);
     }
   }
-  // the k % S steps after the last chunk
-  p0 = wp + <usize>S * wc;
-  x0 = xp + <usize>S * xc;
-  for (let i = kc * S; i < k; i++) {
-    const w0 = v128.load(p0);
-    const w1 = v128.load(p0, 16);
-    const v0 = v128.load32_splat(x0);
-    c00 = fma(w0, v0, c00);
-    c01 = fma(w1, v0, c01);
-    if (R > 1) {
-      const v1 = v128.load32_splat(x0 + ldx);
-      c10 = fma(w0, v1, c10);
-      c11 = fma(w1, v1, c11);
-    }
-    if (R > 2) {
-      const v2 = v128.load32_splat(x0 + 2 * ldx);
-      c20 = fma(w0, v2, c20);
-      c21 = fma(w1, v2, c21);
-    }
-    if (R > 3) {
-      const v3 = v128.load32_splat(x0 + ldx3);
-      c30 = fma(w0, v3, c30);
-      c31 = fma(w1, v3, c31);
-    }
-    p0 += 32;
-    x0 += 4;
+  if (p < np) {
+    const wp = w + <usize>p * panelBytes;
+    const valid = n - p * 8;
+    const oc = out + (<usize>p << 5);
+    let r = 0;
+    for (; r + 4 <= m; r += 4) tile(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+    const left = m - r;
+    if (left == 3) tile(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+    else if (left == 2) tile(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+    else if (left == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
   }
-  store8(o, c00, c01, valid);
-  if (R > 1) store8(o + ldo, c10, c11, valid);
-  if (R > 2) store8(o + 2 * ldo, c20, c21, valid);
-  if (R > 3) store8(o + 3 * ldo, c30, c31, valid);
 }
 
 /** out[m×n] = x[m×k] · Wᵀ with W packed in 8-row panels. */
@@ -331,52 +439,25 @@ export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
     }
     return;
   }
-  if (m >= 3 && k >= 512) {
-    // the first 4 rows walk each panel once with k in 4 chunks of ≥ 128 steps (4 KiB) taken in turn;
-    // later rows find the panel in L1/L2 and take the single-stream tiles (which were up to 12 % faster
-    // in cache for long prompts: 256×768×3072)
-    for (let p = 0; p < np; p++) {
-      const wp = w + <usize>p * panelBytes;
-      const valid = n - p * 8;
-      const oc = out + (<usize>p << 5);
-      let r = 0;
-      if (m >= 4) {
-        tileRot(4, 4, oc, ldo, x, ldx, wp, k, valid);
-        r = 4;
-      }
-      for (; r + 4 <= m; r += 4) tile(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-      const o = oc + <usize>r * ldo;
-      const xl = x + <usize>r * ldx;
-      const left = m - r;
-      if (left == 3) {
-        if (r == 0) tileRot(3, 4, o, ldo, xl, ldx, wp, k, valid);
-        else tile(3, o, ldo, xl, ldx, wp, k, valid);
-      } else if (left == 2) tile(2, o, ldo, xl, ldx, wp, k, valid);
-      else if (left == 1) tile1(o, xl, wp, k, valid);
-    }
+  if (m <= 8) {
+    if (m >= 3 && k >= 512) linearRows4(out, x, w, m, n, k);
+    else linearPairs(out, x, w, m, n, k);
     return;
   }
-  // m = 2, or k < 512 (chunks of a quarter panel would be under 4 KiB: slower from DRAM than this):
-  // pairs of panels, k split in halves (four streams), every pair of rows walking the pair once (from
-  // DRAM on the first pass, L1/L2 on the next); an odd last row takes each panel alone, an odd last
-  // panel the single-panel tiles
-  let p = 0;
-  for (; p + 2 <= np; p += 2) {
+  // prompts (m > 8): per panel, 4-row tiles; with k ≥ 512 the first group reads the panel as four chunk
+  // streams (whole k as one block), the others find it in L1/L2 (single-stream tile(4) was up to 12 %
+  // faster there: 256×768×3072)
+  const kc = k >> 2;
+  for (let p = 0; p < np; p++) {
     const wp = w + <usize>p * panelBytes;
     const valid = n - p * 8;
     const oc = out + (<usize>p << 5);
     let r = 0;
-    for (; r + 2 <= m; r += 2) tile2x2K(oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, panelBytes, k, valid);
-    if (r < m) {
-      tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, 8);
-      tile1(oc + <usize>r * ldo + 32, x + <usize>r * ldx, wp + panelBytes, k, valid - 8);
+    if (k >= 512) {
+      blkRot(4, ACC, true, x, ldx, wp, <usize>kc << 5, <usize>kc << 2, 0, kc);
+      finishRows(ACC, oc, ldo, x, ldx, wp, kc << 2, k, 0, 4, valid);
+      r = 4;
     }
-  }
-  if (p < np) {
-    const wp = w + <usize>p * panelBytes;
-    const valid = n - p * 8;
-    const oc = out + (<usize>p << 5);
-    let r = 0;
     for (; r + 4 <= m; r += 4) tile(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
     const left = m - r;
     if (left == 3) tile(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
