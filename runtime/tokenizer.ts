@@ -310,7 +310,7 @@ function vocabOnePass(
     const x = scores[i];
     const t = types[i];
     if (typeof s !== 'string' || s.length > MAX_TOKEN_CHARS) return undefined;
-    if (typeof x !== 'number' || x !== x) return undefined; // NaN
+    if (typeof x !== 'number' || Number.isNaN(x)) return undefined;
     if (typeof t !== 'number' || !(t >= 0 && t <= 6) || (t | 0) !== t) return undefined;
     scoresOut[i] = x;
     typesOut[i] = t;
