@@ -379,7 +379,7 @@ abstract class BaseTokenizer implements Tokenizer {
   private readonly special: Uint8Array;
   private ids: Map<string, number> | undefined; // built on the first tokenId (subclasses may call it)
   private matcher: SpecialMatcher | undefined; // built on the first parseSpecial
-  private readonly bytesCache: Array<Uint8Array | undefined>;
+  private bytesCache: Array<Uint8Array | undefined> | undefined; // made on the first tokenBytes
 
   constructor(v: Vocab) {
     this.v = v;
@@ -387,7 +387,6 @@ abstract class BaseTokenizer implements Tokenizer {
     this.bos = v.bos;
     this.eos = v.eos;
     this.addBos = v.addBos && v.bos !== undefined;
-    this.bytesCache = new Array(this.vocabSize);
     const n = this.vocabSize;
     this.special = v.special;
     for (const id of [v.bos, v.eos, v.pad, v.unk]) if (id !== undefined) this.special[id] = 1;
@@ -427,6 +426,7 @@ abstract class BaseTokenizer implements Tokenizer {
 
   tokenBytes(id: number): Uint8Array {
     this.checkId(id);
+    this.bytesCache ??= new Array(this.vocabSize);
     let b = this.bytesCache[id];
     if (b === undefined) {
       b = this.computeBytes(id);
