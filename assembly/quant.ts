@@ -59,7 +59,8 @@
 // Tried and dropped: a fully unrolled block (V8 hoisted every load and spilled), 8 x rows per tile
 // (spills), prefetching further ahead, nibble-split Q8 weights (same op count), both x tiles of
 // m = 8 in one block loop (slower from cache, no faster from memory), one-row plain q8_0 as a tile
-// (−20 % from cache).
+// (−20 % from cache), tiles loading one byte 1–16 KB ahead in each stream (a page-crossing
+// "prefetch": m = 2 from memory 10 → 7 GB/s, the loads stall retirement).
 import { f16ToF32, f32ToF16, fma, hsumI } from './simd';
 
 const ONES16: usize = memory.data<i16>([1, 1, 1, 1, 1, 1, 1, 1], 16);
