@@ -206,12 +206,21 @@ function readBool(file: MetadataSource, key: string, fallback: boolean): boolean
   return v;
 }
 
+// value of one hex digit's char code, else -1
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const l = c | 0x20; // A–F as a–f
+  return l >= 0x61 && l <= 0x66 ? l - 0x61 + 10 : -1;
+}
+
 function parseByteToken(s: string): number {
-  // exactly <0xNN> with two hex digits
-  if (s.length !== 6 || !s.startsWith('<0x') || s[5] !== '>') return -1;
-  const hex = s.slice(3, 5);
-  if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return -1;
-  return Number.parseInt(hex, 16);
+  // exactly <0xNN> with two hex digits (char codes: no regex or substring per token at load)
+  if (s.length !== 6 || s.charCodeAt(0) !== 0x3c || s.charCodeAt(1) !== 0x30 || s.charCodeAt(2) !== 0x78)
+    return -1;
+  if (s.charCodeAt(5) !== 0x3e) return -1;
+  const hi = hexDigit(s.charCodeAt(3));
+  const lo = hexDigit(s.charCodeAt(4));
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
 // ---- shared parts -------------------------------------------------------------------------------

@@ -394,3 +394,46 @@ describe('tokenizer: the one-pass vocabulary check equals the step-by-step one',
     }
   });
 });
+
+describe('byte tokens <0xNN> read by char codes', () => {
+  // the regex reading it replaced
+  const ref = (s: string) => {
+    if (s.length !== 6 || !s.startsWith('<0x') || s[5] !== '>') return -1;
+    const hex = s.slice(3, 5);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return -1;
+    return Number.parseInt(hex, 16);
+  };
+  const tokenAs6 = (piece: string): number => {
+    const tokens = ['<unk>', 'a', 'b', piece];
+    const entries = {
+      'tokenizer.ggml.model': 'llama',
+      'tokenizer.ggml.tokens': tokens,
+      'tokenizer.ggml.scores': [0, 0, 0, 0],
+      'tokenizer.ggml.token_type': [2, 1, 1, 6],
+      'tokenizer.ggml.unknown_token_id': 0,
+    };
+    try {
+      return tokenizerFromGGUF(fakeGGUF(entries)).tokenBytes(3)[0];
+    } catch (e) {
+      expect(e).toBeInstanceOf(FormatError);
+      return -1;
+    }
+  };
+  it('agrees with the regex on every pair of ASCII characters and on near misses', () => {
+    const chars: string[] = [];
+    for (let c = 0; c < 0x80; c++) chars.push(String.fromCharCode(c));
+    chars.push('\u00c1', '\u0141', '\uff21');
+    let valid = 0;
+    for (const a of chars) {
+      for (const b of chars) {
+        const s = `<0x${a}${b}>`;
+        const want = ref(s);
+        if (want >= 0) valid++;
+        expect(tokenAs6(s)).toBe(want);
+      }
+    }
+    expect(valid).toBe(22 * 22);
+    for (const s of ['<0X41>', '[0x41>', '<1x41>', '<0x41]', '<0x4>', '<0x411>', '0x41>', '<0x41> '])
+      expect(tokenAs6(s)).toBe(ref(s));
+  });
+});
