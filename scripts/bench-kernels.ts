@@ -237,6 +237,11 @@ for (const type of types) {
   const four = best('4x768x3072', type);
   if (one && four) floor(`${type}: 4 rows ≤ 2× one row`, (4 * one) / four, (v) => v <= 2, '×');
 }
+if (types.some((t) => t !== 'f32') && shapes.includes('4x768x3072'))
+  lines.push(
+    '(quantised, weights in cache: the op count per MAC behind the 4-row ratio is in assembly/quant.ts; ' +
+      'weights from memory: npx tsx scripts/bench-stream-quant.ts --shapes 3072x768 --ms 1,4)',
+  );
 log(lines.join('\n'));
 
 mkdirSync(join(root, 'bench-results'), { recursive: true });
