@@ -11,7 +11,7 @@
 // (4 rows × 1 panel) got only ~7 GB/s from one stream, since few of its loads are in flight at once and
 // the prefetcher follows one page at a time. So the beam paths (2 ≤ m ≤ 8) read weights from four
 // places at once — k ≥ 512: one panel as four chunks of k taken in turn by 4-row groups (blkRot);
-// k < 512 or m = 2: two panels, each as two halves of k, by row pairs (blk2x2) — and walk k in blocks
+// k < 512 or m = 2: two panels half the matrix apart, by row pairs (blk2x2) — and walk k in blocks
 // of KB steps in which every row group takes its turn, so that the weight streams of the first group
 // never stop for long while the others reuse the block from L1. Figures: scripts/bench-stream.ts.
 // A row of a batch may therefore sum in another order than the same row alone (M = 1): f32 rows agree
@@ -125,11 +125,13 @@ function tile1(o: usize, xp: usize, wp: usize, k: i32, valid: i32): void {
 }
 
 
-// three panels (24 outputs) times one x row: six accumulators and three weight streams. (four
-// panels, eight accumulators, spilled two in V8's register allocation and ran 25% slower in cache)
+// three panels g apart times one row: six accumulators and three weight streams, each walking its own
+// third of the matrix (far-apart streams stay long: from DRAM ~5 % faster than three adjacent panels,
+// equal in cache). (Four panels, eight accumulators, spilled two in V8's register allocation and ran
+// 25 % slower in cache.) o: outputs of the first panel; og: bytes between the panels' outputs.
 // @ts-ignore: decorator
 @inline
-function tile1x3(o: usize, xp: usize, wp: usize, pb: usize, k: i32, valid: i32): void {
+function tile1x3(o: usize, og: usize, xp: usize, wp: usize, pb: usize, k: i32, valid3: i32): void {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
@@ -149,10 +151,9 @@ function tile1x3(o: usize, xp: usize, wp: usize, pb: usize, k: i32, valid: i32):
     xp += 4;
   }
   store8(o, a0, a1, 8);
-  store8(o + 32, a2, a3, 8);
-  store8(o + 64, a4, a5, valid - 16);
+  store8(o + og, a2, a3, 8);
+  store8(o + 2 * og, a4, a5, valid3);
 }
-
 
 // partial sums of the k-blocked beam tiles between blocks: ≤ 8 rows × 16 floats (1 KiB is ample)
 const ACC: usize = memory.data(1024, 64);
@@ -161,11 +162,11 @@ const ACC: usize = memory.data(1024, 64);
 // before carry on), long enough that saving the partial sums costs little (tried 8, 16, 32, 64)
 const KB: i32 = 16;
 
-// two panels (16 outputs) times two x rows over steps [j0, j1) of both halves of k, taken in turn:
-// four weight streams, eight accumulators, partial sums in acc (128 bytes; `first` starts from 0)
+// two panels pb bytes apart (16 outputs) times two x rows over steps [j0, j1): two weight streams,
+// eight accumulators, partial sums in acc (128 bytes; `first` starts from 0)
 // @ts-ignore: decorator
 @inline
-function blk2x2(acc: usize, first: bool, xp: usize, ldx: usize, wp: usize, pb: usize, wc: usize, xc: usize, j0: i32, j1: i32): void {
+function blk2x2(acc: usize, first: bool, xp: usize, ldx: usize, wp: usize, pb: usize, j0: i32, j1: i32): void {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
@@ -185,10 +186,9 @@ function blk2x2(acc: usize, first: bool, xp: usize, ldx: usize, wp: usize, pb: u
     b3 = v128.load(acc, 112);
   }
   let p0 = wp + (<usize>j0 << 5);
-  let p1 = p0 + wc;
   let x0 = xp + (<usize>j0 << 2);
-  let x1 = x0 + xc;
-  for (let i = 0, steps = (j1 - j0) << 1; i < steps; i++) {
+  const end = xp + (<usize>j1 << 2);
+  while (x0 < end) {
     const v0 = v128.load32_splat(x0);
     const v1 = v128.load32_splat(x0 + ldx);
     let w = v128.load(p0);
@@ -203,13 +203,8 @@ function blk2x2(acc: usize, first: bool, xp: usize, ldx: usize, wp: usize, pb: u
     w = v128.load(p0 + pb, 16);
     a3 = fma(w, v0, a3);
     b3 = fma(w, v1, b3);
-    // the two halves take turns (a rotation of pointers: the body and its registers stay one step's)
-    const tp = p0;
-    const tx = x0;
-    p0 = p1;
-    p1 = tp + 32;
-    x0 = x1;
-    x1 = tx + 4;
+    p0 += 32;
+    x0 += 4;
   }
   v128.store(acc, a0);
   v128.store(acc, a1, 16);
@@ -357,60 +352,45 @@ function linearRows4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): vo
   }
 }
 
-// beams, 2 ≤ m ≤ 8 (k < 512, or m = 2): pairs of panels, k in two halves walked in blocks of KB steps
-// (the whole of k when m = 2); within a block the row pairs take turns (the first from DRAM as four
-// streams, the next from L1); an odd last row takes each panel alone after the blocks, an odd last
-// panel the single-panel tiles.
+// beams, 2 ≤ m ≤ 8 (k < 512, or m = 2): panels p and p + np/2 together (two long streams, each walking
+// its half of the matrix), k in blocks of KB steps (all of k when m = 2) in which the row pairs take
+// turns (the first from memory, the next from L1); an odd last row takes each panel alone after the
+// blocks, an odd last panel the single-panel tiles. (Adjacent panels with k split in halves, four
+// shorter streams, were ~5–10 % slower at m = 8 from DRAM and at m = 4 in cache.)
 function linearPairs(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): void {
   const np = (n + 7) >> 3;
   const ldx = <usize>k << 2;
   const ldo = <usize>n << 2;
   const panelBytes = <usize>k * 32;
-  const kc = k >> 1;
-  const wc = <usize>kc << 5;
-  const xc = <usize>kc << 2;
-  const kb = m == 2 ? kc : KB;
-  let p = 0;
-  for (; p + 2 <= np; p += 2) {
+  const g = np >> 1;
+  const pb = <usize>g * panelBytes;
+  const og = <usize>g << 5;
+  const kb = m == 2 ? k : KB;
+  for (let p = 0; p < g; p++) {
     const wp = w + <usize>p * panelBytes;
-    const valid = n - p * 8;
     const oc = out + (<usize>p << 5);
-    for (let j0 = 0; j0 < kc; j0 += kb) {
-      const j1 = min(kc, j0 + kb);
+    const valid2 = n - (p + g) * 8;
+    for (let j0 = 0; j0 < k; j0 += kb) {
+      const j1 = min(k, j0 + kb);
       for (let r = 0; r + 2 <= m; r += 2)
-        blk2x2(ACC + (<usize>r << 6), j0 == 0, x + <usize>r * ldx, ldx, wp, panelBytes, wc, xc, j0, j1);
+        blk2x2(ACC + (<usize>r << 6), j0 == 0, x + <usize>r * ldx, ldx, wp, pb, j0, j1);
     }
     for (let r = 0; r + 2 <= m; r += 2) {
       const a = ACC + (<usize>r << 6);
-      // panel p rows r, r+1 are at a and a+64; panel p+1 at a+32 and a+96: finish each half panel
-      for (let h = 0; h < 2; h++) {
-        const ah = a + (<usize>h << 5);
-        const wh = wp + <usize>h * panelBytes;
-        const vh = h == 0 ? 8 : valid - 8;
-        const oh = oc + (<usize>h << 5);
-        for (let q = 0; q < 2; q++) {
-          let c0 = f32x4.splat(0);
-          let c1 = f32x4.splat(0);
-          if (kc > 0) {
-            c0 = v128.load(ah + (<usize>q << 6));
-            c1 = v128.load(ah + (<usize>q << 6), 16);
-          }
-          if (k & 1) {
-            const v = v128.load32_splat(x + <usize>(r + q) * ldx + (<usize>(k - 1) << 2));
-            c0 = fma(v128.load(wh + (<usize>(k - 1) << 5)), v, c0);
-            c1 = fma(v128.load(wh + (<usize>(k - 1) << 5), 16), v, c1);
-          }
-          store8(oh + <usize>(r + q) * ldo, c0, c1, vh);
-        }
-      }
+      const o = oc + <usize>r * ldo;
+      store8(o, v128.load(a), v128.load(a, 16), 8);
+      store8(o + og, v128.load(a, 32), v128.load(a, 48), valid2);
+      store8(o + ldo, v128.load(a, 64), v128.load(a, 80), 8);
+      store8(o + ldo + og, v128.load(a, 96), v128.load(a, 112), valid2);
     }
     if (m & 1) {
       const r = m - 1;
       tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, 8);
-      tile1(oc + <usize>r * ldo + 32, x + <usize>r * ldx, wp + panelBytes, k, valid - 8);
+      tile1(oc + <usize>r * ldo + og, x + <usize>r * ldx, wp + pb, k, valid2);
     }
   }
-  if (p < np) {
+  if (np & 1) {
+    const p = np - 1;
     const wp = w + <usize>p * panelBytes;
     const valid = n - p * 8;
     const oc = out + (<usize>p << 5);
@@ -430,11 +410,13 @@ export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
   const ldo = <usize>n << 2;
   const panelBytes = <usize>k * 32;
   if (m == 1) {
-    let p = 0;
-    for (; p + 3 <= np; p += 3) {
-      tile1x3(out + (<usize>p << 5), x, w + <usize>p * panelBytes, panelBytes, k, n - p * 8);
+    // panels p, p + g, p + 2g together; the np % 3 last ones (the partial one among them, if any) alone
+    const g = np / 3;
+    const pb = <usize>g * panelBytes;
+    for (let p = 0; p < g; p++) {
+      tile1x3(out + (<usize>p << 5), <usize>g << 5, x, w + <usize>p * panelBytes, pb, k, n - (p + 2 * g) * 8);
     }
-    for (; p < np; p++) {
+    for (let p = 3 * g; p < np; p++) {
       tile1(out + (<usize>p << 5), x, w + <usize>p * panelBytes, k, n - p * 8);
     }
     return;

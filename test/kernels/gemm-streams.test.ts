@@ -1,7 +1,7 @@
-// linear() f32 multi-row paths that read several weight streams at once (assembly/gemm.ts): m ≥ 3 with
-// k ≥ 512 over 4-row tiles with k in 4 chunks taken in turn (the k % 4 steps after the last chunk);
-// m = 2 or k < 512 over panel pairs with k split in halves (the k % 2 step after the second half) —
-// against a float64 reference.
+// linear() f32 paths that read several weight streams at once (assembly/gemm.ts): m = 1 over panels a
+// third of the matrix apart; m ≥ 3 with k ≥ 512 over 4-row groups with k in 4 chunks taken in turn (the
+// k % 4 steps after the last chunk) and k in blocks shared by the groups; m = 2 or k < 512 over panels
+// half the matrix apart, row pairs taking turns per block — against a float64 reference.
 import { describe, expect, it } from 'vitest';
 import type { Kernels } from '../../runtime/kernels.ts';
 import { randomF32, refLinear, refLinearAbs, rng, worst } from '../helpers/ref-kernels.ts';
@@ -22,14 +22,16 @@ for (const b of builds) {
     const k = load(b.file, 64 << 20);
     const r = rng(7);
 
-    // K = 255, 256, 257, 300: panel pairs (odd K: the k % 2 step); 512, 513, 515, 1024: four chunks for
-    // m ≥ 3 (tails 0, 1, 3, 0), pairs for m = 2. N = 13 (two panels, the second partial), 24 (three: an
-    // odd last panel for the pairs), 67 (nine, the last partial); M = 5..9 adds the later row groups.
+    // K = 255, 256, 257, 300: panel pairs for m ≥ 2 (blocks of 16 steps, a partial last one);
+    // 512, 513, 515, 1024: four chunks for m ≥ 3 (tails 0, 1, 3, 0), pairs for m = 2. N = 13 (two panels,
+    // the second partial), 24 (three), 67 (nine: three thirds for m = 1 with the partial panel last in
+    // the third; four pairs and an odd partial last panel), 100 (thirteen: a partial leftover for m = 1).
+    // M = 3..9: odd rows, a last group of 3 (m = 3, 7) or of 1–2 rows, and m = 9 (prompt path).
     // The weight on a 4 KiB page or off one: the result must not depend on where it sits.
     for (const aligned of [true, false])
-      it(`every M ∈ 1..9 × K ∈ {255, 256, 257, 300, 512, 513, 515, 1024} × N ∈ {13, 24, 67}, weight ${aligned ? 'on' : 'off'} a page`, () => {
+      it(`every M ∈ 1..9 × K ∈ {255, 256, 257, 300, 512, 513, 515, 1024} × N ∈ {13, 24, 67, 100}, weight ${aligned ? 'on' : 'off'} a page`, () => {
         for (const K of [255, 256, 257, 300, 512, 513, 515, 1024])
-          for (const N of [13, 24, 67]) {
+          for (const N of [13, 24, 67, 100]) {
             const mark = k.mark();
             const w = randomF32(r, N * K);
             padTo(k, aligned);
