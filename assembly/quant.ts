@@ -34,10 +34,10 @@
 //   one row: relaxed q8_0 and q4_0 read 8 streams (two halves of four groups per block, all eight
 //     f32 sums in registers), plain q8_0 6 (two halves of three); then 4 / 3, then the rest.
 //     From memory (scripts/bench-stream-quant.ts) q8_0 relaxed 7–11 → 13–15 GB/s, q4_0 6–10 → 13–14.
-//   several rows (and plain q4_0's one row): TILE_STREAMS = 4 groups, block by block in turn, f32
-//     sums in scratch; each x tile in turn over that group set (the first reads memory, the others
-//     cache). q8_0 m = 2 from memory 4.8 → 10, m = 4 4.7 → 7 GB/s (8 streams: +4 % on 110M beams,
-//     −7 % on the cache-resident 42M; kept 4).
+//   several rows (and plain q4_0's one row): 8 groups for m ≤ 4, 4 above (TILE_STREAMS_FEW,
+//     TILE_STREAMS), block by block in turn, f32 sums in scratch; each x tile in turn over that
+//     group set (the first reads memory, the others cache). q8_0 m = 2 from memory 4.8 → 10.7,
+//     m = 4 4.7 → 7.6 GB/s (2048x768); 8 streams for m = 8 cost 7 % on the cache-resident 42M.
 //
 // why several rows still cost ~3× one row from cache (measured 2026-11, Node 22, this x86-64 with
 // AVX-VNNI that V8 does not use): V8 12.4 lowers i32x4.relaxed_dot_i8x16_i7x16_add_s to pmaddubsw
@@ -70,7 +70,7 @@ const Q4_GB: usize = 80; // bytes per (group, block), q4_0
 /** scratch bytes linearQ8/linearQ4 use for m rows of k (activation quants, scales, sums). */
 export function quantScratchBytes(m: i32, k: i32): usize {
   const mp = <usize>((m + 3) & ~3);
-  return 5 * mp * <usize>k + 40 * mp * <usize>(k >> 5) + 64 * <usize>TILE_STREAMS + 80;
+  return 5 * mp * <usize>k + 40 * mp * <usize>(k >> 5) + 64 * <usize>max(TILE_STREAMS, TILE_STREAMS_FEW) + 80;
 }
 
 // several rows (m > 1) are stored for the tiles: rows in tiles of 4 (the last one padded), and per
@@ -351,13 +351,14 @@ function q8Row(G: i32, o: usize, oStride: usize, s: usize, xd: usize, mk: usize,
   if (G > 3) store4(o + 3 * oStride, f3, validLast);
 }
 
-// several x rows: the weights of TILE_STREAMS groups far apart (ng / TILE_STREAMS groups between
-// them) are read block by block in turn, so that many streams run at once (one stream of weights
-// read at the tiles' compute rate got ~4.5 GB/s from memory here, several ~8); each (group, block)
-// feeds every x tile, whose f32 sums wait at tileAcc
+// several x rows: the weights of S groups far apart (ng / S groups between them; S = TILE_STREAMS_FEW
+// for m ≤ 4, else TILE_STREAMS) are read block by block in turn, so that many streams run at once
+// (one stream of weights read at the tiles' compute rate got ~4.5 GB/s from memory here, several
+// ~7–10); each (group, block) feeds every x tile, whose f32 sums wait at tileAcc
 const TILE_STREAMS: i32 = 4;
+const TILE_STREAMS_FEW: i32 = 8; // m ≤ 4
 
-// TILE_STREAMS × 4 f32x4 accumulators, after the tile vectors
+// S × 4 f32x4 accumulators (S ≤ 8), after the tile vectors
 // @ts-ignore: decorator
 @inline
 function tileAcc(s: usize, m: i32, k: i32): usize {
@@ -434,10 +435,11 @@ function tiles(Q4: bool, out: usize, w: usize, gBytes: usize, n: i32, nb: i32, m
   const xv = actVectors(s, m, k);
   const tv = <usize>nb << 7;
   const acc = tileAcc(s, m, k);
-  const Q = ng / TILE_STREAMS;
-  if (Q > 0) tilePass(Q4, out, w, gBytes, n, nb, m, xt0, tx, xv, tv, acc, 0, Q, TILE_STREAMS, Q);
-  const rest = ng - Q * TILE_STREAMS;
-  if (rest > 0) tilePass(Q4, out, w, gBytes, n, nb, m, xt0, tx, xv, tv, acc, Q * TILE_STREAMS, 1, rest, 1);
+  const S = m <= 4 ? TILE_STREAMS_FEW : TILE_STREAMS;
+  const Q = ng / S;
+  if (Q > 0) tilePass(Q4, out, w, gBytes, n, nb, m, xt0, tx, xv, tv, acc, 0, Q, S, Q);
+  const rest = ng - Q * S;
+  if (rest > 0) tilePass(Q4, out, w, gBytes, n, nb, m, xt0, tx, xv, tv, acc, Q * S, 1, rest, 1);
 }
 
 // relaxed build: one x row times 8 groups gBytes apart, in two halves of four per block, written
