@@ -236,6 +236,8 @@ interface Vocab {
   addBos: boolean;
   /** 1 for control, unknown and user-defined tokens (bos/eos/pad/unk are added by the tokenizer) */
   special: Uint8Array;
+  /** total length of the tokens flagged in `special` */
+  specialChars: number;
   /** pieces a llama merge may produce: normal and user-defined tokens that are not empty */
   pieces: Int32Array;
   nPieces: number;
@@ -246,11 +248,12 @@ interface Vocab {
   scoreKeys?: Float64Array;
 }
 
-type VocabTables = Pick<Vocab, 'special' | 'pieces' | 'nPieces' | 'maxPiece' | 'byteIds'>;
+type VocabTables = Pick<Vocab, 'special' | 'specialChars' | 'pieces' | 'nPieces' | 'maxPiece' | 'byteIds'>;
 
 function newTables(n: number): VocabTables {
   return {
     special: new Uint8Array(n),
+    specialChars: 0,
     pieces: new Int32Array(n),
     nPieces: 0,
     maxPiece: 1,
@@ -265,7 +268,10 @@ function vocabTables(tokens: string[], types: Uint8Array): VocabTables {
   for (let i = 0; i < tokens.length; i++) {
     const t = types[i];
     const s = tokens[i];
-    if (t === TokenType.control || t === TokenType.unknown || t === TokenType.userDefined) v.special[i] = 1;
+    if (t === TokenType.control || t === TokenType.unknown || t === TokenType.userDefined) {
+      v.special[i] = 1;
+      v.specialChars += s.length;
+    }
     if ((t === TokenType.normal || t === TokenType.userDefined) && s.length > 0) {
       v.pieces[v.nPieces++] = i;
       if (s.length > v.maxPiece) v.maxPiece = s.length;
@@ -313,6 +319,7 @@ function vocabOnePass(
   const bits =
     scores instanceof Float32Array ? new Uint32Array(scores.buffer, scores.byteOffset, n) : undefined;
   let np = 0;
+  let specialChars = 0;
   let maxPiece = 1;
   for (let i = 0; i < n; i++) {
     const s = tokens[i];
@@ -335,7 +342,10 @@ function vocabOnePass(
       }
     }
     if (t === TokenType.normal || t === TokenType.userDefined) {
-      if (t === TokenType.userDefined) special[i] = 1;
+      if (t === TokenType.userDefined) {
+        special[i] = 1;
+        specialChars += s.length;
+      }
       if (s.length > 0) {
         pieces[np++] = i;
         if (s.length > maxPiece) maxPiece = s.length;
@@ -344,10 +354,14 @@ function vocabOnePass(
       const b = parseByteToken(s);
       if (b < 0) return undefined;
       if (byteIds[b] < 0) byteIds[b] = i;
-    } else if (t === TokenType.control || t === TokenType.unknown) special[i] = 1;
+    } else if (t === TokenType.control || t === TokenType.unknown) {
+      special[i] = 1;
+      specialChars += s.length;
+    }
   }
   tab.nPieces = np;
   tab.maxPiece = maxPiece;
+  tab.specialChars = specialChars;
   return { ...tab, tokens: tokens as string[], types: typesOut, scores: scoresOut, scoreKeys: keys };
 }
 
@@ -396,12 +410,15 @@ abstract class BaseTokenizer implements Tokenizer {
     this.bos = v.bos;
     this.eos = v.eos;
     this.addBos = v.addBos && v.bos !== undefined;
-    const n = this.vocabSize;
     this.special = v.special;
-    for (const id of [v.bos, v.eos, v.pad, v.unk]) if (id !== undefined) this.special[id] = 1;
+    let specialChars = v.specialChars;
+    for (const id of [v.bos, v.eos, v.pad, v.unk]) {
+      if (id !== undefined && this.special[id] === 0) {
+        this.special[id] = 1;
+        specialChars += v.tokens[id].length;
+      }
+    }
     // the parseSpecial matcher takes ~50 bytes per character of special text: bound it here
-    let specialChars = 0;
-    for (let i = 0; i < n; i++) if (this.special[i]) specialChars += v.tokens[i].length;
     if (specialChars > MAX_SPECIAL_CHARS) {
       throw new UnsupportedError(
         `special tokens (${K.types} control, unknown, user-defined) total ${specialChars} characters, more than ${MAX_SPECIAL_CHARS}`,

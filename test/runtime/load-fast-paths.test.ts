@@ -3,7 +3,7 @@
 // i32 arrays read through typed views and through DataView (both alignments); score ranks from a
 // typed sort against the Set / Map / comparator-sort they replaced.
 import { describe, expect, it } from 'vitest';
-import { FormatError } from '../../runtime/errors.ts';
+import { FormatError, UnsupportedError } from '../../runtime/errors.ts';
 import { numericItems, parseGGUF, parseGGUFHeader } from '../../runtime/gguf.ts';
 import { scoreRanks, tokenizerFromGGUF } from '../../runtime/tokenizer.ts';
 import { RawBytes, seededRandom, VT } from '../helpers/gguf-fixtures.ts';
@@ -435,5 +435,45 @@ describe('byte tokens <0xNN> read by char codes', () => {
     expect(valid).toBe(22 * 22);
     for (const s of ['<0X41>', '[0x41>', '<1x41>', '<0x41]', '<0x4>', '<0x411>', '0x41>', '<0x41> '])
       expect(tokenAs6(s)).toBe(ref(s));
+  });
+});
+
+describe('special-token text cap counted in the one pass', () => {
+  // 256 user-defined tokens of 1024 characters fill MAX_SPECIAL_CHARS (2^18) exactly; a bos id adds
+  // its text only when it is not special already
+  const vocab = (bosId: number) => {
+    const tokens = ['<unk>', 'b'];
+    const types = [2, 1];
+    for (let i = 0; i < 256; i++) {
+      tokens.push(`${i}`.padStart(4, '0').repeat(256));
+      types.push(4);
+    }
+    for (let b = 0; b < 256; b++) {
+      tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+      types.push(6);
+    }
+    return {
+      'tokenizer.ggml.model': 'llama',
+      'tokenizer.ggml.tokens': tokens.map((t, i) => (i === 0 ? '' : t)), // an empty <unk>: 0 characters
+      'tokenizer.ggml.scores': tokens.map(() => 0),
+      'tokenizer.ggml.token_type': types,
+      'tokenizer.ggml.bos_token_id': bosId,
+      'tokenizer.ggml.eos_token_id': bosId,
+    };
+  };
+  it('at the cap is accepted; one character more (a normal bos) is refused, by both paths', () => {
+    for (const stepwise of [false, true]) {
+      const make = (bos: number) => {
+        const e: Record<string, unknown> = vocab(bos);
+        if (stepwise)
+          e['tokenizer.ggml.token_type'] = BigInt64Array.from(
+            e['tokenizer.ggml.token_type'] as number[],
+            BigInt,
+          );
+        return tokenizerFromGGUF(fakeGGUF(e));
+      };
+      expect(make(2).isSpecial(2)).toBe(true); // bos is one of the user-defined tokens: counted once
+      expect(() => make(1)).toThrow(UnsupportedError); // bos 'b' (normal): 2^18 + 1
+    }
   });
 });
