@@ -253,23 +253,47 @@ function nextPow2(n: number): number {
  * loop never allocates a substring (FNV-1a over UTF-16 code units). Built over a vocabulary without
  * copying it: the entries are `ids`, each keyed by `strings[id]`. The first id for a string wins.
  */
+/** PieceTable's hash, FNV-1a over UTF-16 code units: a builder filling slots itself (fromSlots) hashes so. */
+export const PIECE_HASH_SEED = 0x811c9dc5;
+export const PIECE_HASH_PRIME = 0x01000193;
+
 export class PieceTable {
   private readonly strings: ArrayLike<string>;
   private readonly slots: Int32Array; // an id, or -1 for an empty slot
   private readonly mask: number;
 
-  constructor(strings: ArrayLike<string>, ids: ArrayLike<number>) {
+  /** Empty slots for up to `capacity` entries, for a builder that inserts as the constructor does. */
+  static emptySlots(capacity: number): Int32Array {
+    return new Int32Array(nextPow2(capacity * 2)).fill(-1);
+  }
+
+  /**
+   * A table over slots filled elsewhere (the tokenizer's one-pass vocabulary check): each id at
+   * `hash(strings[id]) & (slots.length - 1)` or the next free slot after it, the first id of a string only.
+   */
+  static fromSlots(strings: ArrayLike<string>, slots: Int32Array): PieceTable {
+    return new PieceTable(strings, [], slots);
+  }
+
+  constructor(strings: ArrayLike<string>, ids: ArrayLike<number>, filled?: Int32Array) {
     this.strings = strings;
+    if (filled !== undefined) {
+      this.slots = filled;
+      this.mask = filled.length - 1;
+      return;
+    }
     const size = nextPow2(ids.length * 2);
     const slots = new Int32Array(size).fill(-1);
     const mask = size - 1;
+    const seed = PIECE_HASH_SEED;
+    const prime = PIECE_HASH_PRIME;
     for (let j = 0; j < ids.length; j++) {
       const id = ids[j];
       const k = strings[id];
       const len = k.length;
       // PieceTable.hash inlined (a call per entry costs more than hashing a short piece, cold)
-      let h = 0x811c9dc5;
-      for (let c = 0; c < len; c++) h = Math.imul(h ^ k.charCodeAt(c), 0x01000193);
+      let h = seed;
+      for (let c = 0; c < len; c++) h = Math.imul(h ^ k.charCodeAt(c), prime);
       let i = (h >>> 0) & mask;
       for (;;) {
         const o = slots[i];
@@ -286,8 +310,8 @@ export class PieceTable {
   }
 
   private static hash(s: string, a: number, b: number): number {
-    let h = 0x811c9dc5;
-    for (let i = a; i < b; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    let h = PIECE_HASH_SEED;
+    for (let i = a; i < b; i++) h = Math.imul(h ^ s.charCodeAt(i), PIECE_HASH_PRIME);
     return h >>> 0;
   }
 

@@ -8,7 +8,14 @@
 
 import { BudgetError, FormatError, OptionsError, UnsupportedError } from './errors.ts';
 import { type GGUFFile, numericItems } from './gguf.ts';
-import { BPEMerger, IntPairMap, PieceTable, SymbolList } from './tokenizer-bpe.ts';
+import {
+  BPEMerger,
+  IntPairMap,
+  PIECE_HASH_PRIME,
+  PIECE_HASH_SEED,
+  PieceTable,
+  SymbolList,
+} from './tokenizer-bpe.ts';
 import { gpt2ByteToUnicode, gpt2Pieces } from './tokenizer-gpt2.ts';
 import { SpecialMatcher } from './tokenizer-special.ts';
 
@@ -241,6 +248,8 @@ interface Vocab {
   /** pieces a llama merge may produce: normal and user-defined tokens that are not empty */
   pieces: Int32Array;
   nPieces: number;
+  /** or those pieces already in PieceTable slots (the one-pass path, llama) */
+  pieceSlots?: Int32Array;
   maxPiece: number;
   /** id of the first <0xNN> byte token of each byte value, else -1 */
   byteIds: Int32Array;
@@ -248,13 +257,16 @@ interface Vocab {
   scoreKeys?: Float64Array;
 }
 
-type VocabTables = Pick<Vocab, 'special' | 'specialChars' | 'pieces' | 'nPieces' | 'maxPiece' | 'byteIds'>;
+type VocabTables = Pick<
+  Vocab,
+  'special' | 'specialChars' | 'pieces' | 'nPieces' | 'pieceSlots' | 'maxPiece' | 'byteIds'
+>;
 
-function newTables(n: number): VocabTables {
+function newTables(n: number, withPieces = true): VocabTables {
   return {
     special: new Uint8Array(n),
     specialChars: 0,
-    pieces: new Int32Array(n),
+    pieces: new Int32Array(withPieces ? n : 0),
     nPieces: 0,
     maxPiece: 1,
     byteIds: new Int32Array(256).fill(-1),
@@ -303,12 +315,19 @@ function vocabOnePass(
   tokens: unknown,
   scores: unknown,
   types: unknown,
+  llama: boolean,
 ): (VocabTables & Pick<Vocab, 'tokens' | 'types' | 'scores' | 'scoreKeys'>) | undefined {
   if (!Array.isArray(tokens) || !isNumberList(scores) || !isNumberList(types)) return undefined;
   const n = tokens.length;
   if (n === 0 || n > MAX_VOCAB || scores.length !== n || types.length !== n) return undefined;
-  const tab = newTables(n);
-  const { special, pieces, byteIds } = tab;
+  const tab = newTables(n, false);
+  const { special, byteIds } = tab;
+  // llama: the merge pieces go straight into a PieceTable (as its constructor inserts them: in id
+  // order, first id of a string only), while each token is at hand
+  const slots = llama ? PieceTable.emptySlots(n) : undefined;
+  const mask = slots === undefined ? 0 : slots.length - 1;
+  const seed = PIECE_HASH_SEED;
+  const prime = PIECE_HASH_PRIME;
   const typesOut = new Uint8Array(n);
   const scoresOut = new Float64Array(n);
   // scoreKeys built on the way (while every score is a float32)
@@ -318,7 +337,6 @@ function vocabOnePass(
   // float32 scores (as parseGGUF holds GGUF's): their bits directly
   const bits =
     scores instanceof Float32Array ? new Uint32Array(scores.buffer, scores.byteOffset, n) : undefined;
-  let np = 0;
   let specialChars = 0;
   let maxPiece = 1;
   for (let i = 0; i < n; i++) {
@@ -346,9 +364,23 @@ function vocabOnePass(
         special[i] = 1;
         specialChars += s.length;
       }
-      if (s.length > 0) {
-        pieces[np++] = i;
-        if (s.length > maxPiece) maxPiece = s.length;
+      const len = s.length;
+      if (len > 0) {
+        if (len > maxPiece) maxPiece = len;
+        if (slots !== undefined) {
+          let h = seed;
+          for (let c = 0; c < len; c++) h = Math.imul(h ^ s.charCodeAt(c), prime);
+          let j = (h >>> 0) & mask;
+          for (;;) {
+            const o = slots[j];
+            if (o < 0) {
+              slots[j] = i;
+              break;
+            }
+            if (tokens[o] === s) break; // an earlier id has this string
+            j = (j + 1) & mask;
+          }
+        }
       }
     } else if (t === TokenType.byte) {
       const b = parseByteToken(s);
@@ -359,9 +391,9 @@ function vocabOnePass(
       specialChars += s.length;
     }
   }
-  tab.nPieces = np;
   tab.maxPiece = maxPiece;
   tab.specialChars = specialChars;
+  tab.pieceSlots = slots;
   return { ...tab, tokens: tokens as string[], types: typesOut, scores: scoresOut, scoreKeys: keys };
 }
 
@@ -678,7 +710,10 @@ class LlamaTokenizer extends BaseTokenizer {
     this.addSpacePrefix = addSpacePrefix;
     this.byteIds = v.byteIds;
     this.maxPiece = v.maxPiece;
-    this.mergeable = new PieceTable(v.tokens, v.pieces.subarray(0, v.nPieces));
+    this.mergeable =
+      v.pieceSlots !== undefined
+        ? PieceTable.fromSlots(v.tokens, v.pieceSlots)
+        : new PieceTable(v.tokens, v.pieces.subarray(0, v.nPieces));
     this.prio = scoreRanks(v.scores, v.scoreKeys ?? scoreKeys(v.scores));
     if (v.unk === undefined) {
       const missing = this.byteIds.indexOf(-1);
@@ -932,7 +967,8 @@ export function tokenizerFromGGUF(file: MetadataSource): Tokenizer {
   const meta = (file as Partial<GGUFFile>).metadata;
   const numbers = (key: string) => numericItems(meta?.get(key)) ?? file.get(key);
   const checked =
-    vocabOnePass(file.get(K.tokens), numbers(K.scores), numbers(K.types)) ?? checkVocab(file, model);
+    vocabOnePass(file.get(K.tokens), numbers(K.scores), numbers(K.types), model === 'llama') ??
+    checkVocab(file, model);
   const { tokens, types } = checked;
   const n = tokens.length;
   let unk = readId(file, K.unk, n);
