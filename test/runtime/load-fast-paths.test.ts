@@ -105,6 +105,20 @@ describe('string arrays decoded in bulk', () => {
     expect(bad).toBeGreaterThan(100); // the bad-byte case is exercised, not only valid text
   });
 
+  it('a vocabulary-sized array (decoded in several pieces) equals the per-string decoder; a bad string deep in it is found', () => {
+    const rnd = seededRandom(12);
+    const items = randomItems(rnd, 12000, 0); // ~100 KB with the lengths: several 32 KB pieces
+    check(items);
+    for (const at of [4000, 8001, 11999]) {
+      const bad = items.map((x) => x.slice());
+      bad[at] = [0x61, 0xc3]; // a cut character
+      check(bad);
+      const lead = items.map((x) => x.slice());
+      lead[at] = [0xa9, 0x61]; // a continuation byte first
+      check(lead);
+    }
+  });
+
   it('strings the NUL-separated split cannot take (≥ 256 bytes, NULs at an edge, runs of 8+ NULs) read the same', () => {
     const rnd = seededRandom(8);
     const odd = [
