@@ -244,33 +244,21 @@ function splitStrings(r: Reader, n: number): string[] | undefined {
   // a copy (not b.slice: on a Node Buffer that is a view, and the caller's bytes must stay as they are)
   const text = new Uint8Array(p - start);
   text.set(b.subarray(start, p));
-  // decoded and split in pieces of about SPLIT_CHUNK bytes, each starting at a string's length: the
-  // decoded text stays a young-generation string (a single one of a 32k vocabulary is a large object
-  // that only a full GC frees, and brings that GC nearer)
-  const pieces: string[][] = [];
-  let q = 0;
-  while (q < text.length) {
-    const from = q;
-    let count = 0;
-    while (q < text.length && (count === 0 || q - from < SPLIT_CHUNK)) {
-      const len = text[q];
-      text[q] = 0; // the length's low byte (bytes 1–7 are 0 already)
-      q += 8 + len;
-      count++;
-    }
-    const all = decodeLong(text.subarray(from, q));
-    if (all === undefined) return undefined;
-    const parts = all.split(NULS8);
-    // each piece starts with a separator: parts[0] is empty, then one part per string
-    if (parts.length !== count + 1) return undefined;
-    parts.shift();
-    pieces.push(parts);
+  for (let q = 0; q < text.length; ) {
+    const len = text[q];
+    text[q] = 0; // the length's low byte (bytes 1–7 are 0 already)
+    q += 8 + len;
   }
+  const all = decodeLong(text);
+  if (all === undefined) return undefined;
+  const parts = all.split(NULS8);
+  // the text starts with a separator: parts[0] is empty, then one part per string
+  if (parts.length !== n + 1) return undefined;
+  parts.shift();
   r.pos = p;
-  return pieces.length === 1 ? pieces[0] : ([] as string[]).concat(...pieces);
+  return parts;
 }
 const NULS8 = '\0'.repeat(8);
-const SPLIT_CHUNK = 32 * 1024;
 
 // Reads strings 0.. of an n-string array in one pass: lengths walked and bounded, the bytes gathered
 // and decoded with one strict TextDecoder call, then sliced. Valid UTF-8 as a whole whose every
