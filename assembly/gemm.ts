@@ -7,13 +7,14 @@
 // unrolled over k to keep eight independent accumulators in flight.
 //
 // Weights streamed from DRAM (a model bigger than the caches): one core read ~12.5 GB/s as one
-// sequential stream and ~15 GB/s as 3–8 streams side by side; a loop with many FMAs per weight byte
-// (4 rows × 1 panel) got only ~7 GB/s from one stream, since few of its loads are in flight at once and
-// the prefetcher follows one page at a time. So the beam paths (2 ≤ m ≤ 8) read weights from four
-// places at once — k ≥ 512: one panel as four chunks of k taken in turn by 4-row groups (blkRot);
-// k < 512 or m = 2: two panels half the matrix apart, by row pairs (blk2x2) — and walk k in blocks
-// of KB steps in which every row group takes its turn, so that the weight streams of the first group
-// never stop for long while the others reuse the block from L1. Figures: scripts/bench-stream.ts.
+// sequential stream and ~15 GB/s as 3–8 streams side by side (up to 128 MB, partly in L3: 11 vs 18 GB/s);
+// a loop with many FMAs per weight byte (4 rows × 1 panel) got only ~7 GB/s from one stream, since few
+// of its loads are in flight at once and the prefetcher follows one page at a time. So the paths read
+// weights as several long streams, far apart: m = 1 three panels a third of the matrix apart (tile1x3);
+// m = 2 two panels half the matrix apart (blk2x2); 3 ≤ m ≤ 8 (beams) six panels a sixth apart, visited
+// in turn block by block (KB steps) by every 4-row group, partial sums kept in a static scratch: each of
+// the six streams walks its sixth of the matrix in order, and the blocks of later row groups come from
+// L1 while the earlier prefetches are still arriving. Figures: scripts/bench-stream.ts.
 // A row of a batch may therefore sum in another order than the same row alone (M = 1): f32 rows agree
 // to rounding across batch sizes, not bit for bit.
 import { fma } from './simd';
@@ -155,18 +156,17 @@ function tile1x3(o: usize, og: usize, xp: usize, wp: usize, pb: usize, k: i32, v
   store8(o + 2 * og, a4, a5, valid3);
 }
 
-// partial sums of the k-blocked beam tiles between blocks: ≤ 8 rows × 16 floats (1 KiB is ample)
-const ACC: usize = memory.data(1024, 64);
-// k steps per block (per stream) in the beam tiles: short enough that the weight streams of the first
-// row group are not idle for long while later groups reuse the block from L1 (the prefetches issued
-// before carry on), long enough that saving the partial sums costs little (tried 8, 16, 32, 64)
+// partial sums of the beam tiles between blocks: G panels × ≤ 8 rows × 8 floats
+const ACC: usize = memory.data(2048, 64);
+// panels walked side by side by the beam path (each its own stream); k steps per block
+const G: i32 = 6;
 const KB: i32 = 16;
 
-// two panels pb bytes apart (16 outputs) times two x rows over steps [j0, j1): two weight streams,
-// eight accumulators, partial sums in acc (128 bytes; `first` starts from 0)
+// two panels pb bytes apart (16 outputs) times two x rows: two weight streams, eight accumulators.
+// o: outputs of the first panel; og: bytes to the second panel's outputs.
 // @ts-ignore: decorator
 @inline
-function blk2x2(acc: usize, first: bool, xp: usize, ldx: usize, wp: usize, pb: usize, j0: i32, j1: i32): void {
+function tile2x2(o: usize, og: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, pb: usize, k: i32, valid2: i32): void {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
@@ -175,55 +175,36 @@ function blk2x2(acc: usize, first: bool, xp: usize, ldx: usize, wp: usize, pb: u
   let b1 = f32x4.splat(0);
   let b2 = f32x4.splat(0);
   let b3 = f32x4.splat(0);
-  if (!first) {
-    a0 = v128.load(acc);
-    a1 = v128.load(acc, 16);
-    a2 = v128.load(acc, 32);
-    a3 = v128.load(acc, 48);
-    b0 = v128.load(acc, 64);
-    b1 = v128.load(acc, 80);
-    b2 = v128.load(acc, 96);
-    b3 = v128.load(acc, 112);
-  }
-  let p0 = wp + (<usize>j0 << 5);
-  let x0 = xp + (<usize>j0 << 2);
-  const end = xp + (<usize>j1 << 2);
-  while (x0 < end) {
-    const v0 = v128.load32_splat(x0);
-    const v1 = v128.load32_splat(x0 + ldx);
-    let w = v128.load(p0);
+  const end = xp + (<usize>k << 2);
+  while (xp < end) {
+    const v0 = v128.load32_splat(xp);
+    const v1 = v128.load32_splat(xp + ldx);
+    let w = v128.load(wp);
     a0 = fma(w, v0, a0);
     b0 = fma(w, v1, b0);
-    w = v128.load(p0, 16);
+    w = v128.load(wp, 16);
     a1 = fma(w, v0, a1);
     b1 = fma(w, v1, b1);
-    w = v128.load(p0 + pb);
+    w = v128.load(wp + pb);
     a2 = fma(w, v0, a2);
     b2 = fma(w, v1, b2);
-    w = v128.load(p0 + pb, 16);
+    w = v128.load(wp + pb, 16);
     a3 = fma(w, v0, a3);
     b3 = fma(w, v1, b3);
-    p0 += 32;
-    x0 += 4;
+    wp += 32;
+    xp += 4;
   }
-  v128.store(acc, a0);
-  v128.store(acc, a1, 16);
-  v128.store(acc, a2, 32);
-  v128.store(acc, a3, 48);
-  v128.store(acc, b0, 64);
-  v128.store(acc, b1, 80);
-  v128.store(acc, b2, 96);
-  v128.store(acc, b3, 112);
+  store8(o, a0, a1, 8);
+  store8(o + og, a2, a3, valid2);
+  store8(o + ldo, b0, b1, 8);
+  store8(o + ldo + og, b2, b3, valid2);
 }
 
-// one panel times R (1..4) rows over `steps` steps of each of four chunks of k, taken in turn (the
-// pointers rotate, so the body and its register use are tile(R)'s while the weights come from four
-// places at once); chunk 0 from weights w0 / x row 0 at x0, chunks 1..3 from w1 / x1 on, wc / xc apart.
-// Partial sums in acc (32 bytes per row; `first` starts from 0). Unrolling the four chunks in one body
-// instead made V8 hoist every load and spill accumulators.
+// one panel times R (1..4) rows over steps [j0, j1), partial sums in acc (32 bytes per row; `first`
+// starts from 0 instead)
 // @ts-ignore: decorator
 @inline
-function blkRot(R: i32, acc: usize, first: bool, ldx: usize, w0: usize, x0: usize, w1: usize, x1: usize, wc: usize, xc: usize, steps: i32): void {
+function blk(R: i32, acc: usize, first: bool, xp: usize, ldx: usize, wp: usize, j0: i32, j1: i32): void {
   let c00 = f32x4.splat(0);
   let c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0);
@@ -249,15 +230,10 @@ function blkRot(R: i32, acc: usize, first: bool, ldx: usize, w0: usize, x0: usiz
     }
   }
   const ldx3 = ldx * 3;
-  let p0 = w0;
-  let p1 = w1;
-  let p2 = p1 + wc;
-  let p3 = p2 + wc;
-  let q0 = x0;
-  let q1 = x1;
-  let q2 = q1 + xc;
-  let q3 = q2 + xc;
-  for (let i = 0, n = steps << 2; i < n; i++) {
+  let p0 = wp + (<usize>j0 << 5);
+  let q0 = xp + (<usize>j0 << 2);
+  const end = xp + (<usize>j1 << 2);
+  while (q0 < end) {
     const wa = v128.load(p0);
     const wb = v128.load(p0, 16);
     const v0 = v128.load32_splat(q0);
@@ -278,16 +254,8 @@ function blkRot(R: i32, acc: usize, first: bool, ldx: usize, w0: usize, x0: usiz
       c30 = fma(wa, v3, c30);
       c31 = fma(wb, v3, c31);
     }
-    const tp = p0;
-    const tq = q0;
-    p0 = p1;
-    p1 = p2;
-    p2 = p3;
-    p3 = tp + 32;
-    q0 = q1;
-    q1 = q2;
-    q2 = q3;
-    q3 = tq + 4;
+    p0 += 32;
+    q0 += 4;
   }
   v128.store(acc, c00);
   v128.store(acc, c01, 16);
@@ -305,120 +273,59 @@ function blkRot(R: i32, acc: usize, first: bool, ldx: usize, w0: usize, x0: usiz
   }
 }
 
-// rows [r0, r1) of one panel: partial sums from acc (32 bytes per row) plus the steps [k0, k) that the
-// chunks left over, written to out
+// rows of one panel, single stream (a panel left over by the far-apart walks, or prompts: m > 8)
 // @ts-ignore: decorator
 @inline
-function finishRows(acc: usize, o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, k0: i32, k: i32, r0: i32, r1: i32, valid: i32): void {
-  for (let r = r0; r < r1; r++) {
-    const a = acc + (<usize>r << 5);
-    let c0 = v128.load(a);
-    let c1 = v128.load(a, 16);
-    const xr = xp + <usize>r * ldx;
-    for (let kk = k0; kk < k; kk++) {
-      const v = v128.load32_splat(xr + (<usize>kk << 2));
-      c0 = fma(v128.load(wp + (<usize>kk << 5)), v, c0);
-      c1 = fma(v128.load(wp + (<usize>kk << 5), 16), v, c1);
-    }
-    store8(o + <usize>r * ldo, c0, c1, valid);
-  }
+function panelRows(oc: usize, ldo: usize, x: usize, ldx: usize, wp: usize, m: i32, k: i32, valid: i32): void {
+  let r = 0;
+  for (; r + 4 <= m; r += 4) tile(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+  const left = m - r;
+  if (left == 3) tile(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+  else if (left == 2) tile(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
+  else if (left == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
 }
 
-// beams, k ≥ 512, 3 ≤ m ≤ 8: per panel, k in 4 chunks (≥ 128 steps, 4 KiB, each) walked in blocks of
-// KB steps; within a block the full 4-row groups and a last group of 3 take turns (the first from DRAM
-// as four streams, the next from L1); a last 1 or 2 rows follow the blocks (panel in L1/L2).
-// When k % 512 == 0 a chunk is a whole number of 4 KiB pages long, and the chunks are shifted back by
-// d steps so that each starts on a page whatever the weight's alignment (the arena aligns to 64 bytes):
-// chunk 0 then starts with the panel's last d steps and wraps to its first. Chunks that straddled page
-// boundaries ran ~12 % slower in the model's layer order (42M, m = 4 and 8).
-function linearRows4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): void {
+// beams, 3 ≤ m ≤ 8: panels p + i·g (i < G, g = np / G) side by side, k in blocks of KB steps; in each
+// block every panel in turn, every row group of it (4 rows, then the 1–3 left); the np % G last panels
+// alone. (From DRAM, against four chunks of one panel taken in turn: 2752×512 m = 8 775 → 617 µs,
+// 32000×288 m = 8 5204 → 3766 µs against panel pairs; equal within noise in cache. G = 4 was as good
+// at m = 4 and ~10 % slower at m = 8; 8 panels or 24–64-step blocks were slower.)
+function linearBeams(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): void {
   const np = (n + 7) >> 3;
   const ldx = <usize>k << 2;
   const ldo = <usize>n << 2;
   const panelBytes = <usize>k * 32;
-  const kc = k >> 2;
-  const wc = <usize>kc << 5;
-  const xc = <usize>kc << 2;
-  const blocked = (m & 3) == 3 ? m : m & ~3;
-  // the shift (the same for every panel: panelBytes is a multiple of 16 KiB then)
-  const d = (k & 511) == 0 ? <i32>((w & 4095) >> 5) : 0;
-  for (let p = 0; p < np; p++) {
-    const wp = w + <usize>p * panelBytes;
-    const valid = n - p * 8;
-    const oc = out + (<usize>p << 5);
-    for (let j0 = 0; j0 < kc; ) {
-      let j1 = min(kc, j0 + KB);
-      if (j0 < d && j1 > d) j1 = d; // chunk 0 wraps at j = d: no block straddles it
-      const s0 = j0 < d ? k - d + j0 : j0 - d; // steps where chunks 0 and 1 are at this block
-      const s1 = kc - d + j0;
-      const w0 = wp + (<usize>s0 << 5);
-      const w1 = wp + (<usize>s1 << 5);
-      let r = 0;
-      for (; r + 4 <= m; r += 4) {
-        const xr = x + <usize>r * ldx;
-        blkRot(4, ACC + (<usize>r << 5), j0 == 0, ldx, w0, xr + (<usize>s0 << 2), w1, xr + (<usize>s1 << 2), wc, xc, j1 - j0);
-      }
-      if (m - r == 3) {
-        const xr = x + <usize>r * ldx;
-        blkRot(3, ACC + (<usize>r << 5), j0 == 0, ldx, w0, xr + (<usize>s0 << 2), w1, xr + (<usize>s1 << 2), wc, xc, j1 - j0);
-      }
-      j0 = j1;
-    }
-    finishRows(ACC, oc, ldo, x, ldx, wp, kc << 2, k, 0, blocked, valid);
-    const r = blocked;
-    if (m - r == 2) tile(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-    else if (m - r == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
-  }
-}
-
-// beams, 2 ≤ m ≤ 8 (k < 512, or m = 2): panels p and p + np/2 together (two long streams, each walking
-// its half of the matrix), k in blocks of KB steps (all of k when m = 2) in which the row pairs take
-// turns (the first from memory, the next from L1); an odd last row takes each panel alone after the
-// blocks, an odd last panel the single-panel tiles. (Adjacent panels with k split in halves, four
-// shorter streams, were ~5–10 % slower at m = 8 from DRAM and at m = 4 in cache.)
-function linearPairs(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): void {
-  const np = (n + 7) >> 3;
-  const ldx = <usize>k << 2;
-  const ldo = <usize>n << 2;
-  const panelBytes = <usize>k * 32;
-  const g = np >> 1;
-  const pb = <usize>g * panelBytes;
-  const og = <usize>g << 5;
-  const kb = m == 2 ? k : KB;
+  const g = np / G;
   for (let p = 0; p < g; p++) {
-    const wp = w + <usize>p * panelBytes;
-    const oc = out + (<usize>p << 5);
-    const valid2 = n - (p + g) * 8;
-    for (let j0 = 0; j0 < k; j0 += kb) {
-      const j1 = min(k, j0 + kb);
-      for (let r = 0; r + 2 <= m; r += 2)
-        blk2x2(ACC + (<usize>r << 6), j0 == 0, x + <usize>r * ldx, ldx, wp, pb, j0, j1);
+    for (let j0 = 0; j0 < k; j0 += KB) {
+      const j1 = min(k, j0 + KB);
+      const first = j0 == 0;
+      for (let i = 0; i < G; i++) {
+        const wp = w + <usize>(p + i * g) * panelBytes;
+        const acc = ACC + <usize>i * 256;
+        let r = 0;
+        for (; r + 4 <= m; r += 4) blk(4, acc + (<usize>r << 5), first, x + <usize>r * ldx, ldx, wp, j0, j1);
+        const left = m - r;
+        const a = acc + (<usize>r << 5);
+        const xr = x + <usize>r * ldx;
+        if (left == 3) blk(3, a, first, xr, ldx, wp, j0, j1);
+        else if (left == 2) blk(2, a, first, xr, ldx, wp, j0, j1);
+        else if (left == 1) blk(1, a, first, xr, ldx, wp, j0, j1);
+      }
     }
-    for (let r = 0; r + 2 <= m; r += 2) {
-      const a = ACC + (<usize>r << 6);
-      const o = oc + <usize>r * ldo;
-      store8(o, v128.load(a), v128.load(a, 16), 8);
-      store8(o + og, v128.load(a, 32), v128.load(a, 48), valid2);
-      store8(o + ldo, v128.load(a, 64), v128.load(a, 80), 8);
-      store8(o + ldo + og, v128.load(a, 96), v128.load(a, 112), valid2);
-    }
-    if (m & 1) {
-      const r = m - 1;
-      tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, 8);
-      tile1(oc + <usize>r * ldo + og, x + <usize>r * ldx, wp + pb, k, valid2);
+    for (let i = 0; i < G; i++) {
+      const pp = p + i * g;
+      const acc = ACC + <usize>i * 256;
+      const o = out + (<usize>pp << 5);
+      const valid = n - pp * 8;
+      for (let r = 0; r < m; r++) {
+        const a = acc + (<usize>r << 5);
+        store8(o + <usize>r * ldo, v128.load(a), v128.load(a, 16), valid);
+      }
     }
   }
-  if (np & 1) {
-    const p = np - 1;
-    const wp = w + <usize>p * panelBytes;
-    const valid = n - p * 8;
-    const oc = out + (<usize>p << 5);
-    let r = 0;
-    for (; r + 4 <= m; r += 4) tile(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-    const left = m - r;
-    if (left == 3) tile(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-    else if (left == 2) tile(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-    else if (left == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
+  for (let p = G * g; p < np; p++) {
+    panelRows(out + (<usize>p << 5), ldo, x, ldx, w + <usize>p * panelBytes, m, k, n - p * 8);
   }
 }
 
@@ -440,29 +347,24 @@ export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
     }
     return;
   }
-  if (m <= 8) {
-    if (m >= 3 && k >= 512) linearRows4(out, x, w, m, n, k);
-    else linearPairs(out, x, w, m, n, k);
+  if (m == 2) {
+    // panels p and p + g together (g = np / 2); an odd last panel alone. (Six panels visited block by
+    // block as for m ≥ 3 were ~7 % faster from DRAM but up to 30 % slower in cache: two rows give a
+    // one-panel tile only four accumulator chains.)
+    const g = np >> 1;
+    const pb = <usize>g * panelBytes;
+    for (let p = 0; p < g; p++) {
+      tile2x2(out + (<usize>p << 5), <usize>g << 5, ldo, x, ldx, w + <usize>p * panelBytes, pb, k, n - (p + g) * 8);
+    }
+    if (np & 1) tile(2, out + (<usize>(np - 1) << 5), ldo, x, ldx, w + <usize>(np - 1) * panelBytes, k, n - (np - 1) * 8);
     return;
   }
-  // prompts (m > 8): per panel, 4-row tiles; with k ≥ 512 the first group reads the panel as four chunk
-  // streams (whole k as one block), the others find it in L1/L2 (single-stream tile(4) was up to 12 %
-  // faster there: 256×768×3072)
-  const kc = k >> 2;
+  if (m <= 8) {
+    linearBeams(out, x, w, m, n, k);
+    return;
+  }
+  // prompts (m > 8): compute-bound, weights mostly cached: panel by panel, 4-row tiles
   for (let p = 0; p < np; p++) {
-    const wp = w + <usize>p * panelBytes;
-    const valid = n - p * 8;
-    const oc = out + (<usize>p << 5);
-    let r = 0;
-    if (k >= 512) {
-      blkRot(4, ACC, true, ldx, wp, x, wp + (<usize>kc << 5), x + (<usize>kc << 2), <usize>kc << 5, <usize>kc << 2, kc);
-      finishRows(ACC, oc, ldo, x, ldx, wp, kc << 2, k, 0, 4, valid);
-      r = 4;
-    }
-    for (; r + 4 <= m; r += 4) tile(4, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-    const left = m - r;
-    if (left == 3) tile(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-    else if (left == 2) tile(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-    else if (left == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
+    panelRows(out + (<usize>p << 5), ldo, x, ldx, w + <usize>p * panelBytes, m, k, n - p * 8);
   }
 }

@@ -1,7 +1,7 @@
-// linear() f32 paths that read several weight streams at once (assembly/gemm.ts): m = 1 over panels a
-// third of the matrix apart; m ≥ 3 with k ≥ 512 over 4-row groups with k in 4 chunks taken in turn (the
-// k % 4 steps after the last chunk) and k in blocks shared by the groups; m = 2 or k < 512 over panels
-// half the matrix apart, row pairs taking turns per block — against a float64 reference.
+// linear() f32 paths that read weights as several far-apart streams (assembly/gemm.ts): m = 1 over
+// panels a third of the matrix apart, m = 2 over panels half apart, 3 ≤ m ≤ 8 over six panels a sixth
+// apart visited block by block (16 steps of k) by every row group, partial sums in a static scratch;
+// m > 8 panel by panel — against a float64 reference.
 import { describe, expect, it } from 'vitest';
 import type { Kernels } from '../../runtime/kernels.ts';
 import { randomF32, refLinear, refLinearAbs, rng, worst } from '../helpers/ref-kernels.ts';
@@ -21,17 +21,16 @@ for (const b of builds) {
     const k = load(b.file, 64 << 20);
     const r = rng(7);
 
-    // K = 255, 256, 257, 300: panel pairs for m ≥ 2 (blocks of 16 steps, a partial last one);
-    // 512, 513, 515, 1024: four chunks for m ≥ 3 (tails 0, 1, 3, 0), pairs for m = 2. N = 13 (two panels,
-    // the second partial), 24 (three), 67 (nine: three thirds for m = 1 with the partial panel last in
-    // the third; four pairs and an odd partial last panel), 100 (thirteen: a partial leftover for m = 1).
-    // M = 3..9: odd rows, a last group of 3 (m = 3, 7) or of 1–2 rows, and m = 9 (prompt path).
-    // The weight on a 4 KiB page or 64, 1792, 4032 bytes past one: for k % 512 == 0 the four chunks shift
-    // back by that many bytes / 32 steps (chunk 0 wraps), and the result must not depend on where it sits.
-    for (const off of [0, 64, 1792, 4032])
-      it(`every M ∈ 1..9 × K ∈ {255, 256, 257, 300, 512, 513, 515, 1024} × N ∈ {13, 24, 67, 100}, weight ${off} bytes past a page`, () => {
+    // K: 255 (15 blocks of 16 steps and a partial one), 256, 257 (a last block of 1 step), 300, 512, 513,
+    // 515, 1024. N: 13 (two panels, the second partial: no far-apart walk at all), 24 (three), 67 (nine:
+    // one third each for m = 1 with the partial panel last in the third; pairs and a partial odd last one
+    // for m = 2; six panels and three left over for m ≥ 3), 93 (twelve: the partial panel inside the
+    // six-panel walk), 100 (thirteen: a partial leftover). M = 1..9: every row-group remainder, m = 9 the
+    // prompt path. The weight 0 or 1792 bytes past a 4 KiB page: the result must not depend on where it sits.
+    for (const off of [0, 1792])
+      it(`every M ∈ 1..9 × K ∈ {255, 256, 257, 300, 512, 513, 515, 1024} × N ∈ {13, 24, 67, 93, 100}, weight ${off} bytes past a page`, () => {
         for (const K of [255, 256, 257, 300, 512, 513, 515, 1024])
-          for (const N of [13, 24, 67, 100]) {
+          for (const N of [13, 24, 67, 93, 100]) {
             const mark = k.mark();
             const w = randomF32(r, N * K);
             padTo(k, off);
