@@ -11,10 +11,10 @@
 // a loop with many FMAs per weight byte (4 rows × 1 panel) got only ~7 GB/s from one stream, since few
 // of its loads are in flight at once and the prefetcher follows one page at a time. So the paths read
 // weights as several long streams, far apart: m = 1 three panels a third of the matrix apart (tile1x3);
-// m = 2 two panels half the matrix apart (blk2x2); 3 ≤ m ≤ 8 (beams) six panels a sixth apart, visited
-// in turn block by block (KB steps) by every 4-row group, partial sums kept in a static scratch: each of
-// the six streams walks its sixth of the matrix in order, and the blocks of later row groups come from
-// L1 while the earlier prefetches are still arriving. Figures: scripts/bench-stream.ts.
+// 2 ≤ m ≤ 8 (beams) six panels a sixth apart, visited in turn block by block (KB steps) by every row
+// group, partial sums kept in a static scratch: each of the six streams walks its sixth of the matrix
+// in order, and the blocks of later row groups come from L1 while earlier prefetches still arrive.
+// Figures: scripts/bench-stream.ts. (Weights hot in L2, which a model never has, lost 5–45 %.)
 // A row of a batch may therefore sum in another order than the same row alone (M = 1): f32 rows agree
 // to rounding across batch sizes, not bit for bit.
 import { fma } from './simd';
@@ -162,44 +162,6 @@ const ACC: usize = memory.data(2048, 64);
 const G: i32 = 6;
 const KB: i32 = 16;
 
-// two panels pb bytes apart (16 outputs) times two x rows: two weight streams, eight accumulators.
-// o: outputs of the first panel; og: bytes to the second panel's outputs.
-// @ts-ignore: decorator
-@inline
-function tile2x2(o: usize, og: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, pb: usize, k: i32, valid2: i32): void {
-  let a0 = f32x4.splat(0);
-  let a1 = f32x4.splat(0);
-  let a2 = f32x4.splat(0);
-  let a3 = f32x4.splat(0);
-  let b0 = f32x4.splat(0);
-  let b1 = f32x4.splat(0);
-  let b2 = f32x4.splat(0);
-  let b3 = f32x4.splat(0);
-  const end = xp + (<usize>k << 2);
-  while (xp < end) {
-    const v0 = v128.load32_splat(xp);
-    const v1 = v128.load32_splat(xp + ldx);
-    let w = v128.load(wp);
-    a0 = fma(w, v0, a0);
-    b0 = fma(w, v1, b0);
-    w = v128.load(wp, 16);
-    a1 = fma(w, v0, a1);
-    b1 = fma(w, v1, b1);
-    w = v128.load(wp + pb);
-    a2 = fma(w, v0, a2);
-    b2 = fma(w, v1, b2);
-    w = v128.load(wp + pb, 16);
-    a3 = fma(w, v0, a3);
-    b3 = fma(w, v1, b3);
-    wp += 32;
-    xp += 4;
-  }
-  store8(o, a0, a1, 8);
-  store8(o + og, a2, a3, valid2);
-  store8(o + ldo, b0, b1, 8);
-  store8(o + ldo + og, b2, b3, valid2);
-}
-
 // one panel times R (1..4) rows over steps [j0, j1), partial sums in acc (32 bytes per row; `first`
 // starts from 0 instead)
 // @ts-ignore: decorator
@@ -285,11 +247,12 @@ function panelRows(oc: usize, ldo: usize, x: usize, ldx: usize, wp: usize, m: i3
   else if (left == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
 }
 
-// beams, 3 ≤ m ≤ 8: panels p + i·g (i < G, g = np / G) side by side, k in blocks of KB steps; in each
+// beams, 2 ≤ m ≤ 8: panels p + i·g (i < G, g = np / G) side by side, k in blocks of KB steps; in each
 // block every panel in turn, every row group of it (4 rows, then the 1–3 left); the np % G last panels
 // alone. (From DRAM, against four chunks of one panel taken in turn: 2752×512 m = 8 775 → 617 µs,
 // 32000×288 m = 8 5204 → 3766 µs against panel pairs; equal within noise in cache. G = 4 was as good
-// at m = 4 and ~10 % slower at m = 8; 8 panels or 24–64-step blocks were slower.)
+// at m = 4 and ~10 % slower at m = 8; 8 panels or 24–64-step blocks were slower. At m = 2 it beat two
+// panels half apart by 10–16 % from DRAM, though weights hot in L2 (< 1 MB) ran up to 45 % slower.)
 function linearBeams(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32): void {
   const np = (n + 7) >> 3;
   const ldx = <usize>k << 2;
@@ -345,18 +308,6 @@ export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
     for (let p = 3 * g; p < np; p++) {
       tile1(out + (<usize>p << 5), x, w + <usize>p * panelBytes, k, n - p * 8);
     }
-    return;
-  }
-  if (m == 2) {
-    // panels p and p + g together (g = np / 2); an odd last panel alone. (Six panels visited block by
-    // block as for m ≥ 3 were ~7 % faster from DRAM but up to 30 % slower in cache: two rows give a
-    // one-panel tile only four accumulator chains.)
-    const g = np >> 1;
-    const pb = <usize>g * panelBytes;
-    for (let p = 0; p < g; p++) {
-      tile2x2(out + (<usize>p << 5), <usize>g << 5, ldo, x, ldx, w + <usize>p * panelBytes, pb, k, n - (p + g) * 8);
-    }
-    if (np & 1) tile(2, out + (<usize>(np - 1) << 5), ldo, x, ldx, w + <usize>(np - 1) * panelBytes, k, n - (np - 1) * 8);
     return;
   }
   if (m <= 8) {

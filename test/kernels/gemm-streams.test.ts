@@ -1,7 +1,7 @@
 // linear() f32 paths that read weights as several far-apart streams (assembly/gemm.ts): m = 1 over
-// panels a third of the matrix apart, m = 2 over panels half apart, 3 ≤ m ≤ 8 over six panels a sixth
-// apart visited block by block (16 steps of k) by every row group, partial sums in a static scratch;
-// m > 8 panel by panel — against a float64 reference.
+// panels a third of the matrix apart, 2 ≤ m ≤ 8 over six panels a sixth apart visited block by block
+// (16 steps of k) by every row group, partial sums in a static scratch; m > 8 panel by panel — against
+// a float64 reference.
 import { describe, expect, it } from 'vitest';
 import type { Kernels } from '../../runtime/kernels.ts';
 import { randomF32, refLinear, refLinearAbs, rng, worst } from '../helpers/ref-kernels.ts';
@@ -23,8 +23,8 @@ for (const b of builds) {
 
     // K: 255 (15 blocks of 16 steps and a partial one), 256, 257 (a last block of 1 step), 300, 512, 513,
     // 515, 1024. N: 13 (two panels, the second partial: no far-apart walk at all), 24 (three), 67 (nine:
-    // one third each for m = 1 with the partial panel last in the third; pairs and a partial odd last one
-    // for m = 2; six panels and three left over for m ≥ 3), 93 (twelve: the partial panel inside the
+    // one third each for m = 1 with the partial panel last in the third; six panels and three left
+    // over for m ≥ 2), 93 (twelve: the partial panel inside the
     // six-panel walk), 100 (thirteen: a partial leftover). M = 1..9: every row-group remainder, m = 9 the
     // prompt path. The weight 0 or 1792 bytes past a 4 KiB page: the result must not depend on where it sits.
     for (const off of [0, 1792])
