@@ -23,10 +23,10 @@ for (const b of builds) {
 
     // K: 255 (15 blocks of 16 steps and a partial one), 256, 257 (a last block of 1 step), 300, 512, 513,
     // 515, 1024. N: 13 (two panels, the second partial: no far-apart walk at all), 24 (three), 67 (nine:
-    // one third each for m = 1 with the partial panel last in the third; six panels and three left
-    // over for m ≥ 2), 93 (twelve: the partial panel inside the
-    // six-panel walk), 100 (thirteen: a partial leftover). M = 1..9: every row-group remainder, m = 9 the
-    // prompt path. The weight 0 or 1792 bytes past a 4 KiB page: the result must not depend on where it sits.
+    // one third each for m = 1 with the partial panel last in the third; six panels and three left over
+    // for m ≥ 2), 93 (twelve: the partial panel inside the six-panel walk), 100 (thirteen: a partial
+    // leftover). M = 1..9: every row-group remainder, m = 9 the prompt path. The weight 0 or 1792 bytes
+    // past a 4 KiB page: the result must not depend on where it sits.
     for (const off of [0, 1792])
       it(`every M ∈ 1..9 × K ∈ {255, 256, 257, 300, 512, 513, 515, 1024} × N ∈ {13, 24, 67, 93, 100}, weight ${off} bytes past a page`, () => {
         for (const K of [255, 256, 257, 300, 512, 513, 515, 1024])
