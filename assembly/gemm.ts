@@ -127,9 +127,11 @@ function tile1(o: usize, xp: usize, wp: usize, k: i32, valid: i32): void {
 
 
 // three panels g apart times one row: six accumulators and three weight streams, each walking its own
-// third of the matrix (far-apart streams stay long: from DRAM ~5 % faster than three adjacent panels,
-// equal in cache). (Four panels, eight accumulators, spilled two in V8's register allocation and ran
-// 25 % slower in cache.) o: outputs of the first panel; og: bytes between the panels' outputs.
+// third of the matrix (far-apart streams stay long: from DRAM 2–7 % faster than three adjacent panels,
+// equal from L3, but 6–10 % slower with weights hot in L2 — 19 % in the plain build — as bench:kernels'
+// 1x288x768 has them and a model never does). (Four panels, eight accumulators, spilled two in V8's
+// register allocation and ran 25 % slower in cache.) o: outputs of the first panel; og: bytes between
+// the panels' outputs.
 // @ts-ignore: decorator
 @inline
 function tile1x3(o: usize, og: usize, xp: usize, wp: usize, pb: usize, k: i32, valid3: i32): void {
