@@ -3,8 +3,11 @@
 // packed layout (made once by prepareLinear in runtime/kernels.ts): panels of 8 output rows, k-major, as XNNPACK packs them:
 //   panel p, step kk: 8 floats W[8p + 0..7][kk] at ((p*K + kk) * 8) floats; rows past N are zero.
 // one step is then two v128 loads of weights times one broadcast x[kk]; there is no K tail at all.
-// row tiles of up to 4 x rows share every weight load (beams, prefill); M = 1 has its own loop
-// unrolled over k to keep eight independent accumulators in flight.
+// row tiles of up to 4 x rows share every weight load (beams, prefill). Every path sums each output
+// in plain k order, one FMA per step into one accumulator (partial sums parked in memory between blocks
+// are exact): a row of a batch is bit-identical to the same row alone, within a build — as the
+// quantised kernels promise. (A k-unrolled one-row tile with four accumulator pairs, once used for
+// leftover panels and rows, broke that; leftovers are too few for its speed to matter.)
 //
 // Weights streamed from DRAM (a model bigger than the caches): one core read ~12.5 GB/s as one
 // sequential stream and ~15 GB/s as 3–8 streams side by side (up to 128 MB, partly in L3: 11 vs 18 GB/s);
@@ -15,8 +18,6 @@
 // group, partial sums kept in a static scratch: each of the six streams walks its sixth of the matrix
 // in order, and the blocks of later row groups come from L1 while earlier prefetches still arrive.
 // Figures: scripts/bench-stream.ts. (Weights hot in L2, which a model never has, lost 5–45 %.)
-// A row of a batch may therefore sum in another order than the same row alone (M = 1): f32 rows agree
-// to rounding across batch sizes, not bit for bit.
 import { fma } from './simd';
 
 // store 8 outputs (a = cols 0..3, b = cols 4..7), only the first `valid` when the panel is partial.
@@ -81,50 +82,6 @@ function tile(R: i32, o: usize, ldo: usize, xp: usize, ldx: usize, wp: usize, k:
   if (R > 2) store8(o + 2 * ldo, c20, c21, valid);
   if (R > 3) store8(o + 3 * ldo, c30, c31, valid);
 }
-
-// one panel times one x row, k unrolled by 4 into four independent accumulator pairs.
-// @ts-ignore: decorator
-@inline
-function tile1(o: usize, xp: usize, wp: usize, k: i32, valid: i32): void {
-  let a0 = f32x4.splat(0);
-  let a1 = f32x4.splat(0);
-  let b0 = f32x4.splat(0);
-  let b1 = f32x4.splat(0);
-  let c0 = f32x4.splat(0);
-  let c1 = f32x4.splat(0);
-  let d0 = f32x4.splat(0);
-  let d1 = f32x4.splat(0);
-  let kk = 0;
-  for (; kk + 4 <= k; kk += 4) {
-    // one load of x[kk..kk+3], broadcast by shuffles (cheaper than four splat loads here)
-    const xv = v128.load(xp);
-    const x0 = i32x4.shuffle(xv, xv, 0, 0, 0, 0);
-    const x1 = i32x4.shuffle(xv, xv, 1, 1, 1, 1);
-    const x2 = i32x4.shuffle(xv, xv, 2, 2, 2, 2);
-    const x3 = i32x4.shuffle(xv, xv, 3, 3, 3, 3);
-    a0 = fma(v128.load(wp), x0, a0);
-    a1 = fma(v128.load(wp, 16), x0, a1);
-    b0 = fma(v128.load(wp, 32), x1, b0);
-    b1 = fma(v128.load(wp, 48), x1, b1);
-    c0 = fma(v128.load(wp, 64), x2, c0);
-    c1 = fma(v128.load(wp, 80), x2, c1);
-    d0 = fma(v128.load(wp, 96), x3, d0);
-    d1 = fma(v128.load(wp, 112), x3, d1);
-    wp += 128;
-    xp += 16;
-  }
-  for (; kk < k; kk++) {
-    const x0 = v128.load32_splat(xp);
-    a0 = fma(v128.load(wp), x0, a0);
-    a1 = fma(v128.load(wp, 16), x0, a1);
-    wp += 32;
-    xp += 4;
-  }
-  a0 = f32x4.add(f32x4.add(a0, b0), f32x4.add(c0, d0));
-  a1 = f32x4.add(f32x4.add(a1, b1), f32x4.add(c1, d1));
-  store8(o, a0, a1, valid);
-}
-
 
 // three panels g apart times one row: six accumulators and three weight streams, each walking its own
 // third of the matrix (far-apart streams stay long: from DRAM 2–7 % faster than three adjacent panels,
@@ -246,7 +203,7 @@ function panelRows(oc: usize, ldo: usize, x: usize, ldx: usize, wp: usize, m: i3
   const left = m - r;
   if (left == 3) tile(3, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
   else if (left == 2) tile(2, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
-  else if (left == 1) tile1(oc + <usize>r * ldo, x + <usize>r * ldx, wp, k, valid);
+  else if (left == 1) tile(1, oc + <usize>r * ldo, ldo, x + <usize>r * ldx, ldx, wp, k, valid);
 }
 
 // beams, 2 ≤ m ≤ 8: panels p + i·g (i < G, g = np / G) side by side, k in blocks of KB steps; in each
@@ -308,7 +265,7 @@ export function linearF32(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
       tile1x3(out + (<usize>p << 5), <usize>g << 5, x, w + <usize>p * panelBytes, pb, k, n - (p + 2 * g) * 8);
     }
     for (let p = 3 * g; p < np; p++) {
-      tile1(out + (<usize>p << 5), x, w + <usize>p * panelBytes, k, n - p * 8);
+      tile(1, out + (<usize>p << 5), ldo, x, ldx, w + <usize>p * panelBytes, k, n - p * 8);
     }
     return;
   }
