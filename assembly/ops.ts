@@ -284,6 +284,22 @@ export function argmax(x: usize, n: i32): i32 {
   return 0;
 }
 
+// insert x[e] = val into the sorted top list of cnt (< k, or == k with val above the last):
+// returns the new count
+// @ts-ignore: decorator
+@inline
+function topInsert(val: f32, e: i32, cnt: i32, k: i32, outIdx: usize, outVal: usize): i32 {
+  let j = cnt < k ? cnt : k - 1;
+  while (j > 0 && load<f32>(outVal + (<usize>(j - 1) << 2)) < val) {
+    store<f32>(outVal + (<usize>j << 2), load<f32>(outVal + (<usize>(j - 1) << 2)));
+    store<i32>(outIdx + (<usize>j << 2), load<i32>(outIdx + (<usize>(j - 1) << 2)));
+    j--;
+  }
+  store<f32>(outVal + (<usize>j << 2), val);
+  store<i32>(outIdx + (<usize>j << 2), e);
+  return cnt < k ? cnt + 1 : cnt;
+}
+
 /** the k largest of n values, sorted descending (ties: lower index first; NaN skipped);
  * insertion into the sorted outputs, O(n + inserts·k). returns how many were written (< k only
  * when fewer than k values are not NaN). */
@@ -293,15 +309,7 @@ export function topk(x: usize, n: i32, k: i32, outIdx: usize, outVal: usize): i3
     const v = load<f32>(x + (<usize>i << 2));
     if (v != v) continue;
     if (cnt == k && !(v > load<f32>(outVal + (<usize>(k - 1) << 2)))) continue;
-    let j = cnt < k ? cnt : k - 1;
-    if (cnt < k) cnt++;
-    while (j > 0 && load<f32>(outVal + (<usize>(j - 1) << 2)) < v) {
-      store<f32>(outVal + (<usize>j << 2), load<f32>(outVal + (<usize>(j - 1) << 2)));
-      store<i32>(outIdx + (<usize>j << 2), load<i32>(outIdx + (<usize>(j - 1) << 2)));
-      j--;
-    }
-    store<f32>(outVal + (<usize>j << 2), v);
-    store<i32>(outIdx + (<usize>j << 2), i);
+    cnt = topInsert(v, i, cnt, k, outIdx, outVal);
   }
   return cnt;
 }
@@ -331,15 +339,7 @@ export function rowStats(x: usize, n: i32, k: i32, outIdx: usize, outVal: usize,
       const e = i + l;
       const val = load<f32>(x + (<usize>e << 2));
       if (cnt == k && !(val > worst)) continue;
-      let j = cnt < k ? cnt : k - 1;
-      if (cnt < k) cnt++;
-      while (j > 0 && load<f32>(outVal + (<usize>(j - 1) << 2)) < val) {
-        store<f32>(outVal + (<usize>j << 2), load<f32>(outVal + (<usize>(j - 1) << 2)));
-        store<i32>(outIdx + (<usize>j << 2), load<i32>(outIdx + (<usize>(j - 1) << 2)));
-        j--;
-      }
-      store<f32>(outVal + (<usize>j << 2), val);
-      store<i32>(outIdx + (<usize>j << 2), e);
+      cnt = topInsert(val, e, cnt, k, outIdx, outVal);
       if (cnt == k) worst = load<f32>(outVal + (<usize>(k - 1) << 2));
     }
     vw = f32x4.splat(worst);
@@ -350,15 +350,7 @@ export function rowStats(x: usize, n: i32, k: i32, outIdx: usize, outVal: usize,
     if (!(Mathf.abs(val) < Infinity)) badTail = true;
     if (!(val > -Infinity)) continue;
     if (cnt == k && !(val > worst)) continue;
-    let j = cnt < k ? cnt : k - 1;
-    if (cnt < k) cnt++;
-    while (j > 0 && load<f32>(outVal + (<usize>(j - 1) << 2)) < val) {
-      store<f32>(outVal + (<usize>j << 2), load<f32>(outVal + (<usize>(j - 1) << 2)));
-      store<i32>(outIdx + (<usize>j << 2), load<i32>(outIdx + (<usize>(j - 1) << 2)));
-      j--;
-    }
-    store<f32>(outVal + (<usize>j << 2), val);
-    store<i32>(outIdx + (<usize>j << 2), i);
+    cnt = topInsert(val, i, cnt, k, outIdx, outVal);
     if (cnt == k) worst = load<f32>(outVal + (<usize>(k - 1) << 2));
   }
   if (cnt == 0 || badTail || v128.any_true(bad)) {
