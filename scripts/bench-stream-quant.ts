@@ -16,15 +16,13 @@
  * run writes bench-results/stream-quant-<date>.json.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { quantizeQ4_0, quantizeQ8_0 } from '../runtime/ggml.ts';
-import { createKernels, detectRelaxedSimd, type LinearWeight } from '../runtime/kernels.ts';
+import { createKernels, type LinearWeight } from '../runtime/kernels.ts';
+import { cli, cpuSeconds, kernelBuilds, seeded } from './lib/stream-bench.ts';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1] : def;
-};
+const { opt } = cli(args);
 const json = args.includes('--json');
 const hot = !args.includes('--no-hot');
 const rounds = Number(opt('rounds', '5'));
@@ -38,29 +36,10 @@ const ms = opt('ms', '1,2,4,8').split(',').map(Number);
 const maxM = Math.max(...ms);
 
 const root = join(import.meta.dirname, '..');
-const impls: Array<{ impl: string; file: string }> = [];
-for (const b of opt('builds', 'relaxed,plain').split(',')) {
-  if (b === 'relaxed' && detectRelaxedSimd())
-    impls.push({ impl: 'relaxed', file: join(root, 'build/kernels-relaxed.wasm') });
-  if (b === 'plain') impls.push({ impl: 'plain', file: join(root, 'build/kernels.wasm') });
-}
-for (const f of opt('wasm', '').split(',').filter(Boolean))
-  impls.push({ impl: basename(f, '.wasm'), file: f });
+const impls = kernelBuilds(root, opt('builds', 'relaxed,plain'), opt('wasm', ''));
 
-let seed = 1;
-function random(n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    a[i] = ((seed / 2 ** 32) * 2 - 1) * scale;
-  }
-  return a;
-}
-
-const cpuS = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
+const random = seeded;
+const cpuS = cpuSeconds;
 
 interface Row {
   shape: string;

@@ -18,14 +18,12 @@
  * "usPerCall","gbPerSec","ratioToM1"}; every run writes bench-results/stream-<date>.json.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import { createKernels, detectRelaxedSimd, type Kernels, type LinearWeight } from '../runtime/kernels.ts';
+import { join } from 'node:path';
+import { createKernels, type Kernels, type LinearWeight } from '../runtime/kernels.ts';
+import { cli, cpuSeconds, kernelBuilds, seeded } from './lib/stream-bench.ts';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1] : def;
-};
+const { opt } = cli(args);
 const json = args.includes('--json');
 const hot = !args.includes('--no-hot');
 const rounds = Number(opt('rounds', '5'));
@@ -40,29 +38,10 @@ const maxM = Math.max(...ms);
 const aligns = opt('align', 'off,page').split(',') as Array<'off' | 'page'>;
 
 const root = join(import.meta.dirname, '..');
-const files: Array<{ impl: string; file: string }> = [];
-for (const b of opt('builds', 'relaxed').split(',')) {
-  if (b === 'relaxed' && detectRelaxedSimd())
-    files.push({ impl: 'relaxed', file: join(root, 'build/kernels-relaxed.wasm') });
-  if (b === 'plain') files.push({ impl: 'plain', file: join(root, 'build/kernels.wasm') });
-}
-for (const f of opt('wasm', '').split(',').filter(Boolean))
-  files.push({ impl: basename(f, '.wasm'), file: f });
+const files = kernelBuilds(root, opt('builds', 'relaxed'), opt('wasm', ''));
 
-let seed = 1;
-function random(n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    a[i] = ((seed / 2 ** 32) * 2 - 1) * scale;
-  }
-  return a;
-}
-
-const cpuS = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
+const random = seeded;
+const cpuS = cpuSeconds;
 
 interface Row {
   shape: string;
