@@ -1,0 +1,219 @@
+/**
+ * Kernel and decode speed inside workerd (local, through Miniflare) against Node, same .wasm, same
+ * code (scripts/workerd-bench/bench.ts), same inputs, in the same run.
+ *
+ *   npx tsx scripts/bench-workerd.ts [--json] [--rounds 12] [--build auto|simd|relaxed]
+ *        [--shapes 1x288x768,1x768x3072,4x768x3072,1x288x32000] [--types f32,q8_0] [--steps 16]
+ *        [--target-ms 40] [--no-linear] [--no-decode]
+ *
+ * Workloads: `linear` (M×K×N, f32 and Q8_0 weights made inside each host from a fixed seed) and
+ * `model.decode` steps on a random 15M-shaped llama (F32 and Q8_0; maxContext 256, maxSequences 8)
+ * with 1 sequence (greedy) and 4 (beams4: 4 rows per decode call, each fed its own argmax; no
+ * beam re-ranking, which costs little next to the forward), all from a 16-token prompt.
+ *
+ * Timing: a Worker's clock stands still while it computes, so workerd is timed from outside: the
+ * HTTP round trip of a request doing n iterations minus one doing 0, each the best of `rounds`
+ * (wall time). Node runs the same function in-process, timed the same way (n minus 0, best of
+ * rounds, wall). Workloads and hosts are interleaved within each round, so machine load hits all
+ * alike. One workerd process (one isolate) per group: linear, f32 model, Q8_0 model; a model's bytes
+ * are POSTed once and dropped after load (an isolate holds ≤ 128 MB: weights + KV only).
+ *
+ * Prints µs per iteration in workerd and in Node, their ratio, and whether the checksums (sum of
+ * outputs / argmax tokens) agree; for decode, beams4/greedy in each host. --json prints the rows;
+ * every run writes bench-results/workerd-<date>.json.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  type Bench,
+  type BuildChoice,
+  createDecodeBench,
+  createLinearBench,
+  type KernelModules,
+} from './workerd-bench/bench.ts';
+import { type BenchWorker, type SetupInfo, startBenchWorker } from './workerd-bench/start.ts';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(`--${name}`);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1] : def;
+};
+const json = flag('json');
+const rounds = Number(opt('rounds', '12'));
+const buildChoice = opt('build', 'auto') as BuildChoice;
+const shapes = opt('shapes', '1x288x768,1x768x3072,4x768x3072,1x288x32000').split(',');
+const types = opt('types', 'f32,q8_0').split(',');
+const steps = Number(opt('steps', '16'));
+const targetMs = Number(opt('target-ms', '40'));
+const log = (s: string) => (json ? console.error(s) : console.log(s));
+if (!['auto', 'simd', 'relaxed'].includes(buildChoice)) throw new Error('--build is auto, simd or relaxed');
+
+const root = join(import.meta.dirname, '..');
+const mods: KernelModules = {
+  simd: new WebAssembly.Module(readFileSync(join(root, 'build/kernels.wasm'))),
+  relaxed: new WebAssembly.Module(readFileSync(join(root, 'build/kernels-relaxed.wasm'))),
+};
+
+interface Workload {
+  name: string;
+  worker: BenchWorker;
+  node: Bench;
+  n: number;
+  workerdBuild: string;
+}
+
+interface Row {
+  workload: string;
+  n: number;
+  workerdBuild: string;
+  nodeBuild: string;
+  workerdUs: number;
+  nodeUs: number;
+  ratio: number;
+  checksumWorkerd: number;
+  checksumNode: number;
+  checksumMatch: boolean;
+  beamsOverGreedyWorkerd?: number;
+  beamsOverGreedyNode?: number;
+}
+
+const workers: BenchWorker[] = [];
+const workloads: Workload[] = [];
+const setups: Array<{ group: string } & SetupInfo> = [];
+const t0 = performance.now();
+try {
+  if (!flag('no-linear')) {
+    const w = await startBenchWorker();
+    workers.push(w);
+    const q = `build=${buildChoice}&kind=linear&shapes=${shapes.join(',')}&types=${types.join(',')}`;
+    const info = await w.setup(q);
+    setups.push({ group: 'linear', ...info });
+    const node = createLinearBench(mods, buildChoice, shapes, types);
+    for (const s of shapes)
+      for (const t of types) {
+        const name = `linear:${t}:${s}`;
+        // n from Node's speed: a request of ~targetMs; the same n in both hosts
+        node.run(name, 3);
+        const c0 = performance.now();
+        node.run(name, 10);
+        const per = (performance.now() - c0) / 10;
+        const n = Math.max(2, Math.min(20_000, Math.round(targetMs / Math.max(per, 1e-3))));
+        workloads.push({ name, worker: w, node, n, workerdBuild: info.build });
+      }
+  }
+  if (!flag('no-decode')) {
+    const { randomLlamaGGUF, SHAPES } = await import('./lib/random-llama.ts');
+    for (const t of types) {
+      const p = join(root, 'bench-results', 'models', `random-15M-${t}.gguf`);
+      if (!existsSync(p)) {
+        mkdirSync(join(root, 'bench-results', 'models'), { recursive: true });
+        log(`writing ${p} ...`);
+        writeFileSync(p, randomLlamaGGUF(SHAPES['15M'], t, 7, 1));
+      }
+      const bytes = new Uint8Array(readFileSync(p)) as Uint8Array<ArrayBuffer>;
+      const w = await startBenchWorker();
+      workers.push(w);
+      const info = await w.setup(`build=${buildChoice}&kind=decode&type=${t}`, bytes);
+      setups.push({ group: `decode:${t}`, ...info });
+      const node = createDecodeBench(mods, buildChoice, bytes, t);
+      for (const mode of ['greedy', 'beams4'])
+        workloads.push({ name: `decode:${t}:${mode}`, worker: w, node, n: steps, workerdBuild: info.build });
+    }
+  }
+  log(`workerd up and set up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  for (const s of setups)
+    log(
+      `  ${s.group.padEnd(12)} workerd build ${s.build} (relaxed SIMD validates: ${s.relaxedAvailable}), WASM memory ${(s.memoryBytes / 2 ** 20).toFixed(1)} MiB`,
+    );
+
+  // warm-up (JIT tier-up in both hosts)
+  for (const wl of workloads) {
+    for (let i = 0; i < 2; i++) {
+      await wl.worker.run(wl.name, wl.n);
+      wl.node.run(wl.name, wl.n);
+    }
+  }
+
+  const best = new Map<string, { wN: number; w0: number; nN: number; n0: number; cw: number; cn: number }>();
+  for (const wl of workloads)
+    best.set(wl.name, { wN: Infinity, w0: Infinity, nN: Infinity, n0: Infinity, cw: NaN, cn: NaN });
+  const nodeTime = (b: Bench, name: string, n: number) => {
+    const s = performance.now();
+    const c = b.run(name, n);
+    return { checksum: c, ms: performance.now() - s };
+  };
+  for (let r = 0; r < rounds; r++) {
+    for (const wl of workloads) {
+      const b = best.get(wl.name)!;
+      // alternate the order of the n and 0 requests between rounds
+      const order = r % 2 === 0 ? [wl.n, 0] : [0, wl.n];
+      for (const n of order) {
+        const w = await wl.worker.run(wl.name, n);
+        const nd = nodeTime(wl.node, wl.name, n);
+        if (n === 0) {
+          b.w0 = Math.min(b.w0, w.ms);
+          b.n0 = Math.min(b.n0, nd.ms);
+        } else {
+          b.wN = Math.min(b.wN, w.ms);
+          b.nN = Math.min(b.nN, nd.ms);
+          b.cw = w.checksum;
+          b.cn = nd.checksum;
+        }
+      }
+    }
+  }
+
+  const rows: Row[] = [];
+  for (const wl of workloads) {
+    const b = best.get(wl.name)!;
+    const workerdUs = ((b.wN - b.w0) / wl.n) * 1000;
+    const nodeUs = ((b.nN - b.n0) / wl.n) * 1000;
+    rows.push({
+      workload: wl.name,
+      n: wl.n,
+      workerdBuild: wl.workerdBuild,
+      nodeBuild: wl.node.build,
+      workerdUs: +workerdUs.toFixed(1),
+      nodeUs: +nodeUs.toFixed(1),
+      ratio: +(workerdUs / nodeUs).toFixed(2),
+      checksumWorkerd: b.cw,
+      checksumNode: b.cn,
+      checksumMatch: b.cw === b.cn,
+    });
+  }
+  for (const t of types) {
+    const g = rows.find((x) => x.workload === `decode:${t}:greedy`);
+    const b4 = rows.find((x) => x.workload === `decode:${t}:beams4`);
+    if (g && b4) {
+      b4.beamsOverGreedyWorkerd = +(b4.workerdUs / g.workerdUs).toFixed(2);
+      b4.beamsOverGreedyNode = +(b4.nodeUs / g.nodeUs).toFixed(2);
+    }
+  }
+
+  const lines = [
+    '',
+    `workload                   n      build (w/n)      workerd µs/it   Node µs/it   workerd/Node  checksums`,
+  ];
+  for (const r of rows)
+    lines.push(
+      `${r.workload.padEnd(26)} ${String(r.n).padStart(5)}  ${`${r.workerdBuild}/${r.nodeBuild}`.padEnd(16)} ${r.workerdUs.toFixed(1).padStart(13)} ${r.nodeUs.toFixed(1).padStart(12)} ${`${r.ratio.toFixed(2)}×`.padStart(13)}  ${r.checksumMatch ? 'equal' : `DIFFER (${r.checksumWorkerd} vs ${r.checksumNode})`}`,
+    );
+  for (const r of rows)
+    if (r.beamsOverGreedyWorkerd !== undefined)
+      lines.push(
+        `${r.workload.replace(':beams4', '')}: beams4/greedy per step  workerd ×${r.beamsOverGreedyWorkerd}  Node ×${r.beamsOverGreedyNode}`,
+      );
+  lines.push(
+    `(${rounds} rounds, best round trip of n minus best of 0 iterations; whole run ${((performance.now() - t0) / 1000).toFixed(0)} s)`,
+  );
+  log(lines.join('\n'));
+  mkdirSync(join(root, 'bench-results'), { recursive: true });
+  const out = join(root, 'bench-results', `workerd-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(out, JSON.stringify(rows, null, 2));
+  if (json) console.log(JSON.stringify(rows));
+  else log(`wrote ${out}`);
+} finally {
+  for (const w of workers) await w.dispose();
+}
+process.exit(0);

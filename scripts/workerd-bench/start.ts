@@ -1,0 +1,88 @@
+/**
+ * Starts the bench Worker (scripts/workerd-bench/worker.ts, bundled with esbuild) in workerd through
+ * Miniflare on 127.0.0.1 at a free port, with build/kernels.wasm and build/kernels-relaxed.wasm as
+ * CompiledWasm modules (as wrangler.toml's rules give worker/). One call = one workerd process = one
+ * isolate holding one group of workloads.
+ * @example
+ * const w = await startBenchWorker(); await w.setup('kind=linear&shapes=1x288x768&types=f32'); await w.run('linear:f32:1x288x768', 10); await w.dispose();
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
+
+const root = join(import.meta.dirname, '..', '..');
+
+export interface SetupInfo {
+  build: string;
+  relaxedAvailable: boolean;
+  memoryBytes: number;
+}
+
+export interface BenchWorker {
+  url: string;
+  /** POST /setup?<query> (body: model bytes for decode) */
+  setup(query: string, body?: Uint8Array<ArrayBuffer>): Promise<SetupInfo>;
+  /** one round trip of GET /run: the checksum and the wall ms from sending to the last body byte */
+  run(name: string, n: number): Promise<{ checksum: number; ms: number }>;
+  dispose(): Promise<void>;
+}
+
+let bundled: Promise<string> | undefined;
+
+/** the bench Worker's bundle (the wasm imports stay external: Miniflare gives them as modules) */
+export function bundleBenchWorker(): Promise<string> {
+  bundled ??= build({
+    entryPoints: [join(import.meta.dirname, 'worker.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    external: ['*.wasm'],
+    write: false,
+    logLevel: 'silent',
+  }).then((r) => r.outputFiles[0]!.text);
+  return bundled;
+}
+
+/**
+ * A fresh workerd process running the bench Worker.
+ * @example
+ * const w = await startBenchWorker();
+ */
+export async function startBenchWorker(): Promise<BenchWorker> {
+  const u8 = (p: string) => new Uint8Array(readFileSync(join(root, p))) as Uint8Array<ArrayBuffer>;
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      host: '127.0.0.1',
+      port: 0,
+      modulesRoot: '/bench',
+      modules: [
+        { type: 'ESModule', path: '/bench/index.mjs', contents: await bundleBenchWorker() },
+        { type: 'CompiledWasm', path: '/bench/kernels.wasm', contents: u8('build/kernels.wasm') },
+        {
+          type: 'CompiledWasm',
+          path: '/bench/kernels-relaxed.wasm',
+          contents: u8('build/kernels-relaxed.wasm'),
+        },
+      ],
+      compatibilityDate: '2026-05-01',
+    }),
+  );
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  const call = async (path: string, init?: RequestInit) => {
+    const res = await fetch(`${url}${path}`, init);
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`${path}: ${res.status} ${text.slice(0, 2000)}`);
+    return JSON.parse(text);
+  };
+  return {
+    url,
+    setup: (query, body) => call(`/setup?${query}`, { method: 'POST', body }),
+    async run(name, n) {
+      const t0 = performance.now();
+      const r = await call(`/run?name=${encodeURIComponent(name)}&n=${n}`);
+      return { checksum: r.checksum, ms: performance.now() - t0 };
+    },
+    dispose: () => mf.dispose(),
+  };
+}
