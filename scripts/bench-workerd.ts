@@ -68,14 +68,21 @@ interface Row {
   n: number;
   workerdBuild: string;
   nodeBuild: string;
+  /** wall: best round trip of n minus best of 0, per iteration */
   workerdUs: number;
   nodeUs: number;
   ratio: number;
+  /** CPU time (workerd: its process's threads, from /proc; Node: process.cpuUsage), same scheme */
+  workerdCpuUs: number;
+  nodeCpuUs: number;
+  cpuRatio: number;
   checksumWorkerd: number;
   checksumNode: number;
   checksumMatch: boolean;
   beamsOverGreedyWorkerd?: number;
   beamsOverGreedyNode?: number;
+  beamsOverGreedyWorkerdCpu?: number;
+  beamsOverGreedyNodeCpu?: number;
 }
 
 const workers: BenchWorker[] = [];
@@ -135,13 +142,31 @@ try {
     }
   }
 
-  const best = new Map<string, { wN: number; w0: number; nN: number; n0: number; cw: number; cn: number }>();
+  type Best = Record<'wN' | 'w0' | 'nN' | 'n0' | 'wcN' | 'wc0' | 'ncN' | 'nc0' | 'cw' | 'cn', number>;
+  const best = new Map<string, Best>();
   for (const wl of workloads)
-    best.set(wl.name, { wN: Infinity, w0: Infinity, nN: Infinity, n0: Infinity, cw: NaN, cn: NaN });
+    best.set(wl.name, {
+      wN: Infinity,
+      w0: Infinity,
+      nN: Infinity,
+      n0: Infinity,
+      wcN: Infinity,
+      wc0: Infinity,
+      ncN: Infinity,
+      nc0: Infinity,
+      cw: NaN,
+      cn: NaN,
+    });
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
   const nodeTime = (b: Bench, name: string, n: number) => {
+    const c0 = cpuMs();
     const s = performance.now();
     const c = b.run(name, n);
-    return { checksum: c, ms: performance.now() - s };
+    const ms = performance.now() - s;
+    return { checksum: c, ms, cpuMs: cpuMs() - c0 };
   };
   for (let r = 0; r < rounds; r++) {
     for (const wl of workloads) {
@@ -154,9 +179,13 @@ try {
         if (n === 0) {
           b.w0 = Math.min(b.w0, w.ms);
           b.n0 = Math.min(b.n0, nd.ms);
+          b.wc0 = Math.min(b.wc0, w.cpuMs);
+          b.nc0 = Math.min(b.nc0, nd.cpuMs);
         } else {
           b.wN = Math.min(b.wN, w.ms);
           b.nN = Math.min(b.nN, nd.ms);
+          b.wcN = Math.min(b.wcN, w.cpuMs);
+          b.ncN = Math.min(b.ncN, nd.cpuMs);
           b.cw = w.checksum;
           b.cn = nd.checksum;
         }
@@ -169,6 +198,8 @@ try {
     const b = best.get(wl.name)!;
     const workerdUs = ((b.wN - b.w0) / wl.n) * 1000;
     const nodeUs = ((b.nN - b.n0) / wl.n) * 1000;
+    const workerdCpuUs = ((b.wcN - b.wc0) / wl.n) * 1000;
+    const nodeCpuUs = ((b.ncN - b.nc0) / wl.n) * 1000;
     rows.push({
       workload: wl.name,
       n: wl.n,
@@ -177,6 +208,9 @@ try {
       workerdUs: +workerdUs.toFixed(1),
       nodeUs: +nodeUs.toFixed(1),
       ratio: +(workerdUs / nodeUs).toFixed(2),
+      workerdCpuUs: +workerdCpuUs.toFixed(1),
+      nodeCpuUs: +nodeCpuUs.toFixed(1),
+      cpuRatio: +(workerdCpuUs / nodeCpuUs).toFixed(2),
       checksumWorkerd: b.cw,
       checksumNode: b.cn,
       checksumMatch: b.cw === b.cn,
@@ -188,21 +222,25 @@ try {
     if (g && b4) {
       b4.beamsOverGreedyWorkerd = +(b4.workerdUs / g.workerdUs).toFixed(2);
       b4.beamsOverGreedyNode = +(b4.nodeUs / g.nodeUs).toFixed(2);
+      b4.beamsOverGreedyWorkerdCpu = +(b4.workerdCpuUs / g.workerdCpuUs).toFixed(2);
+      b4.beamsOverGreedyNodeCpu = +(b4.nodeCpuUs / g.nodeCpuUs).toFixed(2);
     }
   }
 
   const lines = [
     '',
-    `workload                   n      build (w/n)      workerd µs/it   Node µs/it   workerd/Node  checksums`,
+    '                                                    ---------- wall ----------   ---------- CPU -----------',
+    'workload                   n     build (w/n)      workerd µs   Node µs  w/Node   workerd µs   Node µs  w/Node  checksums',
   ];
+  const f = (v: number, w: number) => v.toFixed(1).padStart(w);
   for (const r of rows)
     lines.push(
-      `${r.workload.padEnd(26)} ${String(r.n).padStart(5)}  ${`${r.workerdBuild}/${r.nodeBuild}`.padEnd(16)} ${r.workerdUs.toFixed(1).padStart(13)} ${r.nodeUs.toFixed(1).padStart(12)} ${`${r.ratio.toFixed(2)}×`.padStart(13)}  ${r.checksumMatch ? 'equal' : `DIFFER (${r.checksumWorkerd} vs ${r.checksumNode})`}`,
+      `${r.workload.padEnd(26)} ${String(r.n).padStart(5)} ${`${r.workerdBuild}/${r.nodeBuild}`.padEnd(16)} ${f(r.workerdUs, 10)} ${f(r.nodeUs, 9)} ${`${r.ratio.toFixed(2)}×`.padStart(7)}   ${f(r.workerdCpuUs, 10)} ${f(r.nodeCpuUs, 9)} ${`${r.cpuRatio.toFixed(2)}×`.padStart(7)}  ${r.checksumMatch ? 'equal' : `DIFFER (${r.checksumWorkerd} vs ${r.checksumNode})`}`,
     );
   for (const r of rows)
     if (r.beamsOverGreedyWorkerd !== undefined)
       lines.push(
-        `${r.workload.replace(':beams4', '')}: beams4/greedy per step  workerd ×${r.beamsOverGreedyWorkerd}  Node ×${r.beamsOverGreedyNode}`,
+        `${r.workload.replace(':beams4', '')}: beams4/greedy per step  wall: workerd ×${r.beamsOverGreedyWorkerd}  Node ×${r.beamsOverGreedyNode}   CPU: workerd ×${r.beamsOverGreedyWorkerdCpu}  Node ×${r.beamsOverGreedyNodeCpu}`,
       );
   lines.push(
     `(${rounds} rounds, best round trip of n minus best of 0 iterations; whole run ${((performance.now() - t0) / 1000).toFixed(0)} s)`,

@@ -6,7 +6,7 @@
  * @example
  * const w = await startBenchWorker(); await w.setup('kind=linear&shapes=1x288x768&types=f32'); await w.run('linear:f32:1x288x768', 10); await w.dispose();
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
@@ -23,8 +23,13 @@ export interface BenchWorker {
   url: string;
   /** POST /setup?<query> (body: model bytes for decode) */
   setup(query: string, body?: Uint8Array<ArrayBuffer>): Promise<SetupInfo>;
-  /** one round trip of GET /run: the checksum and the wall ms from sending to the last body byte */
-  run(name: string, n: number): Promise<{ checksum: number; ms: number }>;
+  /**
+   * one round trip of GET /run: the checksum, the wall ms from sending to the last body byte, and
+   * the CPU ms the workerd process spent meanwhile (all its threads, from /proc; NaN off Linux)
+   */
+  run(name: string, n: number): Promise<{ checksum: number; ms: number; cpuMs: number }>;
+  /** the workerd process id (undefined when it could not be told apart) */
+  pid: number | undefined;
   dispose(): Promise<void>;
 }
 
@@ -44,12 +49,54 @@ export function bundleBenchWorker(): Promise<string> {
   return bundled;
 }
 
+/** ids of this process's children named workerd */
+function workerdChildren(): Set<number> {
+  const found = new Set<number>();
+  try {
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        // pid (comm) state ppid ...
+        const close = stat.lastIndexOf(')');
+        const comm = stat.slice(stat.indexOf('(') + 1, close);
+        const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+        if (ppid === process.pid && comm.startsWith('workerd')) found.add(Number(d));
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return found;
+}
+
+/** CPU ms of every thread of `pid` so far (/proc/<pid>/task/<tid>/schedstat: ns on CPU), NaN if unknown */
+export function processCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    let ns = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // thread ended meanwhile
+      }
+    }
+    return ns / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /**
  * A fresh workerd process running the bench Worker.
  * @example
  * const w = await startBenchWorker();
  */
 export async function startBenchWorker(): Promise<BenchWorker> {
+  const before = workerdChildren();
   const u8 = (p: string) => new Uint8Array(readFileSync(join(root, p))) as Uint8Array<ArrayBuffer>;
   const mf = new Miniflare(
     convertV4MiniflareOptions({
@@ -69,6 +116,8 @@ export async function startBenchWorker(): Promise<BenchWorker> {
     }),
   );
   const url = (await mf.ready).toString().replace(/\/$/, '');
+  const fresh = [...workerdChildren()].filter((p) => !before.has(p));
+  const pid = fresh.length === 1 ? fresh[0] : undefined;
   const call = async (path: string, init?: RequestInit) => {
     const res = await fetch(`${url}${path}`, init);
     const text = await res.text();
@@ -77,11 +126,14 @@ export async function startBenchWorker(): Promise<BenchWorker> {
   };
   return {
     url,
+    pid,
     setup: (query, body) => call(`/setup?${query}`, { method: 'POST', body }),
     async run(name, n) {
+      const c0 = processCpuMs(pid);
       const t0 = performance.now();
       const r = await call(`/run?name=${encodeURIComponent(name)}&n=${n}`);
-      return { checksum: r.checksum, ms: performance.now() - t0 };
+      const ms = performance.now() - t0;
+      return { checksum: r.checksum, ms, cpuMs: processCpuMs(pid) - c0 };
     },
     dispose: () => mf.dispose(),
   };
