@@ -38,7 +38,7 @@ import {
   createLinearBench,
   type KernelModules,
 } from './workerd-bench/bench.ts';
-import { type BenchWorker, type SetupInfo, startBenchWorker } from './workerd-bench/start.ts';
+import { type BenchWorker, processRssMiB, type SetupInfo, startBenchWorker } from './workerd-bench/start.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);
@@ -97,15 +97,16 @@ interface Row {
 
 const workers: BenchWorker[] = [];
 const workloads: Workload[] = [];
-const setups: Array<{ group: string } & SetupInfo> = [];
+const setups: Array<{ group: string; pid: number | undefined; rss0: number } & SetupInfo> = [];
 const t0 = performance.now();
 try {
   if (!flag('no-linear')) {
     const w = await startBenchWorker();
     workers.push(w);
     const q = `build=${buildChoice}&kind=linear&shapes=${shapes.join(',')}&types=${types.join(',')}`;
+    const rss0 = processRssMiB(w.pid).rss;
     const info = await w.setup(q);
-    setups.push({ group: 'linear', ...info });
+    setups.push({ group: 'linear', pid: w.pid, rss0, ...info });
     const node = createLinearBench(mods, buildChoice, shapes, types);
     for (const s of shapes)
       for (const t of types) {
@@ -134,18 +135,21 @@ try {
       const bytes = new Uint8Array(readFileSync(p)) as Uint8Array<ArrayBuffer>;
       const w = await startBenchWorker();
       workers.push(w);
+      const rss0 = processRssMiB(w.pid).rss;
       const info = await w.setup(`build=${buildChoice}&kind=decode&type=${t}`, bytes);
-      setups.push({ group: `decode:${t}`, ...info });
+      setups.push({ group: `decode:${t}`, pid: w.pid, rss0, ...info });
       const node = createDecodeBench(mods, buildChoice, bytes, t);
       for (const mode of ['greedy', 'beams4'])
         workloads.push({ name: `decode:${t}:${mode}`, worker: w, node, n: steps, workerdBuild: info.build });
     }
   }
   log(`workerd up and set up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  for (const s of setups)
+  for (const s of setups) {
+    const m = processRssMiB(s.pid);
     log(
-      `  ${s.group.padEnd(12)} workerd build ${s.build} (relaxed SIMD validates: ${s.relaxedAvailable}), WASM memory ${(s.memoryBytes / 2 ** 20).toFixed(1)} MiB`,
+      `  ${s.group.padEnd(12)} workerd build ${s.build} (relaxed SIMD validates: ${s.relaxedAvailable}), WASM memory ${(s.memoryBytes / 2 ** 20).toFixed(1)} MiB, workerd process RSS +${(m.rss - s.rss0).toFixed(0)} MiB over its idle ${s.rss0.toFixed(0)} (peak +${(m.peak - s.rss0).toFixed(0)})`,
     );
+  }
 
   // warm-up (JIT tier-up in both hosts)
   for (const wl of workloads) {

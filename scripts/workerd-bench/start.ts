@@ -90,6 +90,17 @@ export function processCpuMs(pid: number | undefined): number {
   }
 }
 
+/** resident and peak resident MiB of `pid` (/proc/<pid>/status VmRSS, VmHWM), NaN if unknown */
+export function processRssMiB(pid: number | undefined): { rss: number; peak: number } {
+  try {
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? Number.NaN);
+    return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+  } catch {
+    return { rss: Number.NaN, peak: Number.NaN };
+  }
+}
+
 /**
  * A fresh workerd process running the bench Worker.
  * @example
