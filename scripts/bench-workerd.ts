@@ -2,7 +2,7 @@
  * Kernel and decode speed inside workerd (local, through Miniflare) against Node, same .wasm, same
  * code (scripts/workerd-bench/bench.ts), same inputs, in the same run.
  *
- *   npx tsx scripts/bench-workerd.ts [--json] [--rounds 12] [--build auto|simd|relaxed]
+ *   npx tsx scripts/bench-workerd.ts [--json] [--rounds 12] [--build auto|simd|relaxed|simd,relaxed]
  *        [--shapes 1x288x768,1x768x3072,4x768x3072,1x288x32000] [--types f32,q8_0] [--steps 16]
  *        [--target-ms 40] [--no-linear] [--no-decode]
  *
@@ -17,6 +17,9 @@
  * rounds, wall). Workloads and hosts are interleaved within each round, so machine load hits all
  * alike. One workerd process (one isolate) per group: linear, f32 model, Q8_0 model; a model's bytes
  * are POSTed once and dropped after load (an isolate holds ≤ 128 MB: weights + KV only).
+ *
+ * --build simd,relaxed runs both kernel builds in the same run, interleaved (one workerd process per
+ * build and group), and adds their time ratio per workload in each host.
  *
  * Prints µs per iteration in workerd and in Node, their ratio, and whether the checksums (sum of
  * outputs / argmax tokens) agree; for decode, beams4/greedy in each host. --json prints the rows;
@@ -48,13 +51,14 @@ const opt = (name: string, def: string) => {
 };
 const json = flag('json');
 const rounds = Number(opt('rounds', '12'));
-const buildChoice = opt('build', 'auto') as BuildChoice;
+const buildChoices = opt('build', 'auto').split(',') as BuildChoice[];
 const shapes = opt('shapes', '1x288x768,1x768x3072,4x768x3072,1x288x32000').split(',');
 const types = opt('types', 'f32,q8_0').split(',');
 const steps = Number(opt('steps', '16'));
 const targetMs = Number(opt('target-ms', '40'));
 const log = (s: string) => (json ? console.error(s) : console.log(s));
-if (!['auto', 'simd', 'relaxed'].includes(buildChoice)) throw new Error('--build is auto, simd or relaxed');
+if (!buildChoices.every((b) => ['auto', 'simd', 'relaxed'].includes(b)))
+  throw new Error('--build is auto, simd, relaxed or a comma-separated list of them');
 
 const root = join(import.meta.dirname, '..');
 const mods: KernelModules = {
@@ -64,6 +68,7 @@ const mods: KernelModules = {
 
 interface Workload {
   name: string;
+  build: BuildChoice;
   worker: BenchWorker;
   node: Bench;
   n: number;
@@ -72,6 +77,8 @@ interface Workload {
 
 interface Row {
   workload: string;
+  /** the --build choice ('auto' lets each host pick, as createRuntime does) */
+  buildChoice: string;
   n: number;
   workerdBuild: string;
   nodeBuild: string;
@@ -100,54 +107,63 @@ const workloads: Workload[] = [];
 const setups: Array<{ group: string; pid: number | undefined; rss0: number } & SetupInfo> = [];
 const t0 = performance.now();
 try {
-  if (!flag('no-linear')) {
-    const w = await startBenchWorker();
-    workers.push(w);
-    const q = `build=${buildChoice}&kind=linear&shapes=${shapes.join(',')}&types=${types.join(',')}`;
-    const rss0 = processRssMiB(w.pid).rss;
-    const info = await w.setup(q);
-    setups.push({ group: 'linear', pid: w.pid, rss0, ...info });
-    const node = createLinearBench(mods, buildChoice, shapes, types);
-    for (const s of shapes)
-      for (const t of types) {
-        const name = `linear:${t}:${s}`;
-        // n from Node's speed: a request of ~targetMs; the same n in both hosts
-        node.run(name, 3);
-        let per = Infinity;
-        for (let i = 0; i < 5; i++) {
-          const c0 = performance.now();
-          node.run(name, 10);
-          per = Math.min(per, (performance.now() - c0) / 10);
-        }
-        const n = Math.max(2, Math.min(20_000, Math.round(targetMs / Math.max(per, 1e-3))));
-        workloads.push({ name, worker: w, node, n, workerdBuild: info.build });
-      }
-  }
-  if (!flag('no-decode')) {
-    const { randomLlamaGGUF, SHAPES } = await import('./lib/random-llama.ts');
-    for (const t of types) {
-      const p = join(root, 'bench-results', 'models', `random-15M-${t}.gguf`);
-      if (!existsSync(p)) {
-        mkdirSync(join(root, 'bench-results', 'models'), { recursive: true });
-        log(`writing ${p} ...`);
-        writeFileSync(p, randomLlamaGGUF(SHAPES['15M'], t, 7, 1));
-      }
-      const bytes = new Uint8Array(readFileSync(p)) as Uint8Array<ArrayBuffer>;
+  for (const buildChoice of buildChoices) {
+    if (!flag('no-linear')) {
       const w = await startBenchWorker();
       workers.push(w);
+      const q = `build=${buildChoice}&kind=linear&shapes=${shapes.join(',')}&types=${types.join(',')}`;
       const rss0 = processRssMiB(w.pid).rss;
-      const info = await w.setup(`build=${buildChoice}&kind=decode&type=${t}`, bytes);
-      setups.push({ group: `decode:${t}`, pid: w.pid, rss0, ...info });
-      const node = createDecodeBench(mods, buildChoice, bytes, t);
-      for (const mode of ['greedy', 'beams4'])
-        workloads.push({ name: `decode:${t}:${mode}`, worker: w, node, n: steps, workerdBuild: info.build });
+      const info = await w.setup(q);
+      setups.push({ group: `${buildChoice}:linear`, pid: w.pid, rss0, ...info });
+      const node = createLinearBench(mods, buildChoice, shapes, types);
+      for (const s of shapes)
+        for (const t of types) {
+          const name = `linear:${t}:${s}`;
+          // n from Node's speed: a request of ~targetMs; the same n in both hosts
+          node.run(name, 3);
+          let per = Infinity;
+          for (let i = 0; i < 5; i++) {
+            const c0 = performance.now();
+            node.run(name, 10);
+            per = Math.min(per, (performance.now() - c0) / 10);
+          }
+          const n = Math.max(2, Math.min(20_000, Math.round(targetMs / Math.max(per, 1e-3))));
+          workloads.push({ name, build: buildChoice, worker: w, node, n, workerdBuild: info.build });
+        }
+    }
+    if (!flag('no-decode')) {
+      const { randomLlamaGGUF, SHAPES } = await import('./lib/random-llama.ts');
+      for (const t of types) {
+        const p = join(root, 'bench-results', 'models', `random-15M-${t}.gguf`);
+        if (!existsSync(p)) {
+          mkdirSync(join(root, 'bench-results', 'models'), { recursive: true });
+          log(`writing ${p} ...`);
+          writeFileSync(p, randomLlamaGGUF(SHAPES['15M'], t, 7, 1));
+        }
+        const bytes = new Uint8Array(readFileSync(p)) as Uint8Array<ArrayBuffer>;
+        const w = await startBenchWorker();
+        workers.push(w);
+        const rss0 = processRssMiB(w.pid).rss;
+        const info = await w.setup(`build=${buildChoice}&kind=decode&type=${t}`, bytes);
+        setups.push({ group: `${buildChoice}:decode:${t}`, pid: w.pid, rss0, ...info });
+        const node = createDecodeBench(mods, buildChoice, bytes, t);
+        for (const mode of ['greedy', 'beams4'])
+          workloads.push({
+            name: `decode:${t}:${mode}`,
+            build: buildChoice,
+            worker: w,
+            node,
+            n: steps,
+            workerdBuild: info.build,
+          });
+      }
     }
   }
   log(`workerd up and set up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   for (const s of setups) {
     const m = processRssMiB(s.pid);
     log(
-      `  ${s.group.padEnd(12)} workerd build ${s.build} (relaxed SIMD validates: ${s.relaxedAvailable}), WASM memory ${(s.memoryBytes / 2 ** 20).toFixed(1)} MiB, workerd process RSS +${(m.rss - s.rss0).toFixed(0)} MiB over its idle ${s.rss0.toFixed(0)} (peak +${(m.peak - s.rss0).toFixed(0)})`,
+      `  ${s.group.padEnd(18)} workerd build ${s.build} (relaxed SIMD validates: ${s.relaxedAvailable}), WASM memory ${(s.memoryBytes / 2 ** 20).toFixed(1)} MiB, workerd process RSS +${(m.rss - s.rss0).toFixed(0)} MiB over its idle ${s.rss0.toFixed(0)} (peak +${(m.peak - s.rss0).toFixed(0)})`,
     );
   }
 
@@ -162,7 +178,7 @@ try {
   type Best = Record<'wN' | 'w0' | 'nN' | 'n0' | 'wcN' | 'wc0' | 'ncN' | 'nc0' | 'cw' | 'cn', number>;
   const best = new Map<string, Best>();
   for (const wl of workloads)
-    best.set(wl.name, {
+    best.set(`${wl.build}|${wl.name}`, {
       wN: Infinity,
       w0: Infinity,
       nN: Infinity,
@@ -187,7 +203,7 @@ try {
   };
   for (let r = 0; r < rounds; r++) {
     for (const wl of workloads) {
-      const b = best.get(wl.name)!;
+      const b = best.get(`${wl.build}|${wl.name}`)!;
       // alternate the order of the n and 0 requests between rounds
       const order = r % 2 === 0 ? [wl.n, 0] : [0, wl.n];
       for (const n of order) {
@@ -212,13 +228,14 @@ try {
 
   const rows: Row[] = [];
   for (const wl of workloads) {
-    const b = best.get(wl.name)!;
+    const b = best.get(`${wl.build}|${wl.name}`)!;
     const workerdUs = ((b.wN - b.w0) / wl.n) * 1000;
     const nodeUs = ((b.nN - b.n0) / wl.n) * 1000;
     const workerdCpuUs = ((b.wcN - b.wc0) / wl.n) * 1000;
     const nodeCpuUs = ((b.ncN - b.nc0) / wl.n) * 1000;
     rows.push({
       workload: wl.name,
+      buildChoice: wl.build,
       n: wl.n,
       workerdBuild: wl.workerdBuild,
       nodeBuild: wl.node.build,
@@ -237,16 +254,17 @@ try {
       workerdV8Flags: process.env.MINIFLARE_WORKERD_V8_FLAGS ?? '',
     });
   }
-  for (const t of types) {
-    const g = rows.find((x) => x.workload === `decode:${t}:greedy`);
-    const b4 = rows.find((x) => x.workload === `decode:${t}:beams4`);
-    if (g && b4) {
-      b4.beamsOverGreedyWorkerd = +(b4.workerdUs / g.workerdUs).toFixed(2);
-      b4.beamsOverGreedyNode = +(b4.nodeUs / g.nodeUs).toFixed(2);
-      b4.beamsOverGreedyWorkerdCpu = +(b4.workerdCpuUs / g.workerdCpuUs).toFixed(2);
-      b4.beamsOverGreedyNodeCpu = +(b4.nodeCpuUs / g.nodeCpuUs).toFixed(2);
+  for (const bc of buildChoices)
+    for (const t of types) {
+      const g = rows.find((x) => x.buildChoice === bc && x.workload === `decode:${t}:greedy`);
+      const b4 = rows.find((x) => x.buildChoice === bc && x.workload === `decode:${t}:beams4`);
+      if (g && b4) {
+        b4.beamsOverGreedyWorkerd = +(b4.workerdUs / g.workerdUs).toFixed(2);
+        b4.beamsOverGreedyNode = +(b4.nodeUs / g.nodeUs).toFixed(2);
+        b4.beamsOverGreedyWorkerdCpu = +(b4.workerdCpuUs / g.workerdCpuUs).toFixed(2);
+        b4.beamsOverGreedyNodeCpu = +(b4.nodeCpuUs / g.nodeCpuUs).toFixed(2);
+      }
     }
-  }
 
   const lines = [
     '',
@@ -261,8 +279,18 @@ try {
   for (const r of rows)
     if (r.beamsOverGreedyWorkerd !== undefined)
       lines.push(
-        `${r.workload.replace(':beams4', '')}: beams4/greedy per step  wall: workerd ×${r.beamsOverGreedyWorkerd}  Node ×${r.beamsOverGreedyNode}   CPU: workerd ×${r.beamsOverGreedyWorkerdCpu}  Node ×${r.beamsOverGreedyNodeCpu}`,
+        `${r.workload.replace(':beams4', '')} (${r.workerdBuild}): beams4/greedy per step  wall: workerd ×${r.beamsOverGreedyWorkerd}  Node ×${r.beamsOverGreedyNode}   CPU: workerd ×${r.beamsOverGreedyWorkerdCpu}  Node ×${r.beamsOverGreedyNodeCpu}`,
       );
+  // both builds in this run: plain SIMD time over relaxed, per workload and host
+  for (const r of rows.filter((x) => x.workerdBuild === 'relaxed')) {
+    const p = rows.find(
+      (x) => x.workload === r.workload && x.workerdBuild === 'simd' && x.nodeBuild === 'simd',
+    );
+    if (p && r.nodeBuild === 'relaxed')
+      lines.push(
+        `${r.workload.padEnd(26)} simd/relaxed time  workerd ×${(p.workerdUs / r.workerdUs).toFixed(2)}  Node ×${(p.nodeUs / r.nodeUs).toFixed(2)}`,
+      );
+  }
   const flags = rows[0]
     ? `; Node flags: '${rows[0].nodeFlags}', workerd V8 flags: '${rows[0].workerdV8Flags}'`
     : '';
