@@ -4,7 +4,7 @@
  *
  *   npx tsx scripts/bench-workerd.ts [--json] [--rounds 12] [--build auto|simd|relaxed|simd,relaxed]
  *        [--shapes 1x288x768,1x768x3072,4x768x3072,1x288x32000] [--types f32,q8_0] [--steps 16]
- *        [--target-ms 40] [--no-linear] [--no-decode]
+ *        [--target-ms 40] [--no-linear] [--no-decode] [--no-node-peer]
  *
  * Workloads: `linear` (M×K×N, f32 and Q8_0 weights made inside each host from a fixed seed) and
  * `model.decode` steps on a random 15M-shaped llama (F32 and Q8_0; maxContext 256, maxSequences 8)
@@ -15,7 +15,9 @@
  * HTTP round trip of a request doing n iterations minus one doing 0, each the best of `rounds`
  * (wall time). Node runs the same function in-process, timed the same way (n minus 0, best of
  * rounds, wall). Workloads and hosts are interleaved within each round, so machine load hits all
- * alike. One workerd process (one isolate) per group: linear, f32 model, Q8_0 model; a model's bytes
+ * alike. A third host, Node-bc, is the same handler (scripts/workerd-bench/handler.ts) in a child
+ * `node --disable-wasm-trap-handler` (explicit WASM bounds checks) timed over HTTP exactly like workerd
+ * (skip it with --no-node-peer). One workerd process (one isolate) per group: linear, f32 model, Q8_0 model; a model's bytes
  * are POSTed once and dropped after load (an isolate holds ≤ 128 MB: weights + KV only).
  *
  * --build simd,relaxed runs both kernel builds in the same run, interleaved (one workerd process per
@@ -27,10 +29,10 @@
  *
  * Local workerd compiles WASM with explicit bounds checks (no trap-handler guard regions): forcing
  * them with MINIFLARE_WORKERD_V8_FLAGS=--wasm-enforce-bounds-checks changes nothing there, while
- * Node run as `node --disable-wasm-trap-handler --import tsx scripts/bench-workerd.ts` matches
- * workerd within ~10 % on every workload (multi-row linear, hence beams and prefill, is what the
- * checks slow: 1.2–1.5× in workerd against a default Node). MINIFLARE_WORKERD_V8_FLAGS passes any
- * V8 flags to workerd; both hosts' flags are recorded in the rows.
+ * the Node-bc peer (or this whole script run as `node --disable-wasm-trap-handler --import tsx
+ * scripts/bench-workerd.ts`) matches workerd within ~10 % on every workload; multi-row linear, hence
+ * beams and prefill, is what the checks slow most: 1.2–1.5× in workerd against a default Node.
+ * MINIFLARE_WORKERD_V8_FLAGS passes any V8 flags to workerd; both hosts' flags are in the rows.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,7 +43,13 @@ import {
   createLinearBench,
   type KernelModules,
 } from './workerd-bench/bench.ts';
-import { type BenchWorker, processRssMiB, type SetupInfo, startBenchWorker } from './workerd-bench/start.ts';
+import {
+  type BenchWorker,
+  processRssMiB,
+  type SetupInfo,
+  startBenchNode,
+  startBenchWorker,
+} from './workerd-bench/start.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);
@@ -56,6 +64,16 @@ const shapes = opt('shapes', '1x288x768,1x768x3072,4x768x3072,1x288x32000').spli
 const types = opt('types', 'f32,q8_0').split(',');
 const steps = Number(opt('steps', '16'));
 const targetMs = Number(opt('target-ms', '40'));
+const withPeer = !flag('no-node-peer');
+const PEER_ARGS = ['--disable-wasm-trap-handler'];
+/** a bounds-checked Node peer for one group, set up like the workerd one */
+async function peerFor(query: string, body?: Uint8Array<ArrayBuffer>): Promise<BenchWorker | undefined> {
+  if (!withPeer) return undefined;
+  const p = await startBenchNode(PEER_ARGS);
+  workers.push(p);
+  await p.setup(query, body);
+  return p;
+}
 const log = (s: string) => (json ? console.error(s) : console.log(s));
 if (!buildChoices.every((b) => ['auto', 'simd', 'relaxed'].includes(b)))
   throw new Error('--build is auto, simd, relaxed or a comma-separated list of them');
@@ -71,6 +89,8 @@ interface Workload {
   build: BuildChoice;
   worker: BenchWorker;
   node: Bench;
+  /** the same handler in a child Node with --disable-wasm-trap-handler, over HTTP (unless --no-node-peer) */
+  peer?: BenchWorker;
   n: number;
   workerdBuild: string;
 }
@@ -93,6 +113,13 @@ interface Row {
   checksumWorkerd: number;
   checksumNode: number;
   checksumMatch: boolean;
+  /** the bounds-checked Node peer (node --disable-wasm-trap-handler, over HTTP like workerd) */
+  peerUs?: number;
+  peerCpuUs?: number;
+  /** workerd over the bounds-checked Node peer */
+  ratioToPeer?: number;
+  cpuRatioToPeer?: number;
+  checksumPeer?: number;
   beamsOverGreedyWorkerd?: number;
   beamsOverGreedyNode?: number;
   beamsOverGreedyWorkerdCpu?: number;
@@ -116,6 +143,7 @@ try {
       const info = await w.setup(q);
       setups.push({ group: `${buildChoice}:linear`, pid: w.pid, rss0, ...info });
       const node = createLinearBench(mods, buildChoice, shapes, types);
+      const peer = await peerFor(q);
       for (const s of shapes)
         for (const t of types) {
           const name = `linear:${t}:${s}`;
@@ -128,7 +156,7 @@ try {
             per = Math.min(per, (performance.now() - c0) / 10);
           }
           const n = Math.max(2, Math.min(20_000, Math.round(targetMs / Math.max(per, 1e-3))));
-          workloads.push({ name, build: buildChoice, worker: w, node, n, workerdBuild: info.build });
+          workloads.push({ name, build: buildChoice, worker: w, node, peer, n, workerdBuild: info.build });
         }
     }
     if (!flag('no-decode')) {
@@ -144,15 +172,18 @@ try {
         const w = await startBenchWorker();
         workers.push(w);
         const rss0 = processRssMiB(w.pid).rss;
-        const info = await w.setup(`build=${buildChoice}&kind=decode&type=${t}`, bytes);
+        const q = `build=${buildChoice}&kind=decode&type=${t}`;
+        const info = await w.setup(q, bytes);
         setups.push({ group: `${buildChoice}:decode:${t}`, pid: w.pid, rss0, ...info });
         const node = createDecodeBench(mods, buildChoice, bytes, t);
+        const peer = await peerFor(q, bytes);
         for (const mode of ['greedy', 'beams4'])
           workloads.push({
             name: `decode:${t}:${mode}`,
             build: buildChoice,
             worker: w,
             node,
+            peer,
             n: steps,
             workerdBuild: info.build,
           });
@@ -172,10 +203,28 @@ try {
     for (let i = 0; i < 2; i++) {
       await wl.worker.run(wl.name, wl.n);
       wl.node.run(wl.name, wl.n);
+      await wl.peer?.run(wl.name, wl.n);
     }
   }
 
-  type Best = Record<'wN' | 'w0' | 'nN' | 'n0' | 'wcN' | 'wc0' | 'ncN' | 'nc0' | 'cw' | 'cn', number>;
+  type Best = Record<
+    | 'wN'
+    | 'w0'
+    | 'nN'
+    | 'n0'
+    | 'wcN'
+    | 'wc0'
+    | 'ncN'
+    | 'nc0'
+    | 'pN'
+    | 'p0'
+    | 'pcN'
+    | 'pc0'
+    | 'cw'
+    | 'cn'
+    | 'cp',
+    number
+  >;
   const best = new Map<string, Best>();
   for (const wl of workloads)
     best.set(`${wl.build}|${wl.name}`, {
@@ -187,8 +236,13 @@ try {
       wc0: Infinity,
       ncN: Infinity,
       nc0: Infinity,
+      pN: Infinity,
+      p0: Infinity,
+      pcN: Infinity,
+      pc0: Infinity,
       cw: NaN,
       cn: NaN,
+      cp: NaN,
     });
   const cpuMs = () => {
     const u = process.cpuUsage();
@@ -209,6 +263,15 @@ try {
       for (const n of order) {
         const w = await wl.worker.run(wl.name, n);
         const nd = nodeTime(wl.node, wl.name, n);
+        const pr = wl.peer ? await wl.peer.run(wl.name, n) : undefined;
+        if (pr && n === 0) {
+          b.p0 = Math.min(b.p0, pr.ms);
+          b.pc0 = Math.min(b.pc0, pr.cpuMs);
+        } else if (pr) {
+          b.pN = Math.min(b.pN, pr.ms);
+          b.pcN = Math.min(b.pcN, pr.cpuMs);
+          b.cp = pr.checksum;
+        }
         if (n === 0) {
           b.w0 = Math.min(b.w0, w.ms);
           b.n0 = Math.min(b.n0, nd.ms);
@@ -233,6 +296,17 @@ try {
     const nodeUs = ((b.nN - b.n0) / wl.n) * 1000;
     const workerdCpuUs = ((b.wcN - b.wc0) / wl.n) * 1000;
     const nodeCpuUs = ((b.ncN - b.nc0) / wl.n) * 1000;
+    const peerUs = ((b.pN - b.p0) / wl.n) * 1000;
+    const peerCpuUs = ((b.pcN - b.pc0) / wl.n) * 1000;
+    const peer = wl.peer
+      ? {
+          peerUs: +peerUs.toFixed(1),
+          peerCpuUs: +peerCpuUs.toFixed(1),
+          ratioToPeer: +(workerdUs / peerUs).toFixed(2),
+          cpuRatioToPeer: +(workerdCpuUs / peerCpuUs).toFixed(2),
+          checksumPeer: b.cp,
+        }
+      : {};
     rows.push({
       workload: wl.name,
       buildChoice: wl.build,
@@ -247,7 +321,8 @@ try {
       cpuRatio: +(workerdCpuUs / nodeCpuUs).toFixed(2),
       checksumWorkerd: b.cw,
       checksumNode: b.cn,
-      checksumMatch: b.cw === b.cn,
+      checksumMatch: b.cw === b.cn && (!wl.peer || b.cp === b.cn),
+      ...peer,
       nodeFlags: process.execArgv
         .filter((a) => a.startsWith('--') && !/tsx|^--(require|import|loader|experimental-loader)$/.test(a))
         .join(' '),
@@ -266,15 +341,18 @@ try {
       }
     }
 
+  const f = (v: number | undefined, w: number) => (v === undefined ? '—' : v.toFixed(1)).padStart(w);
+  const x = (v: number | undefined, w: number) => (v === undefined ? '—' : `${v.toFixed(2)}×`).padStart(w);
   const lines = [
     '',
-    '                                                    ---------- wall ----------   ---------- CPU -----------',
-    'workload                   n     build (w/n)      workerd µs   Node µs  w/Node   workerd µs   Node µs  w/Node  checksums',
+    'Node = this process (trap-handler bounds checks, the default); Node-bc = a child `node --disable-wasm-trap-handler`',
+    '(explicit bounds checks), timed over HTTP like workerd. w/… = workerd time over that host.',
+    '                                       ------------------- wall -------------------   ------------------- CPU --------------------',
+    'workload                   n  build    workerd µs   Node µs Node-bc µs  w/Node  w/bc  workerd µs   Node µs Node-bc µs  w/Node  w/bc  checksums',
   ];
-  const f = (v: number, w: number) => v.toFixed(1).padStart(w);
   for (const r of rows)
     lines.push(
-      `${r.workload.padEnd(26)} ${String(r.n).padStart(5)} ${`${r.workerdBuild}/${r.nodeBuild}`.padEnd(16)} ${f(r.workerdUs, 10)} ${f(r.nodeUs, 9)} ${`${r.ratio.toFixed(2)}×`.padStart(7)}   ${f(r.workerdCpuUs, 10)} ${f(r.nodeCpuUs, 9)} ${`${r.cpuRatio.toFixed(2)}×`.padStart(7)}  ${r.checksumMatch ? 'equal' : `DIFFER (${r.checksumWorkerd} vs ${r.checksumNode})`}`,
+      `${r.workload.padEnd(22)} ${String(r.n).padStart(5)}  ${(r.workerdBuild === r.nodeBuild ? r.workerdBuild : `${r.workerdBuild}/${r.nodeBuild}`).padEnd(7)} ${f(r.workerdUs, 10)} ${f(r.nodeUs, 9)} ${f(r.peerUs, 10)} ${x(r.ratio, 7)} ${x(r.ratioToPeer, 5)}  ${f(r.workerdCpuUs, 10)} ${f(r.nodeCpuUs, 9)} ${f(r.peerCpuUs, 10)} ${x(r.cpuRatio, 7)} ${x(r.cpuRatioToPeer, 5)}  ${r.checksumMatch ? 'equal' : `DIFFER (${r.checksumWorkerd} / ${r.checksumNode} / ${r.checksumPeer})`}`,
     );
   for (const r of rows)
     if (r.beamsOverGreedyWorkerd !== undefined)

@@ -6,6 +6,7 @@
  * @example
  * const w = await startBenchWorker(); await w.setup('kind=linear&shapes=1x288x768&types=f32'); await w.run('linear:f32:1x288x768', 10); await w.dispose();
  */
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -128,7 +129,11 @@ export async function startBenchWorker(): Promise<BenchWorker> {
   );
   const url = (await mf.ready).toString().replace(/\/$/, '');
   const fresh = [...workerdChildren()].filter((p) => !before.has(p));
-  const pid = fresh.length === 1 ? fresh[0] : undefined;
+  return httpBench(url, fresh.length === 1 ? fresh[0] : undefined, () => mf.dispose());
+}
+
+/** a BenchWorker over HTTP at `url`, CPU time read from process `pid` */
+function httpBench(url: string, pid: number | undefined, dispose: () => Promise<void>): BenchWorker {
   const call = async (path: string, init?: RequestInit) => {
     const res = await fetch(`${url}${path}`, init);
     const text = await res.text();
@@ -146,6 +151,46 @@ export async function startBenchWorker(): Promise<BenchWorker> {
       const ms = performance.now() - t0;
       return { checksum: r.checksum, ms, cpuMs: processCpuMs(pid) - c0 };
     },
-    dispose: () => mf.dispose(),
+    dispose,
   };
+}
+
+/**
+ * The same handler in a child Node process (this Node binary, with `nodeArgs`, e.g.
+ * ['--disable-wasm-trap-handler']) behind node:http on 127.0.0.1: a peer timed exactly as workerd is.
+ * @example
+ * const peer = await startBenchNode(['--disable-wasm-trap-handler']);
+ */
+export async function startBenchNode(nodeArgs: string[]): Promise<BenchWorker> {
+  const script = join(import.meta.dirname, 'node-server.ts');
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stderr?.on('data', (d) => {
+    out += d;
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`node-server did not start: ${out}`)), 30_000);
+    proc.stdout?.on('data', (d) => {
+      out += d;
+      const m = /PORT (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`node-server exited (${code}): ${out}`));
+    });
+  });
+  const dispose = async () => {
+    if (proc.exitCode !== null) return;
+    const gone = new Promise<void>((r) => proc.once('exit', () => r()));
+    proc.kill('SIGTERM');
+    await gone;
+  };
+  return httpBench(`http://127.0.0.1:${port}`, proc.pid, dispose);
 }
