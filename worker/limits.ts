@@ -23,6 +23,11 @@ export interface Limits {
   modelBudgetBytes: number;
   /** largest model object read from R2, bytes */
   r2MaxBytes: number;
+  /**
+   * memory of one isolate (JS heap + WASM memory; 128 MB on Workers): an R2 model whose object and
+   * weights, held at once while it loads, pass 7/8 of it is refused from its header
+   */
+  isolateBytes: number;
   /** seconds in Retry-After on 429/503 */
   retryAfterSeconds: number;
 }
@@ -39,6 +44,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxContext: 1024,
   modelBudgetBytes: 96 << 20,
   r2MaxBytes: 64 << 20,
+  isolateBytes: 128 << 20,
   retryAfterSeconds: 1,
 };
 
@@ -54,6 +60,7 @@ const VARS: Array<[keyof Limits, string, number, number]> = [
   ['maxContext', 'MAX_CONTEXT', 16, 1 << 20],
   ['modelBudgetBytes', 'MODEL_BUDGET_BYTES', 1 << 20, 2 ** 32],
   ['r2MaxBytes', 'R2_MAX_BYTES', 1024, 2 ** 32],
+  ['isolateBytes', 'ISOLATE_BYTES', 1 << 20, 2 ** 32],
   ['retryAfterSeconds', 'RETRY_AFTER_SECONDS', 1, 3600],
 ];
 

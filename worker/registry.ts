@@ -225,6 +225,14 @@ export class RuntimeRegistry implements ModelRegistry {
                 503,
                 `R2 model ${JSON.stringify(key)} has ${weights} bytes of weights, over MODEL_BUDGET_BYTES (${this.cfg.limits.modelBudgetBytes})`,
               );
+            // while it loads, the object and the weights copied into WASM memory are both alive:
+            // past the isolate's memory that is an out-of-memory kill, not an error anyone can read
+            const room = Math.floor((this.cfg.limits.isolateBytes / 8) * 7);
+            if (size + weights > room)
+              throw new ApiError(
+                503,
+                `R2 model ${JSON.stringify(key)} needs ${size + weights} bytes while loading (the ${size}-byte object and ${weights} bytes of weights at once), over 7/8 of ISOLATE_BYTES (${this.cfg.limits.isolateBytes}); use a smaller or more quantised model`,
+              );
           }
         }
       }

@@ -266,6 +266,32 @@ describe('the handler: killed requests and R2', () => {
     expect(runtimes()).toBe(0);
   });
 
+  it('R2: an object whose bytes plus weights pass 7/8 of ISOLATE_BYTES is refused from the header; under it, it loads', async () => {
+    const bucket = env.MODEL_BUCKET as any;
+    // ~2.4 MB object holding ~2.4 MB of f32 weights: ~4.8 MB at once while loading
+    const heavy = randomModel({
+      arch: 'gpt2',
+      dim: 128,
+      nLayers: 1,
+      nHeads: 2,
+      ffnDim: 256,
+      vocab: 4000,
+      context: 64,
+    });
+    await bucket.put('models/peak.gguf', heavy);
+    const { h, runtimes } = makeHandler();
+    const over = { ...vars, MODEL_KEY: 'models/peak.gguf', ISOLATE_BYTES: String(5 << 20) }; // 7/8: 4.375 MiB
+    const res = await h.fetch(req({ prompt: 'a', model: 'models/peak.gguf' }), over);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as any).error.message).toMatch(/ISOLATE_BYTES/);
+    expect(runtimes()).toBe(0);
+    // the same object with room (7/8 of 8 MiB = 7 MiB) loads and serves
+    const { h: h2 } = makeHandler();
+    const under = { ...vars, MODEL_KEY: 'models/peak.gguf', ISOLATE_BYTES: String(8 << 20) };
+    const ok = await h2.fetch(req({ prompt: 'a', model: 'models/peak.gguf', max_tokens: 2 }), under);
+    expect(ok.status).toBe(200);
+  });
+
   it('R2: an object over R2_MAX_BYTES is refused before it is read', async () => {
     const bucket = env.MODEL_BUCKET as any;
     await bucket.put('models/big.gguf', small);
