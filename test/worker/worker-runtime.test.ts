@@ -244,18 +244,14 @@ describe('the handler: killed requests and R2', () => {
     },
   );
 
+  // ~2.4 MB of f32 weights (a 4000-token vocabulary) in a ~2.4 MB object
+  const heavyModel = () =>
+    randomModel({ arch: 'gpt2', dim: 128, nLayers: 1, nHeads: 2, ffnDim: 256, vocab: 4000, context: 64 });
+
   it('R2: weights over MODEL_BUDGET_BYTES are refused from the header, before the runtime loads anything', async () => {
     const bucket = env.MODEL_BUCKET as any;
     // ~2.4 MB of f32 weights (a 4000-token vocabulary), over a 1 MiB budget
-    const heavy = randomModel({
-      arch: 'gpt2',
-      dim: 128,
-      nLayers: 1,
-      nHeads: 2,
-      ffnDim: 256,
-      vocab: 4000,
-      context: 64,
-    });
+    const heavy = heavyModel();
     await bucket.put('models/heavy.gguf', heavy);
     const { h, runtimes } = makeHandler();
     const e = { ...vars, MODEL_KEY: 'models/heavy.gguf', MODEL_BUDGET_BYTES: String(1 << 20) };
@@ -269,15 +265,7 @@ describe('the handler: killed requests and R2', () => {
   it('R2: an object whose bytes plus weights pass 7/8 of ISOLATE_BYTES is refused from the header; under it, it loads', async () => {
     const bucket = env.MODEL_BUCKET as any;
     // ~2.4 MB object holding ~2.4 MB of f32 weights: ~4.8 MB at once while loading
-    const heavy = randomModel({
-      arch: 'gpt2',
-      dim: 128,
-      nLayers: 1,
-      nHeads: 2,
-      ffnDim: 256,
-      vocab: 4000,
-      context: 64,
-    });
+    const heavy = heavyModel();
     await bucket.put('models/peak.gguf', heavy);
     const { h, runtimes } = makeHandler();
     const over = { ...vars, MODEL_KEY: 'models/peak.gguf', ISOLATE_BYTES: String(5 << 20) }; // 7/8: 4.375 MiB
