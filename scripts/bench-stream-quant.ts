@@ -19,7 +19,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { quantizeQ4_0, quantizeQ8_0 } from '../runtime/ggml.ts';
 import { createKernels, type LinearWeight } from '../runtime/kernels.ts';
-import { cli, cpuSeconds, kernelBuilds, seeded } from './lib/stream-bench.ts';
+import { cli, kernelBuilds, seeded, timeRounds } from './lib/stream-bench.ts';
 
 const args = process.argv.slice(2);
 const { opt } = cli(args);
@@ -39,7 +39,6 @@ const root = join(import.meta.dirname, '..');
 const impls = kernelBuilds(root, opt('builds', 'relaxed,plain'), opt('wasm', ''));
 
 const random = seeded;
-const cpuS = cpuSeconds;
 
 interface Row {
   shape: string;
@@ -112,23 +111,7 @@ for (const shape of shapes) {
           );
       }
     });
-    const dram = setups.map(() => ms.map(() => Number.POSITIVE_INFINITY));
-    const cache = setups.map(() => ms.map(() => Number.POSITIVE_INFINITY));
-    for (let r = 0; r < rounds; r++)
-      for (let mi = 0; mi < ms.length; mi++)
-        setups.forEach((s, si) => {
-          const m = ms[mi];
-          let t0 = cpuS();
-          for (let c = 0; c < copies; c++) s.k.linear(s.op, s.xp, s.ws[c], m);
-          dram[si][mi] = Math.min(dram[si][mi], (cpuS() - t0) / copies);
-          if (hot) {
-            const w0 = s.ws[0];
-            s.k.linear(s.op, s.xp, w0, m);
-            t0 = cpuS();
-            for (let c = 0; c < copies; c++) s.k.linear(s.op, s.xp, w0, m);
-            cache[si][mi] = Math.min(cache[si][mi], (cpuS() - t0) / copies);
-          }
-        });
+    const { dram, cache } = timeRounds(setups, ms, rounds, copies, hot);
     setups.forEach((s, si) => {
       const froms: Array<['dram' | 'cache', number[]]> = hot
         ? [

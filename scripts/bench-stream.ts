@@ -20,7 +20,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createKernels, type Kernels, type LinearWeight } from '../runtime/kernels.ts';
-import { cli, cpuSeconds, kernelBuilds, seeded } from './lib/stream-bench.ts';
+import { cli, kernelBuilds, seeded, timeRounds } from './lib/stream-bench.ts';
 
 const args = process.argv.slice(2);
 const { opt } = cli(args);
@@ -41,7 +41,6 @@ const root = join(import.meta.dirname, '..');
 const files = kernelBuilds(root, opt('builds', 'relaxed'), opt('wasm', ''));
 
 const random = seeded;
-const cpuS = cpuSeconds;
 
 interface Row {
   shape: string;
@@ -120,26 +119,7 @@ for (const shape of shapes) {
         log(`WARNING ${s.impl} differs from ${setups[0].impl} on ${shape}: ${worst} (scale ${scale})`);
     }
   });
-  const dram = setups.map(() => ms.map(() => Number.POSITIVE_INFINITY));
-  const cache = setups.map(() => ms.map(() => Number.POSITIVE_INFINITY));
-  for (let r = 0; r < rounds; r++)
-    for (let mi = 0; mi < ms.length; mi++)
-      // the implementation measured first in a round ran ~5 % slower from DRAM: rotate who goes first
-      setups.forEach((_, j) => {
-        const si = (j + r) % setups.length;
-        const s = setups[si];
-        const m = ms[mi];
-        let t0 = cpuS();
-        for (let c = 0; c < copies; c++) s.k.linear(s.op, s.xp, s.ws[c], m);
-        dram[si][mi] = Math.min(dram[si][mi], (cpuS() - t0) / copies);
-        if (hot) {
-          const w0 = s.ws[0];
-          s.k.linear(s.op, s.xp, w0, m);
-          t0 = cpuS();
-          for (let c = 0; c < copies; c++) s.k.linear(s.op, s.xp, w0, m);
-          cache[si][mi] = Math.min(cache[si][mi], (cpuS() - t0) / copies);
-        }
-      });
+  const { dram, cache } = timeRounds(setups, ms, rounds, copies, hot);
   setups.forEach((s, si) => {
     const froms: Array<['dram' | 'cache', number[]]> = hot
       ? [

@@ -6,7 +6,7 @@
  * const builds = kernelBuilds(root, opt('builds', 'relaxed'), opt('wasm', ''));
  */
 import { basename, join } from 'node:path';
-import { detectRelaxedSimd } from '../../runtime/kernels.ts';
+import { detectRelaxedSimd, type Kernels, type LinearWeight } from '../../runtime/kernels.ts';
 
 /** `--name value` options and `--name` flags of a script's arguments. */
 export function cli(args: string[]) {
@@ -55,4 +55,47 @@ export const seeded = (() => {
 export function cpuSeconds(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
+}
+
+/** What timeRounds runs: one build's kernels, its output and input pointers, the weight copies. */
+export interface StreamSetup {
+  k: Pick<Kernels, 'linear'>;
+  op: number;
+  xp: number;
+  ws: LinearWeight[];
+}
+
+/**
+ * Seconds per `linear` call for every setup and row count: from DRAM (each call the next of the
+ * `copies` weight copies) and, with `hot`, from cache (the first copy again and again); best of
+ * `rounds` in CPU time. Within a round every setup runs in turn, the first one rotating (the one
+ * measured first ran ~5 % slower from DRAM).
+ */
+export function timeRounds(
+  setups: StreamSetup[],
+  ms: number[],
+  rounds: number,
+  copies: number,
+  hot: boolean,
+) {
+  const dram = setups.map(() => ms.map(() => Number.POSITIVE_INFINITY));
+  const cache = setups.map(() => ms.map(() => Number.POSITIVE_INFINITY));
+  for (let r = 0; r < rounds; r++)
+    for (let mi = 0; mi < ms.length; mi++)
+      for (let j = 0; j < setups.length; j++) {
+        const si = (j + r) % setups.length;
+        const s = setups[si];
+        const m = ms[mi];
+        let t0 = cpuSeconds();
+        for (let c = 0; c < copies; c++) s.k.linear(s.op, s.xp, s.ws[c], m);
+        dram[si][mi] = Math.min(dram[si][mi], (cpuSeconds() - t0) / copies);
+        if (hot) {
+          const w0 = s.ws[0];
+          s.k.linear(s.op, s.xp, w0, m);
+          t0 = cpuSeconds();
+          for (let c = 0; c < copies; c++) s.k.linear(s.op, s.xp, w0, m);
+          cache[si][mi] = Math.min(cache[si][mi], (cpuSeconds() - t0) / copies);
+        }
+      }
+  return { dram, cache };
 }
