@@ -16,17 +16,18 @@ function halfBits(h: u32): u32 {
   return sign | reinterpret<u32>(<f32>em * reinterpret<f32>(0x33800000));
 }
 
-// 4×4 transpose of 32-bit lanes: out j = [a lane j, b lane j, c lane j, d lane j], stored at p + 16j
+// 4×4 transpose of 32-bit lanes: out j = [a lane j, b lane j, c lane j, d lane j], stored at p + j·stride
+// (16: four consecutive vectors; 32: one 8-row panel column each)
 @inline
-function transpose4x4Store(p: usize, a: v128, b: v128, c: v128, d: v128): void {
+function transpose4x4Store(p: usize, stride: usize, a: v128, b: v128, c: v128, d: v128): void {
   const ab0 = i8x16.shuffle(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
   const cd0 = i8x16.shuffle(c, d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
   const ab1 = i8x16.shuffle(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
   const cd1 = i8x16.shuffle(c, d, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
   v128.store(p, i8x16.shuffle(ab0, cd0, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
-  v128.store(p + 16, i8x16.shuffle(ab0, cd0, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
-  v128.store(p + 32, i8x16.shuffle(ab1, cd1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
-  v128.store(p + 48, i8x16.shuffle(ab1, cd1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+  v128.store(p + stride, i8x16.shuffle(ab0, cd0, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+  v128.store(p + 2 * stride, i8x16.shuffle(ab1, cd1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
+  v128.store(p + 3 * stride, i8x16.shuffle(ab1, cd1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
 }
 
 /**
@@ -71,8 +72,8 @@ export function packQ8(dst: usize, src: usize, rows: i32, nb: i32): void {
         b3 = i8x16.max_s(v128.load(s3, 18), lo);
         h3 = halfBits(load<u16>(s3));
       }
-      transpose4x4Store(d, a0, a1, a2, a3);
-      transpose4x4Store(d + 64, b0, b1, b2, b3);
+      transpose4x4Store(d, 16, a0, a1, a2, a3);
+      transpose4x4Store(d + 64, 16, b0, b1, b2, b3);
       store<u32>(d, h0, 128);
       store<u32>(d, h1, 132);
       store<u32>(d, h2, 136);
@@ -114,7 +115,7 @@ export function packQ4(dst: usize, src: usize, rows: i32, nb: i32): void {
         q3 = v128.load(s + 3 * rowBytes, 2);
         h3 = halfBits(load<u16>(s + 3 * rowBytes));
       }
-      transpose4x4Store(d, q0, q1, q2, q3);
+      transpose4x4Store(d, 16, q0, q1, q2, q3);
       store<u32>(d, h0, 64);
       store<u32>(d, h1, 68);
       store<u32>(d, h2, 72);
@@ -152,8 +153,8 @@ export function packF32(dst: usize, src: usize, rows: i32, k: i32, f16: i32): vo
         const r5v = v128.load(s + 5 * rowBytes);
         const r6v = v128.load(s + 6 * rowBytes);
         const r7v = v128.load(s + 7 * rowBytes);
-        transpose4x4Store2(d, r0v, r1v, r2v, r3v);
-        transpose4x4Store2(d + 16, r4v, r5v, r6v, r7v);
+        transpose4x4Store(d, 32, r0v, r1v, r2v, r3v);
+        transpose4x4Store(d + 16, 32, r4v, r5v, r6v, r7v);
       }
       for (; kk < k; kk++) {
         const s = s0 + (<usize>kk << 2);
@@ -175,15 +176,3 @@ export function packF32(dst: usize, src: usize, rows: i32, k: i32, f16: i32): vo
   }
 }
 
-// like transpose4x4Store, but the four outputs go 32 bytes apart (one 8-row panel column each)
-@inline
-function transpose4x4Store2(p: usize, a: v128, b: v128, c: v128, d: v128): void {
-  const ab0 = i8x16.shuffle(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-  const cd0 = i8x16.shuffle(c, d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-  const ab1 = i8x16.shuffle(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
-  const cd1 = i8x16.shuffle(c, d, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
-  v128.store(p, i8x16.shuffle(ab0, cd0, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
-  v128.store(p + 32, i8x16.shuffle(ab0, cd0, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
-  v128.store(p + 64, i8x16.shuffle(ab1, cd1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
-  v128.store(p + 96, i8x16.shuffle(ab1, cd1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
-}
