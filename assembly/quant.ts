@@ -92,13 +92,14 @@ function actVectors(s: usize, m: i32, k: i32): usize {
  * s + 2k; m > 1: the tile layout above. f32 scales at s + 5·mp·k and i32 block sums after them (row-major),
  * mp = m rounded up to a multiple of 4. */
 export function quantizeAct(s: usize, x: usize, m: i32, k: i32): void {
-  quantizeActs(s, x, m, k, m > 1);
+  quantizeActs(s, x, m, k, m > 1, 7);
 }
 
-// tile: the several-row layout (for any m, one row included)
+// tile: the several-row layout (for any m, one row included); usdotShift: the usdot tiles' sums start
+// at −Σx << usdotShift (7 for Q8_0, 3 for Q4_0)
 // @ts-ignore: decorator
 @inline
-function quantizeActs(s: usize, x: usize, m: i32, k: i32, tile: bool): void {
+function quantizeActs(s: usize, x: usize, m: i32, k: i32, tile: bool, usdotShift: i32): void {
   const nb = k >> 5;
   const mp = <usize>((m + 3) & ~3);
   const mk = <usize>m * <usize>k;
@@ -151,6 +152,11 @@ function quantizeActs(s: usize, x: usize, m: i32, k: i32, tile: bool): void {
           const b1 = i8x16.narrow_i16x8_s(h2, h3);
           v128.store(o, b0);
           v128.store(o, b1, 16);
+          if (USDOT) {
+            src += 128;
+            bi++;
+            continue;
+          }
           v128.store(o + mk, i8x16.abs(b0));
           v128.store(o + mk, i8x16.abs(b1), 16);
           v128.store(o + 2 * mk, i8x16.shr_s(b0, 7));
@@ -180,7 +186,11 @@ function quantizeActs(s: usize, x: usize, m: i32, k: i32, tile: bool): void {
         // steps (each lane's true final value is a sum of 16 (nibble − 8)·x, |·| ≤ 16256: int16 holds it,
         // and wrapping adds make the intermediate values irrelevant); plain, i32 [−8·Σx, 0, −8·Σx, 0]
         // (the pair sums are combined later)
-        if (ASC_FEATURE_RELAXED_SIMD) {
+        if (ASC_FEATURE_RELAXED_SIMD && USDOT) {
+          // the usdot tiles start their i32 sums at −128·Σx (q8_0: weights fed as w + 128) or −8·Σx
+          // (q4_0: nibbles fed as 0..15)
+          v128.store(ov, i32x4.splat(-(bsum << usdotShift)));
+        } else if (ASC_FEATURE_RELAXED_SIMD) {
           const t = i32x4.mul(i32x4.add(i32x4.shuffle(sum, sum, 0, 2, 0, 2), i32x4.shuffle(sum, sum, 1, 3, 1, 3)), i32x4.splat(-8));
           v128.store(ov, i16x8.narrow_i32x4_s(t, t));
         } else {
@@ -212,6 +222,481 @@ function store4(o: usize, v: v128, valid: i32): void {
 @inline
 function pairSum(a: v128, b: v128): v128 {
   return i32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
+}
+
+// ---- usdot (one instruction per 16 MACs) ---------------------------------------------------
+// i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c) is portable only for b in 0..127. Engines that lower it
+// to x86's vpdpbusd (V8 13 on a CPU with AVX-VNNI: Node 24, recent workerd) multiply b as unsigned
+// bytes 0..255 without saturating, in one instruction that also adds c. usdotProbe checks exactly
+// that on the running engine; the runtime then turns USDOT on (setUsdot), and:
+//   Q8_0: the weights are fed as w + 128 = w ^ 0x80 (1..255; packed w is −127..127), x as signed
+//     int8, and each block's sums start at −128·Σx, so they end at Σ w·x;
+//   Q4_0: nibbles 0..15 as b (portable anyway), sums start at −8·Σx.
+// The integer block sums, and every f32 operation after them, are those of the portable relaxed path:
+// the results are bit-identical, only faster. Elsewhere (V8 12's pmaddubsw lowering saturates the
+// 16-bit pair sums; AVX-VNNI-INT8 and Arm's sdot treat b as signed) the probe fails and nothing changes.
+let USDOT: bool = false;
+
+const PROBE_A: usize = memory.data<i8>([127, 127, 127, 127, -128, -128, -128, -128, -128, 127, -1, 5, 1, 2, 3, 4], 16);
+const PROBE_B: usize = memory.data<u8>([255, 255, 255, 255, 255, 255, 255, 255, 128, 200, 1, 0, 10, 20, 30, 40], 16);
+const PROBE_C: usize = memory.data<i32>([7, -7, 0, 1], 16);
+const PROBE_OUT: usize = memory.data(16, 16);
+const C80: usize = memory.data<u8>([128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128], 16);
+
+/** relaxed build: the four i32 lanes of relaxed_dot_i8x16_i7x16_add_s on fixed operands (address of
+ * 16 bytes); an engine with unsigned, non-saturating bytes gives [129547, −130567, 9015, 301].
+ * plain build: 0. */
+export function usdotProbe(): usize {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    v128.store(PROBE_OUT, udot(v128.load(PROBE_A), v128.load(PROBE_B), v128.load(PROBE_C)));
+    return PROBE_OUT;
+  }
+  return 0;
+}
+
+/** turn the usdot kernels on (1) or off (0); only the relaxed build has them (call after the probe). */
+export function setUsdot(on: i32): void {
+  USDOT = ASC_FEATURE_RELAXED_SIMD && on != 0;
+}
+
+/** 1 while the usdot kernels are on. */
+export function usdotOn(): i32 {
+  return USDOT ? 1 : 0;
+}
+
+// acc + per-lane Σ of 4 products a (signed bytes) · b (bytes, unsigned where usdot holds)
+// @ts-ignore: decorator
+@inline
+function udot(a: v128, b: v128, acc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, acc);
+  } else {
+    return unreachable();
+  }
+}
+
+// usdot: one block of one group of 4 output rows times R (1..4) rows of one int8 x tile; sums start
+// at the tile vectors' −128·Σx (see quantizeActs)
+// @ts-ignore: decorator
+@inline
+function q8TileBlockU(R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void {
+  const ws = v128.load(wb, 128); // first: touches the block's last cache line early (see q8TileBlock)
+  const c80 = v128.load(C80);
+  let a0 = v128.load(xvp);
+  let a1 = i32x4.splat(0);
+  let a2 = i32x4.splat(0);
+  let a3 = i32x4.splat(0);
+  if (R > 1) a1 = v128.load(xvp, 32);
+  if (R > 2) a2 = v128.load(xvp, 64);
+  if (R > 3) a3 = v128.load(xvp, 96);
+  let wp = wb;
+  let xp = xb;
+  const we = wb + 128;
+  while (wp < we) {
+    const w = v128.xor(v128.load(wp), c80);
+    a0 = udot(v128.load32_splat(xp), w, a0);
+    if (R > 1) a1 = udot(v128.load32_splat(xp, 32), w, a1);
+    if (R > 2) a2 = udot(v128.load32_splat(xp, 64), w, a2);
+    if (R > 3) a3 = udot(v128.load32_splat(xp, 96), w, a3);
+    wp += 16;
+    xp += 4;
+  }
+  v128.store(fp, fma(f32x4.convert_i32x4_s(a0), f32x4.mul(ws, v128.load(xvp, 16)), v128.load(fp)));
+  if (R > 1) v128.store(fp, fma(f32x4.convert_i32x4_s(a1), f32x4.mul(ws, v128.load(xvp, 48)), v128.load(fp, 16)), 16);
+  if (R > 2) v128.store(fp, fma(f32x4.convert_i32x4_s(a2), f32x4.mul(ws, v128.load(xvp, 80)), v128.load(fp, 32)), 32);
+  if (R > 3) v128.store(fp, fma(f32x4.convert_i32x4_s(a3), f32x4.mul(ws, v128.load(xvp, 112)), v128.load(fp, 48)), 48);
+}
+
+// usdot: as q8TileBlockU for Q4_0 (nibbles 0..15; sums start at −8·Σx)
+// @ts-ignore: decorator
+@inline
+function q4TileBlockU(R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void {
+  const ws = v128.load(wb, 64);
+  const lo4 = i8x16.splat(0x0f);
+  let a0 = v128.load(xvp);
+  let a1 = i32x4.splat(0);
+  let a2 = i32x4.splat(0);
+  let a3 = i32x4.splat(0);
+  if (R > 1) a1 = v128.load(xvp, 32);
+  if (R > 2) a2 = v128.load(xvp, 64);
+  if (R > 3) a3 = v128.load(xvp, 96);
+  let wp = wb;
+  let xp = xb;
+  const we = wb + 64;
+  while (wp < we) {
+    const v = v128.load(wp);
+    const lo = v128.and(v, lo4);
+    const hi = v128.and(i16x8.shr_u(v, 4), lo4);
+    a0 = udot(v128.load32_splat(xp, 16), hi, udot(v128.load32_splat(xp), lo, a0));
+    if (R > 1) a1 = udot(v128.load32_splat(xp, 48), hi, udot(v128.load32_splat(xp, 32), lo, a1));
+    if (R > 2) a2 = udot(v128.load32_splat(xp, 80), hi, udot(v128.load32_splat(xp, 64), lo, a2));
+    if (R > 3) a3 = udot(v128.load32_splat(xp, 112), hi, udot(v128.load32_splat(xp, 96), lo, a3));
+    wp += 16;
+    xp += 4;
+  }
+  v128.store(fp, fma(f32x4.convert_i32x4_s(a0), f32x4.mul(ws, v128.load(xvp, 16)), v128.load(fp)));
+  if (R > 1) v128.store(fp, fma(f32x4.convert_i32x4_s(a1), f32x4.mul(ws, v128.load(xvp, 48)), v128.load(fp, 16)), 16);
+  if (R > 2) v128.store(fp, fma(f32x4.convert_i32x4_s(a2), f32x4.mul(ws, v128.load(xvp, 80)), v128.load(fp, 32)), 32);
+  if (R > 3) v128.store(fp, fma(f32x4.convert_i32x4_s(a3), f32x4.mul(ws, v128.load(xvp, 112)), v128.load(fp, 48)), 48);
+}
+
+// usdot: two groups (weights at wb and wc, f32 sums at fp and fq) share each x broadcast: per dot
+// ~2.3 instructions instead of 3.5 (V8 ran one group's tile at ~4 instructions per cycle, the
+// front end's limit, with the dots at half their throughput)
+// @ts-ignore: decorator
+@inline
+function q8TileBlockU2(R: i32, wb: usize, wc: usize, xb: usize, xvp: usize, fp: usize, fq: usize): void {
+  const c80 = v128.load(C80);
+  let a0 = v128.load(xvp);
+  let a1 = i32x4.splat(0);
+  let a2 = i32x4.splat(0);
+  let a3 = i32x4.splat(0);
+  if (R > 1) a1 = v128.load(xvp, 32);
+  if (R > 2) a2 = v128.load(xvp, 64);
+  if (R > 3) a3 = v128.load(xvp, 96);
+  let c0 = a0;
+  let c1 = a1;
+  let c2 = a2;
+  let c3 = a3;
+  let wp = wb;
+  let wq = wc;
+  let xp = xb;
+  const we = wb + 128;
+  while (wp < we) {
+    const w = v128.xor(v128.load(wp), c80);
+    const v = v128.xor(v128.load(wq), c80);
+    let xv = v128.load32_splat(xp);
+    a0 = udot(xv, w, a0);
+    c0 = udot(xv, v, c0);
+    if (R > 1) {
+      xv = v128.load32_splat(xp, 32);
+      a1 = udot(xv, w, a1);
+      c1 = udot(xv, v, c1);
+    }
+    if (R > 2) {
+      xv = v128.load32_splat(xp, 64);
+      a2 = udot(xv, w, a2);
+      c2 = udot(xv, v, c2);
+    }
+    if (R > 3) {
+      xv = v128.load32_splat(xp, 96);
+      a3 = udot(xv, w, a3);
+      c3 = udot(xv, v, c3);
+    }
+    wp += 16;
+    wq += 16;
+    xp += 4;
+  }
+  tileStore(R, a0, a1, a2, a3, v128.load(wb, 128), xvp, fp);
+  tileStore(R, c0, c1, c2, c3, v128.load(wc, 128), xvp, fq);
+}
+
+// usdot: as q8TileBlockU2 for Q4_0
+// @ts-ignore: decorator
+@inline
+function q4TileBlockU2(R: i32, wb: usize, wc: usize, xb: usize, xvp: usize, fp: usize, fq: usize): void {
+  const lo4 = i8x16.splat(0x0f);
+  let a0 = v128.load(xvp);
+  let a1 = i32x4.splat(0);
+  let a2 = i32x4.splat(0);
+  let a3 = i32x4.splat(0);
+  if (R > 1) a1 = v128.load(xvp, 32);
+  if (R > 2) a2 = v128.load(xvp, 64);
+  if (R > 3) a3 = v128.load(xvp, 96);
+  let c0 = a0;
+  let c1 = a1;
+  let c2 = a2;
+  let c3 = a3;
+  let wp = wb;
+  let wq = wc;
+  let xp = xb;
+  const we = wb + 64;
+  while (wp < we) {
+    const v = v128.load(wp);
+    const lo = v128.and(v, lo4);
+    const hi = v128.and(i16x8.shr_u(v, 4), lo4);
+    const u = v128.load(wq);
+    const ulo = v128.and(u, lo4);
+    const uhi = v128.and(i16x8.shr_u(u, 4), lo4);
+    let xl = v128.load32_splat(xp);
+    let xh = v128.load32_splat(xp, 16);
+    a0 = udot(xh, hi, udot(xl, lo, a0));
+    c0 = udot(xh, uhi, udot(xl, ulo, c0));
+    if (R > 1) {
+      xl = v128.load32_splat(xp, 32);
+      xh = v128.load32_splat(xp, 48);
+      a1 = udot(xh, hi, udot(xl, lo, a1));
+      c1 = udot(xh, uhi, udot(xl, ulo, c1));
+    }
+    if (R > 2) {
+      xl = v128.load32_splat(xp, 64);
+      xh = v128.load32_splat(xp, 80);
+      a2 = udot(xh, hi, udot(xl, lo, a2));
+      c2 = udot(xh, uhi, udot(xl, ulo, c2));
+    }
+    if (R > 3) {
+      xl = v128.load32_splat(xp, 96);
+      xh = v128.load32_splat(xp, 112);
+      a3 = udot(xh, hi, udot(xl, lo, a3));
+      c3 = udot(xh, uhi, udot(xl, ulo, c3));
+    }
+    wp += 16;
+    wq += 16;
+    xp += 4;
+  }
+  tileStore(R, a0, a1, a2, a3, v128.load(wb, 64), xvp, fp);
+  tileStore(R, c0, c1, c2, c3, v128.load(wc, 64), xvp, fq);
+}
+
+// the R rows' block sums a0.. (lanes: 4 output rows) times the weight scales ws and each row's d
+// (tile vectors at xvp), added to the f32 sums at fp, fp + 16, …
+// @ts-ignore: decorator
+@inline
+function tileStore(R: i32, a0: v128, a1: v128, a2: v128, a3: v128, ws: v128, xvp: usize, fp: usize): void {
+  v128.store(fp, fma(f32x4.convert_i32x4_s(a0), f32x4.mul(ws, v128.load(xvp, 16)), v128.load(fp)));
+  if (R > 1) v128.store(fp, fma(f32x4.convert_i32x4_s(a1), f32x4.mul(ws, v128.load(xvp, 48)), v128.load(fp, 16)), 16);
+  if (R > 2) v128.store(fp, fma(f32x4.convert_i32x4_s(a2), f32x4.mul(ws, v128.load(xvp, 80)), v128.load(fp, 32)), 32);
+  if (R > 3) v128.store(fp, fma(f32x4.convert_i32x4_s(a3), f32x4.mul(ws, v128.load(xvp, 112)), v128.load(fp, 48)), 48);
+}
+
+// usdot: one x row (int8 at s, per block d at xd and Σx at xs) times G (1..4, constant) groups gBytes
+// apart
+// @ts-ignore: decorator
+@inline
+function q8RowU(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
+  const c80 = v128.load(C80);
+  let f0 = f32x4.splat(0);
+  let f1 = f32x4.splat(0);
+  let f2 = f32x4.splat(0);
+  let f3 = f32x4.splat(0);
+  let w0 = wg;
+  let xq = s;
+  for (let b = 0; b < nb; b++) {
+    const init = i32x4.splat(-(load<i32>(xs + (<usize>b << 2)) << 7));
+    let a0 = init;
+    let a1 = init;
+    let a2 = init;
+    let a3 = init;
+    for (let st: usize = 0; st < 32; st += 4) {
+      const xv = v128.load32_splat(xq + st);
+      const wo = st << 2;
+      a0 = udot(xv, v128.xor(v128.load(w0 + wo), c80), a0);
+      if (G > 1) a1 = udot(xv, v128.xor(v128.load(w0 + gBytes + wo), c80), a1);
+      if (G > 2) a2 = udot(xv, v128.xor(v128.load(w0 + 2 * gBytes + wo), c80), a2);
+      if (G > 3) a3 = udot(xv, v128.xor(v128.load(w0 + 3 * gBytes + wo), c80), a3);
+    }
+    const xdv = v128.load32_splat(xd + (<usize>b << 2));
+    f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(w0, 128), xdv), f0);
+    if (G > 1) f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(w0 + gBytes, 128), xdv), f1);
+    if (G > 2) f2 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load(w0 + 2 * gBytes, 128), xdv), f2);
+    if (G > 3) f3 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load(w0 + 3 * gBytes, 128), xdv), f3);
+    xq += 32;
+    w0 += Q8_GB;
+  }
+  store4(o, f0, G == 1 ? validLast : 4);
+  if (G > 1) store4(o + oStride, f1, G == 2 ? validLast : 4);
+  if (G > 2) store4(o + 2 * oStride, f2, G == 3 ? validLast : 4);
+  if (G > 3) store4(o + 3 * oStride, f3, validLast);
+}
+
+// usdot: one x row times 8 groups gBytes apart, in two halves of four per block (as q8Row8)
+// @ts-ignore: decorator
+@inline
+function q8RowU8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
+  const c80 = v128.load(C80);
+  let f0 = f32x4.splat(0);
+  let f1 = f32x4.splat(0);
+  let f2 = f32x4.splat(0);
+  let f3 = f32x4.splat(0);
+  let f4 = f32x4.splat(0);
+  let f5 = f32x4.splat(0);
+  let f6 = f32x4.splat(0);
+  let f7 = f32x4.splat(0);
+  let w0 = wg;
+  let xq = s;
+  const g4 = gBytes << 2;
+  for (let b = 0; b < nb; b++) {
+    const init = i32x4.splat(-(load<i32>(xs + (<usize>b << 2)) << 7));
+    const xdv = v128.load32_splat(xd + (<usize>b << 2));
+    {
+      const wh = w0;
+      let a0 = init;
+      let a1 = init;
+      let a2 = init;
+      let a3 = init;
+      for (let st: usize = 0; st < 32; st += 4) {
+        const xv = v128.load32_splat(xq + st);
+        const wo = st << 2;
+        a0 = udot(xv, v128.xor(v128.load(wh + wo), c80), a0);
+        a1 = udot(xv, v128.xor(v128.load(wh + gBytes + wo), c80), a1);
+        a2 = udot(xv, v128.xor(v128.load(wh + 2 * gBytes + wo), c80), a2);
+        a3 = udot(xv, v128.xor(v128.load(wh + 3 * gBytes + wo), c80), a3);
+      }
+      f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(wh, 128), xdv), f0);
+      f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(wh + gBytes, 128), xdv), f1);
+      f2 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load(wh + 2 * gBytes, 128), xdv), f2);
+      f3 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load(wh + 3 * gBytes, 128), xdv), f3);
+    }
+    {
+      const wh = w0 + g4;
+      let a0 = init;
+      let a1 = init;
+      let a2 = init;
+      let a3 = init;
+      for (let st: usize = 0; st < 32; st += 4) {
+        const xv = v128.load32_splat(xq + st);
+        const wo = st << 2;
+        a0 = udot(xv, v128.xor(v128.load(wh + wo), c80), a0);
+        a1 = udot(xv, v128.xor(v128.load(wh + gBytes + wo), c80), a1);
+        a2 = udot(xv, v128.xor(v128.load(wh + 2 * gBytes + wo), c80), a2);
+        a3 = udot(xv, v128.xor(v128.load(wh + 3 * gBytes + wo), c80), a3);
+      }
+      f4 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(wh, 128), xdv), f4);
+      f5 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(wh + gBytes, 128), xdv), f5);
+      f6 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load(wh + 2 * gBytes, 128), xdv), f6);
+      f7 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load(wh + 3 * gBytes, 128), xdv), f7);
+    }
+    xq += 32;
+    w0 += Q8_GB;
+  }
+  v128.store(o, f0);
+  v128.store(o + oStride, f1);
+  v128.store(o + 2 * oStride, f2);
+  v128.store(o + 3 * oStride, f3);
+  v128.store(o + 4 * oStride, f4);
+  v128.store(o + 5 * oStride, f5);
+  v128.store(o + 6 * oStride, f6);
+  store4(o + 7 * oStride, f7, validLast);
+}
+
+// usdot: one x row times G (1..4, constant) Q4_0 groups gBytes apart
+// @ts-ignore: decorator
+@inline
+function q4RowU(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
+  const lo4 = i8x16.splat(0x0f);
+  let f0 = f32x4.splat(0);
+  let f1 = f32x4.splat(0);
+  let f2 = f32x4.splat(0);
+  let f3 = f32x4.splat(0);
+  let w0 = wg;
+  let xq = s;
+  for (let b = 0; b < nb; b++) {
+    const init = i32x4.splat(-(load<i32>(xs + (<usize>b << 2)) << 3));
+    let a0 = init;
+    let a1 = init;
+    let a2 = init;
+    let a3 = init;
+    for (let j: usize = 0; j < 16; j += 4) {
+      const xl = v128.load32_splat(xq + j);
+      const xh = v128.load32_splat(xq + 16 + j);
+      const wo = j << 2;
+      let v = v128.load(w0 + wo);
+      a0 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a0));
+      if (G > 1) {
+        v = v128.load(w0 + gBytes + wo);
+        a1 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a1));
+      }
+      if (G > 2) {
+        v = v128.load(w0 + 2 * gBytes + wo);
+        a2 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a2));
+      }
+      if (G > 3) {
+        v = v128.load(w0 + 3 * gBytes + wo);
+        a3 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a3));
+      }
+    }
+    const xdv = v128.load32_splat(xd + (<usize>b << 2));
+    f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(w0, 64), xdv), f0);
+    if (G > 1) f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(w0 + gBytes, 64), xdv), f1);
+    if (G > 2) f2 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load(w0 + 2 * gBytes, 64), xdv), f2);
+    if (G > 3) f3 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load(w0 + 3 * gBytes, 64), xdv), f3);
+    xq += 32;
+    w0 += Q4_GB;
+  }
+  store4(o, f0, G == 1 ? validLast : 4);
+  if (G > 1) store4(o + oStride, f1, G == 2 ? validLast : 4);
+  if (G > 2) store4(o + 2 * oStride, f2, G == 3 ? validLast : 4);
+  if (G > 3) store4(o + 3 * oStride, f3, validLast);
+}
+
+// usdot: one x row times 8 Q4_0 groups gBytes apart, in two halves of four per block (as q4Row8)
+// @ts-ignore: decorator
+@inline
+function q4RowU8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
+  const lo4 = i8x16.splat(0x0f);
+  let f0 = f32x4.splat(0);
+  let f1 = f32x4.splat(0);
+  let f2 = f32x4.splat(0);
+  let f3 = f32x4.splat(0);
+  let f4 = f32x4.splat(0);
+  let f5 = f32x4.splat(0);
+  let f6 = f32x4.splat(0);
+  let f7 = f32x4.splat(0);
+  let w0 = wg;
+  let xq = s;
+  const g4 = gBytes << 2;
+  for (let b = 0; b < nb; b++) {
+    const init = i32x4.splat(-(load<i32>(xs + (<usize>b << 2)) << 3));
+    const xdv = v128.load32_splat(xd + (<usize>b << 2));
+    {
+      const wh = w0;
+      let a0 = init;
+      let a1 = init;
+      let a2 = init;
+      let a3 = init;
+      for (let j: usize = 0; j < 16; j += 4) {
+        const xl = v128.load32_splat(xq + j);
+        const xh = v128.load32_splat(xq + 16 + j);
+        const wo = j << 2;
+        let v = v128.load(wh + wo);
+        a0 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a0));
+        v = v128.load(wh + gBytes + wo);
+        a1 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a1));
+        v = v128.load(wh + 2 * gBytes + wo);
+        a2 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a2));
+        v = v128.load(wh + 3 * gBytes + wo);
+        a3 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a3));
+      }
+      f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(wh, 64), xdv), f0);
+      f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(wh + gBytes, 64), xdv), f1);
+      f2 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load(wh + 2 * gBytes, 64), xdv), f2);
+      f3 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load(wh + 3 * gBytes, 64), xdv), f3);
+    }
+    {
+      const wh = w0 + g4;
+      let a0 = init;
+      let a1 = init;
+      let a2 = init;
+      let a3 = init;
+      for (let j: usize = 0; j < 16; j += 4) {
+        const xl = v128.load32_splat(xq + j);
+        const xh = v128.load32_splat(xq + 16 + j);
+        const wo = j << 2;
+        let v = v128.load(wh + wo);
+        a0 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a0));
+        v = v128.load(wh + gBytes + wo);
+        a1 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a1));
+        v = v128.load(wh + 2 * gBytes + wo);
+        a2 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a2));
+        v = v128.load(wh + 3 * gBytes + wo);
+        a3 = udot(xh, v128.and(i16x8.shr_u(v, 4), lo4), udot(xl, v128.and(v, lo4), a3));
+      }
+      f4 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(wh, 64), xdv), f4);
+      f5 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(wh + gBytes, 64), xdv), f5);
+      f6 = fma(f32x4.convert_i32x4_s(a2), f32x4.mul(v128.load(wh + 2 * gBytes, 64), xdv), f6);
+      f7 = fma(f32x4.convert_i32x4_s(a3), f32x4.mul(v128.load(wh + 3 * gBytes, 64), xdv), f7);
+    }
+    xq += 32;
+    w0 += Q4_GB;
+  }
+  v128.store(o, f0);
+  v128.store(o + oStride, f1);
+  v128.store(o + 2 * oStride, f2);
+  v128.store(o + 3 * oStride, f3);
+  v128.store(o + 4 * oStride, f4);
+  v128.store(o + 5 * oStride, f5);
+  v128.store(o + 6 * oStride, f6);
+  store4(o + 7 * oStride, f7, validLast);
 }
 
 // ---- Q8_0 ----------------------------------------------------------------------------------
@@ -368,8 +853,11 @@ function tileAcc(s: usize, m: i32, k: i32): usize {
 // rows r of x tile t of one (group, block) into f32x4 accumulators at fp + 16·r
 // @ts-ignore: decorator
 @inline
-function tileBlock(Q4: bool, R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void {
-  if (Q4) q4TileBlock(R, wb, xb, xvp, fp);
+function tileBlock(Q4: bool, U: bool, R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void {
+  if (U) {
+    if (Q4) q4TileBlockU(R, wb, xb, xvp, fp);
+    else q8TileBlockU(R, wb, xb, xvp, fp);
+  } else if (Q4) q4TileBlock(R, wb, xb, xvp, fp);
   else q8TileBlock(R, wb, xb, xvp, fp);
 }
 
@@ -377,7 +865,7 @@ function tileBlock(Q4: bool, R: i32, wb: usize, xb: usize, xvp: usize, fp: usize
 // g + (S − 1)·gStep, block by block in turn; f32 sums at acc, stored to out's rows r0 .. r0 + R − 1
 // @ts-ignore: decorator
 @inline
-function tileGroups(Q4: bool, R: i32, out: usize, r0: i32, w: usize, gBytes: usize, n: i32, nb: i32, xt: usize, xB: usize, xv: usize, acc: usize, g: i32, S: i32, gStep: i32): void {
+function tileGroups(Q4: bool, U: bool, R: i32, out: usize, r0: i32, w: usize, gBytes: usize, n: i32, nb: i32, xt: usize, xB: usize, xv: usize, acc: usize, g: i32, S: i32, gStep: i32): void {
   const bB: usize = Q4 ? Q4_GB : Q8_GB;
   const step = <usize>gStep * gBytes;
   memory.fill(acc, 0, <usize>S << 6);
@@ -387,10 +875,21 @@ function tileGroups(Q4: bool, R: i32, out: usize, r0: i32, w: usize, gBytes: usi
   for (let b = 0; b < nb; b++) {
     let wb = wbb;
     let fp = acc;
-    for (let i = 0; i < S; i++) {
-      tileBlock(Q4, R, wb, xb, xvp, fp);
-      wb += step;
-      fp += 64;
+    if (U) {
+      let i = 0;
+      for (; i + 2 <= S; i += 2) {
+        if (Q4) q4TileBlockU2(R, wb, wb + step, xb, xvp, fp, fp + 64);
+        else q8TileBlockU2(R, wb, wb + step, xb, xvp, fp, fp + 64);
+        wb += step << 1;
+        fp += 128;
+      }
+      if (i < S) tileBlock(Q4, U, R, wb, xb, xvp, fp);
+    } else {
+      for (let i = 0; i < S; i++) {
+        tileBlock(Q4, U, R, wb, xb, xvp, fp);
+        wb += step;
+        fp += 64;
+      }
     }
     wbb += bB;
     xb += xB;
@@ -413,33 +912,33 @@ function tileGroups(Q4: bool, R: i32, out: usize, r0: i32, w: usize, gBytes: usi
 // reads the weights from memory, the others from cache)
 // @ts-ignore: decorator
 @inline
-function tilePass(Q4: bool, out: usize, w: usize, gBytes: usize, n: i32, nb: i32, m: i32, xt0: usize, tx: usize, xv: usize, tv: usize, acc: usize, g0: i32, count: i32, S: i32, gStep: i32): void {
+function tilePass(Q4: bool, U: bool, out: usize, w: usize, gBytes: usize, n: i32, nb: i32, m: i32, xt0: usize, tx: usize, xv: usize, tv: usize, acc: usize, g0: i32, count: i32, S: i32, gStep: i32): void {
   const nt = m >> 2;
   const left = m & 3;
   const xB: usize = tx / <usize>nb; // x tile bytes per block
   for (let g = g0; g < g0 + count; g++) {
-    for (let t = 0; t < nt; t++) tileGroups(Q4, 4, out, t << 2, w, gBytes, n, nb, xt0 + <usize>t * tx, xB, xv + <usize>t * tv, acc, g, S, gStep);
+    for (let t = 0; t < nt; t++) tileGroups(Q4, U, 4, out, t << 2, w, gBytes, n, nb, xt0 + <usize>t * tx, xB, xv + <usize>t * tv, acc, g, S, gStep);
     const xt = xt0 + <usize>nt * tx;
     const vt = xv + <usize>nt * tv;
-    if (left == 3) tileGroups(Q4, 3, out, nt << 2, w, gBytes, n, nb, xt, xB, vt, acc, g, S, gStep);
-    else if (left == 2) tileGroups(Q4, 2, out, nt << 2, w, gBytes, n, nb, xt, xB, vt, acc, g, S, gStep);
-    else if (left == 1) tileGroups(Q4, 1, out, nt << 2, w, gBytes, n, nb, xt, xB, vt, acc, g, S, gStep);
+    if (left == 3) tileGroups(Q4, U, 3, out, nt << 2, w, gBytes, n, nb, xt, xB, vt, acc, g, S, gStep);
+    else if (left == 2) tileGroups(Q4, U, 2, out, nt << 2, w, gBytes, n, nb, xt, xB, vt, acc, g, S, gStep);
+    else if (left == 1) tileGroups(Q4, U, 1, out, nt << 2, w, gBytes, n, nb, xt, xB, vt, acc, g, S, gStep);
   }
 }
 
 // out (m × n) for m > 1: x tiles at xt0 (tx bytes each), vectors at actVectors(s, m, k)
 // @ts-ignore: decorator
 @inline
-function tiles(Q4: bool, out: usize, w: usize, gBytes: usize, n: i32, nb: i32, m: i32, k: i32, xt0: usize, tx: usize, s: usize): void {
+function tiles(Q4: bool, U: bool, out: usize, w: usize, gBytes: usize, n: i32, nb: i32, m: i32, k: i32, xt0: usize, tx: usize, s: usize): void {
   const ng = (n + 3) >> 2;
   const xv = actVectors(s, m, k);
   const tv = <usize>nb << 7;
   const acc = tileAcc(s, m, k);
   const S = m <= 4 ? TILE_STREAMS_FEW : TILE_STREAMS;
   const Q = ng / S;
-  if (Q > 0) tilePass(Q4, out, w, gBytes, n, nb, m, xt0, tx, xv, tv, acc, 0, Q, S, Q);
+  if (Q > 0) tilePass(Q4, U, out, w, gBytes, n, nb, m, xt0, tx, xv, tv, acc, 0, Q, S, Q);
   const rest = ng - Q * S;
-  if (rest > 0) tilePass(Q4, out, w, gBytes, n, nb, m, xt0, tx, xv, tv, acc, Q * S, 1, rest, 1);
+  if (rest > 0) tilePass(Q4, U, out, w, gBytes, n, nb, m, xt0, tx, xv, tv, acc, Q * S, 1, rest, 1);
 }
 
 // relaxed build: one x row times 8 groups gBytes apart, in two halves of four per block, written
@@ -615,7 +1114,7 @@ function q8Left(left: i32, g0: i32, out: usize, s: usize, xd: usize, mk: usize, 
 
 /** out[m×n] = x[m×k] · Wᵀ, W packed as above (q8_0), x quantised to Q8_0 into scratch s. */
 export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32, s: usize): void {
-  quantizeActs(s, x, m, k, m > 1);
+  quantizeActs(s, x, m, k, m > 1, 7);
   const nb = k >> 5;
   const ng = (n + 3) >> 2;
   const mk = <usize>m * <usize>k;
@@ -626,7 +1125,27 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
     // G streams: call i reads groups g, g + Q, …, g + (G−1)·Q (Q = ng / G), so each of the G weight
     // streams runs on through the next call (contiguous groups) instead of ending after one group;
     // the ng − G·Q groups left over go consecutively at the end
-    if (ASC_FEATURE_RELAXED_SIMD) {
+    if (ASC_FEATURE_RELAXED_SIMD && USDOT) {
+      const xs = xd + 16 * <usize>nb;
+      const Q8 = ng >> 3;
+      for (let g = 0; g < Q8; g++) q8RowU8(out + (<usize>g << 4), <usize>Q8 << 4, s, xd, xs, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
+      const g0 = Q8 << 3;
+      const ng2 = ng - g0;
+      const Q = ng2 >> 2;
+      const qo = <usize>Q << 4;
+      const qw = <usize>Q * gBytes;
+      const w2 = w + <usize>g0 * gBytes;
+      const o2 = out + (<usize>g0 << 4);
+      for (let g = 0; g < Q; g++) q8RowU(4, o2 + (<usize>g << 4), qo, s, xd, xs, w2 + <usize>g * gBytes, qw, nb, n - (g0 + g + 3 * Q) * 4);
+      const left = ng2 - 4 * Q;
+      const gl = g0 + 4 * Q;
+      const ol = out + (<usize>gl << 4);
+      const wl = w + <usize>gl * gBytes;
+      const vl = n - (gl + left - 1) * 4;
+      if (left == 3) q8RowU(3, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
+      else if (left == 2) q8RowU(2, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
+      else if (left == 1) q8RowU(1, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
+    } else if (ASC_FEATURE_RELAXED_SIMD) {
       const Q8 = ng >> 3;
       for (let g = 0; g < Q8; g++) q8Row8(out + (<usize>g << 4), <usize>Q8 << 4, s, xd, mk, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
       const g0 = Q8 << 3;
@@ -657,8 +1176,12 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   }
   // several rows: the int16 path in both builds (the relaxed sign trick costs two ops per row and
   // weight vector; the int16 one shares its unpacking among the rows). same integer sums.
+  if (ASC_FEATURE_RELAXED_SIMD && USDOT) {
+    tiles(false, true, out, w, gBytes, n, nb, m, k, s, <usize>nb << 7, s);
+    return;
+  }
   const s16 = ASC_FEATURE_RELAXED_SIMD ? s + 3 * <usize>((m + 3) & ~3) * <usize>k : s;
-  tiles(false, out, w, gBytes, n, nb, m, k, s16, <usize>nb << 8, s);
+  tiles(false, false, out, w, gBytes, n, nb, m, k, s16, <usize>nb << 8, s);
 }
 
 // relaxed: int16 pair sums of x (signed, splat of 4 bytes at xp or given) times nibbles (0..15)
@@ -945,12 +1468,32 @@ export function linearQ4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const nb = k >> 5;
   const gBytes = <usize>nb * Q4_GB;
   if (ASC_FEATURE_RELAXED_SIMD && m == 1) {
-    quantizeActs(s, x, m, k, false);
+    quantizeActs(s, x, m, k, false, 3);
     // G = 4 far-apart streams, as linearQ8
     const ng = (n + 3) >> 2;
     const xd = s + 20 * <usize>k;
     const xs = xd + 16 * <usize>nb;
     const Q8 = ng >> 3;
+    if (USDOT) {
+      for (let g = 0; g < Q8; g++) q4RowU8(out + (<usize>g << 4), <usize>Q8 << 4, s, xd, xs, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
+      const g0 = Q8 << 3;
+      const ng2 = ng - g0;
+      const Q = ng2 >> 2;
+      const qo = <usize>Q << 4;
+      const qw = <usize>Q * gBytes;
+      const w2 = w + <usize>g0 * gBytes;
+      const o2 = out + (<usize>g0 << 4);
+      for (let g = 0; g < Q; g++) q4RowU(4, o2 + (<usize>g << 4), qo, s, xd, xs, w2 + <usize>g * gBytes, qw, nb, n - (g0 + g + 3 * Q) * 4);
+      const left = ng2 - 4 * Q;
+      const gl = g0 + 4 * Q;
+      const ol = out + (<usize>gl << 4);
+      const wl = w + <usize>gl * gBytes;
+      const vl = n - (gl + left - 1) * 4;
+      if (left == 3) q4RowU(3, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
+      else if (left == 2) q4RowU(2, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
+      else if (left == 1) q4RowU(1, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
+      return;
+    }
     for (let g = 0; g < Q8; g++) q4Row8(out + (<usize>g << 4), <usize>Q8 << 4, s, xd, xs, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
     const g0 = Q8 << 3;
     const ng2 = ng - g0;
@@ -966,8 +1509,9 @@ export function linearQ4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   // several rows, and in the plain build one row too (its unpacking needs more registers than a
   // row of four groups can have; as a one-row tile with the far-apart streams it read 4.0 → 8.0 GB/s
   // from memory on 2048x768, same speed from cache)
-  quantizeActs(s, x, m, k, true);
-  tiles(true, out, w, gBytes, n, nb, m, k, s, ASC_FEATURE_RELAXED_SIMD ? <usize>nb << 7 : <usize>nb << 8, s);
+  quantizeActs(s, x, m, k, true, 3);
+  if (ASC_FEATURE_RELAXED_SIMD && USDOT) tiles(true, true, out, w, gBytes, n, nb, m, k, s, <usize>nb << 7, s);
+  else tiles(true, false, out, w, gBytes, n, nb, m, k, s, ASC_FEATURE_RELAXED_SIMD ? <usize>nb << 7 : <usize>nb << 8, s);
 }
 
 // ---- rows in GGUF format ---------------------------------------------------------------------

@@ -37,6 +37,12 @@ export interface EmbeddingTable {
 export interface Kernels {
   /** true when this instance runs the relaxed-SIMD build */
   readonly relaxed: boolean;
+  /**
+   * true when the quantised products run on the engine's unsigned-byte dot (one AVX-VNNI vpdpbusd
+   * per 16 multiply-adds: V8 13+ on x86 with AVX-VNNI, e.g. Node 24 and recent workerd), chosen by a
+   * probe of the relaxed build; the results are bit-identical to the portable relaxed kernels
+   */
+  readonly usdot: boolean;
   readonly memory: WebAssembly.Memory;
   /** grow memory so that `totalBytes` more can be allocated (grow once, up front) */
   reserve(totalBytes: number): void;
@@ -167,6 +173,9 @@ interface Exports {
   memory: WebAssembly.Memory;
   heapBase(): number;
   relaxedBuild(): number;
+  // assembly/quant.ts (absent from builds older than the usdot kernels)
+  usdotProbe?(): number;
+  setUsdot?(on: number): void;
   linearF32(out: number, x: number, w: number, m: number, n: number, k: number): void;
   linearQ8(out: number, x: number, w: number, m: number, n: number, k: number, s: number): void;
   linearQ4(out: number, x: number, w: number, m: number, n: number, k: number, s: number): void;
@@ -277,7 +286,26 @@ function halfToFloat(h: number): number {
  * k.f32(x, 8).fill(1);
  * k.softmax(x, 1, 8);
  */
-export function createKernels(mod: WebAssembly.Module): Kernels {
+export interface KernelOptions {
+  /**
+   * use the unsigned-byte dot kernels where the probe finds them (default true); false keeps the
+   * portable relaxed kernels (same results, for comparison)
+   */
+  usdot?: boolean;
+}
+
+// relaxed_dot_i8x16_i7x16_add_s on usdotProbe's operands when bytes of its second operand multiply
+// as unsigned 0..255 and nothing saturates (assembly/quant.ts)
+const USDOT_EXPECTED = [129547, -130567, 9015, 301];
+
+function probeUsdot(e: Exports): boolean {
+  if (!e.usdotProbe || !e.setUsdot || e.relaxedBuild() !== 1) return false;
+  const p = e.usdotProbe();
+  const got = new Int32Array(e.memory.buffer, p, 4);
+  return USDOT_EXPECTED.every((v, i) => got[i] === v);
+}
+
+export function createKernels(mod: WebAssembly.Module, options: KernelOptions = {}): Kernels {
   const inst = new WebAssembly.Instance(mod, {
     env: {
       abort() {
@@ -286,6 +314,8 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
     },
   });
   const e = inst.exports as unknown as Exports;
+  const usdot = options.usdot !== false && probeUsdot(e);
+  if (usdot) e.setUsdot?.(1);
   const memory = e.memory;
   const base = alignUp(e.heapBase(), 64);
   let top = base;
@@ -311,6 +341,7 @@ export function createKernels(mod: WebAssembly.Module): Kernels {
 
   const k: Kernels = {
     relaxed: e.relaxedBuild() === 1,
+    usdot,
     memory,
     reserve(totalBytes) {
       if (!Number.isSafeInteger(totalBytes) || totalBytes < 0) {

@@ -29,6 +29,7 @@ export function createJsKernels(): Kernels {
   const f = (p: number) => p >> 2;
   const k: Kernels = {
     relaxed: false,
+    usdot: false,
     memory,
     reserve(total) {
       const need = top + total + 64;

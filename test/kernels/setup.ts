@@ -3,13 +3,23 @@
 import { readFileSync } from 'node:fs';
 import { createKernels, detectRelaxedSimd, type Kernels } from '../../runtime/kernels.ts';
 
+const RELAXED = 'build/kernels-relaxed.wasm';
+// the relaxed build runs its usdot kernels where the engine's dot allows them (V8 13+ with AVX-VNNI);
+// there the portable relaxed kernels are tested too, as the extra build `relaxed-portable`
+const usdotHere = detectRelaxedSimd() && createKernels(new WebAssembly.Module(readFileSync(RELAXED))).usdot;
+const PORTABLE = '#portable';
+
 export const builds = [
   { name: 'plain', file: 'build/kernels.wasm' },
-  { name: 'relaxed', file: 'build/kernels-relaxed.wasm' },
-].filter((b) => b.name === 'plain' || detectRelaxedSimd());
+  { name: usdotHere ? 'relaxed+usdot' : 'relaxed', file: RELAXED },
+  { name: 'relaxed-portable', file: RELAXED + PORTABLE },
+].filter((b) => b.name === 'plain' || (detectRelaxedSimd() && (usdotHere || !b.file.endsWith(PORTABLE))));
 
+/** a kernels instance of a build's file (`…#portable`: the relaxed build without its usdot kernels) */
 export function load(file: string, reserve = 32 << 20): Kernels {
-  const k = createKernels(new WebAssembly.Module(readFileSync(file)));
+  const portable = file.endsWith(PORTABLE);
+  const path = portable ? file.slice(0, -PORTABLE.length) : file;
+  const k = createKernels(new WebAssembly.Module(readFileSync(path)), portable ? { usdot: false } : {});
   k.reserve(reserve);
   return k;
 }
