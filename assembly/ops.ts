@@ -1,6 +1,6 @@
 // element-wise and row-wise ops: norms, RoPE, activations, softmax, argmax, top-k.
 // rows are contiguous f32; every loop has a scalar tail for lengths not a multiple of 4.
-import { exp4, fma, hmax, hsum, SCRATCH_COS, SCRATCH_SIN } from './simd';
+import { exp4, fma, hmax, hsum, K_GELU_C, K_GELU_K, K_HALF, K_MINUS15, K_ONE, K_PLUS15, K_TWO, kf, kinf, SCRATCH_COS, SCRATCH_SIN } from './simd';
 
 /** out[i] = a[i] + b[i] for i < n. */
 export function add(out: usize, a: usize, b: usize, n: i32): void {
@@ -180,7 +180,7 @@ export function ropeAt(x: usize, m: i32, nHeads: i32, headDim: i32, positions: u
 
 /** out = silu(a) · b = a / (1 + e^-a) · b. */
 export function siluMul(out: usize, a: usize, b: usize, n: i32): void {
-  const one = f32x4.splat(1);
+  const one = kf(K_ONE);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const o = <usize>i << 2;
@@ -198,17 +198,19 @@ export function siluMul(out: usize, a: usize, b: usize, n: i32): void {
 export function gelu(out: usize, x: usize, n: i32): void {
   const c: f32 = 0.7978845608028654;
   // tanh(u) = 1 - 2 / (e^{2u} + 1), u clamped to ±15 where tanh is ±1 in f32
-  const vc = f32x4.splat(c);
-  const vk = f32x4.splat(0.044715);
-  const one = f32x4.splat(1);
-  const two = f32x4.splat(2);
-  const half = f32x4.splat(0.5);
+  const vc = kf(K_GELU_C);
+  const vk = kf(K_GELU_K);
+  const one = kf(K_ONE);
+  const two = kf(K_TWO);
+  const half = kf(K_HALF);
+  const m15 = kf(K_MINUS15);
+  const p15 = kf(K_PLUS15);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const o = <usize>i << 2;
     const v = v128.load(x + o);
     let u = f32x4.mul(vc, fma(f32x4.mul(vk, v), f32x4.mul(v, v), v));
-    u = f32x4.pmax(f32x4.splat(-15), f32x4.pmin(f32x4.splat(15), u));
+    u = f32x4.pmax(m15, f32x4.pmin(p15, u));
     const t = f32x4.sub(one, f32x4.div(two, f32x4.add(exp4(f32x4.mul(two, u)), one)));
     v128.store(out + o, f32x4.mul(f32x4.mul(half, v), f32x4.add(one, t)));
   }
@@ -325,7 +327,7 @@ export function rowStats(x: usize, n: i32, k: i32, outIdx: usize, outVal: usize,
   let worst: f32 = -Infinity;
   let vw = f32x4.splat(-Infinity);
   let bad = i32x4.splat(0); // lanes that met a NaN or an infinity
-  const inf = f32x4.splat(Infinity);
+  const inf = kinf();
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const v = v128.load(x + (<usize>i << 2));

@@ -4,6 +4,9 @@
 // (padding rows of the last group included), so the destination needs no zero-fill. Results are byte
 // for byte those of the JS packers in runtime/kernels.ts (kept as the fallback and the test reference).
 
+const M127: usize = memory.data<i8>([-127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127], 16);
+const PAD88: usize = memory.data<u8>([0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88], 16);
+
 // f16 bits to f32 bits as the JS packers store them: exact, NaN made the canonical quiet NaN
 // 0x7fc00000 (what a JS engine writes for NaN into a Float32Array)
 @inline
@@ -38,7 +41,7 @@ function transpose4x4Store(p: usize, stride: usize, a: v128, b: v128, c: v128, d
  */
 export function packQ8(dst: usize, src: usize, rows: i32, nb: i32): void {
   const rowBytes = <usize>nb * 34;
-  const lo = i8x16.splat(-127);
+  const lo = v128.load(M127); // loaded: V8 rebuilds a v128.const at every use in a loop
   const zero = i8x16.splat(0);
   const ng = (rows + 3) >> 2;
   let d = dst;
@@ -90,7 +93,7 @@ export function packQ8(dst: usize, src: usize, rows: i32, nb: i32): void {
  */
 export function packQ4(dst: usize, src: usize, rows: i32, nb: i32): void {
   const rowBytes = <usize>nb * 18;
-  const pad = i8x16.splat(<i8>0x88);
+  const pad = v128.load(PAD88);
   const ng = (rows + 3) >> 2;
   let d = dst;
   for (let g = 0; g < ng; g++) {

@@ -56,6 +56,10 @@
 //     7 per 32 MACs → 4 rows ≥ (4·4 + 3) / 7 ≈ 2.7×; measured 2.8–3.0×.
 // so "4 rows ≤ 2× one row" holds only where one row is bound by memory and four are not much slower
 // than their arithmetic: from memory q8_0 2048x768 m = 4 costs ~1.9× m = 1 (bench-stream-quant).
+// usdot engines (V8 13.6 = Node 24 here, with AVX-VNNI; see "usdot" below) do the 16 MACs in one
+// vpdpbusd: measured 2026-11-28, 1x768x3072 q8_0 45 → 52–56 GOP/s (now bound by L3, ~31 GB/s),
+// 4x768x3072 58 → 131 (two groups per x broadcast; one group per broadcast ran at ~4 instructions
+// per cycle and gave 104), so 4 rows cost ~1.6× one row for q8_0 and ~1.9× for q4_0.
 // Tried and dropped: a fully unrolled block (V8 hoisted every load and spilled), 8 x rows per tile
 // (spills), prefetching further ahead, nibble-split Q8 weights (same op count), both x tiles of
 // m = 8 in one block loop (slower from cache, no faster from memory), one-row plain q8_0 as a tile
@@ -64,6 +68,9 @@
 import { f16ToF32, f32ToF16, fma, hsumI } from './simd';
 
 const ONES16: usize = memory.data<i16>([1, 1, 1, 1, 1, 1, 1, 1], 16);
+// the nibble mask as a load: V8 rebuilds a v128.const at every use inside a loop (three instructions;
+// V8 13 did so ~100 times in linearQ4), a loaded vector it keeps in a register
+const LO4: usize = memory.data<u8>([15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15], 16);
 const Q8_GB: usize = 144; // bytes per (group, block), q8_0
 const Q4_GB: usize = 80; // bytes per (group, block), q4_0
 
@@ -312,7 +319,7 @@ function q8TileBlockU(R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void
 @inline
 function q4TileBlockU(R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void {
   const ws = v128.load(wb, 64);
-  const lo4 = i8x16.splat(0x0f);
+  const lo4 = v128.load(LO4);
   let a0 = v128.load(xvp);
   let a1 = i32x4.splat(0);
   let a2 = i32x4.splat(0);
@@ -395,7 +402,7 @@ function q8TileBlockU2(R: i32, wb: usize, wc: usize, xb: usize, xvp: usize, fp: 
 // @ts-ignore: decorator
 @inline
 function q4TileBlockU2(R: i32, wb: usize, wc: usize, xb: usize, xvp: usize, fp: usize, fq: usize): void {
-  const lo4 = i8x16.splat(0x0f);
+  const lo4 = v128.load(LO4);
   let a0 = v128.load(xvp);
   let a1 = i32x4.splat(0);
   let a2 = i32x4.splat(0);
@@ -573,7 +580,7 @@ function q8RowU8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: u
 // @ts-ignore: decorator
 @inline
 function q4RowU(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
-  const lo4 = i8x16.splat(0x0f);
+  const lo4 = v128.load(LO4);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
@@ -623,7 +630,7 @@ function q4RowU(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize
 // @ts-ignore: decorator
 @inline
 function q4RowU8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
-  const lo4 = i8x16.splat(0x0f);
+  const lo4 = v128.load(LO4);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
@@ -1204,7 +1211,7 @@ function rdot16(x: v128, nib: v128): v128 {
 // @ts-ignore: decorator
 @inline
 function q4TileBlock(R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void {
-  const lo4 = i8x16.splat(0x0f);
+  const lo4 = v128.load(LO4);
   const ws = v128.load(wb, 64); // first: touches the block's second cache line early (see q8TileBlock)
   let a0: v128;
   let a1 = i32x4.splat(0);
@@ -1307,7 +1314,7 @@ function q4TileBlock(R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void 
 // @ts-ignore: decorator
 @inline
 function q4Row(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
-  const lo4 = i8x16.splat(0x0f);
+  const lo4 = v128.load(LO4);
   const ones = v128.load(ONES16);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
@@ -1372,7 +1379,7 @@ function q4Row(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize,
 // @ts-ignore: decorator
 @inline
 function q4Row8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
-  const lo4 = i8x16.splat(0x0f);
+  const lo4 = v128.load(LO4);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
