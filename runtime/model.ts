@@ -255,7 +255,9 @@ export class Model {
 
     // ---- memory, before any allocation ----
     const linearBytes = (p: LinearPlan | LinearPlan[]): number =>
-      Array.isArray(p) ? p.reduce((n, q) => n + linearBytes(q), 0) : align64(k.linearBytes(p.type, p.n, p.k));
+      Array.isArray(p)
+        ? p.reduce((n, q) => n + linearBytes(q), 0)
+        : align64(k.linearBytes(p.type, p.n, p.k)) + k.linearAlign - 64; // aligned placement
     const vecBytes = (p: VecPlan | undefined) => (p ? align64(p.n * 4) : 0);
     const embBytes = (t: GGUFTensor) => align64(k.embeddingBytes(WEIGHT_TYPES[t.type], t.dims[1], t.dims[0]));
     // a tied output serves as the token embedding too: one copy, rows read back from the packed weight

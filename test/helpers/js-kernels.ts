@@ -30,6 +30,7 @@ export function createJsKernels(): Kernels {
   const k: Kernels = {
     relaxed: false,
     usdot: false,
+    linearAlign: 64,
     memory,
     reserve(total) {
       const need = top + total + 64;

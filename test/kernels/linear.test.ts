@@ -1,6 +1,6 @@
 // linear(): f32, f16, q8_0, q4_0 weights against a float64 reference, awkward shapes, both builds.
 import { describe, expect, it } from 'vitest';
-import { BudgetError, FormatError, UnsupportedError } from '../../runtime/errors.ts';
+import { BudgetError, FormatError, OptionsError, UnsupportedError } from '../../runtime/errors.ts';
 import type { WeightType } from '../../runtime/kernels.ts';
 import {
   decodeRow,
@@ -167,6 +167,22 @@ for (const b of builds) {
       expect(kk.u8(q2, 2000).every((v) => v === 0)).toBe(true);
       kk.release(m);
       expect(() => kk.linear(0, 0, { type: 'f32', ptr: 0, n: 1, k: 1, bytes: 32 }, -1)).toThrow(/row count/);
+    });
+
+    it('places each weight on a 4 KiB page (or at linearAlign), and rejects a linearAlign that is not a power of two in 64..65536', () => {
+      const kk = load(b.file, 4 << 20);
+      expect(kk.linearAlign).toBe(4096);
+      const rawLen = { f32: 5 * 64 * 4, q8_0: 5 * 2 * 34, q4_0: 5 * 2 * 18 };
+      for (const type of ['f32', 'q8_0', 'q4_0'] as const) {
+        kk.alloc(100); // the arena top off any page
+        const w = kk.prepareLinear(type, new Uint8Array(rawLen[type]), 5, 64);
+        expect(w.ptr % 4096, type).toBe(0);
+      }
+      const k64 = load(b.file, 1 << 20, { linearAlign: 64 });
+      k64.alloc(100);
+      expect(k64.prepareLinear('f32', new Uint8Array(5 * 64 * 4), 5, 64).ptr % 4096).not.toBe(0);
+      for (const bad of [0, 32, 96, 1 << 17, 1.5])
+        expect(() => load(b.file, 0, { linearAlign: bad }), String(bad)).toThrow(OptionsError);
     });
 
     it('rejects quantised K not a multiple of 32, wrong byte counts, and allocation past the reserve', () => {

@@ -1,7 +1,7 @@
 // Shared set-up for the kernel tests: both builds (plain SIMD, relaxed SIMD when the engine has it),
 // a fresh kernels instance per test file, and helpers to place arrays in the arena.
 import { readFileSync } from 'node:fs';
-import { createKernels, detectRelaxedSimd, type Kernels } from '../../runtime/kernels.ts';
+import { createKernels, detectRelaxedSimd, type KernelOptions, type Kernels } from '../../runtime/kernels.ts';
 
 const RELAXED = 'build/kernels-relaxed.wasm';
 // the relaxed build runs its usdot kernels where the engine's dot allows them (V8 13+ with AVX-VNNI);
@@ -16,10 +16,13 @@ export const builds = [
 ].filter((b) => b.name === 'plain' || (detectRelaxedSimd() && (usdotHere || !b.file.endsWith(PORTABLE))));
 
 /** a kernels instance of a build's file (`…#portable`: the relaxed build without its usdot kernels) */
-export function load(file: string, reserve = 32 << 20): Kernels {
+export function load(file: string, reserve = 32 << 20, options: KernelOptions = {}): Kernels {
   const portable = file.endsWith(PORTABLE);
   const path = portable ? file.slice(0, -PORTABLE.length) : file;
-  const k = createKernels(new WebAssembly.Module(readFileSync(path)), portable ? { usdot: false } : {});
+  const k = createKernels(
+    new WebAssembly.Module(readFileSync(path)),
+    portable ? { ...options, usdot: false } : options,
+  );
   k.reserve(reserve);
   return k;
 }
