@@ -124,6 +124,80 @@ function accumulate(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize, tn
   }
 }
 
+// one tile of tn keys (kp, vp: its first key and value, hdBytes apart) for one query head qp: the
+// tile's scores, the online-softmax update of the head's running max and sum (f32 at mp, lp), and
+// its accumulator (headDim floats at acc) rescaled and accumulated. attention and attentionRows both
+// run every tile through this one function, so a row gets the same bits from either.
+// @ts-ignore: decorator
+@inline
+function tileStep(
+  qp: usize,
+  kp: usize,
+  vp: usize,
+  tn: i32,
+  mp: usize,
+  lp: usize,
+  acc: usize,
+  hdBytes: usize,
+  headDim: i32,
+  sc: f32,
+  vsc: v128,
+): void {
+  const sco = SCRATCH_SCORES;
+  // scores of this tile (four keys at a time) and their max
+  let j = 0;
+  let tm = f32x4.splat(-Infinity);
+  for (; j + 4 <= tn; j += 4) {
+    const s4 = f32x4.mul(dot4(qp, kp + <usize>j * hdBytes, hdBytes, headDim), vsc);
+    v128.store(sco + (<usize>j << 2), s4);
+    tm = f32x4.pmax(tm, s4);
+  }
+  let tmax = hmax(tm);
+  for (; j < tn; j++) {
+    const s = dot(qp, kp + <usize>j * hdBytes, headDim) * sc;
+    store<f32>(sco + (<usize>j << 2), s);
+    tmax = max(tmax, s);
+  }
+  // new running max: rescale what was accumulated by e^(m_old - m_new)
+  let m = load<f32>(mp);
+  let l = load<f32>(lp);
+  let c: f32 = 1;
+  if (tmax > m) {
+    c = l != 0 ? Mathf.exp(m - tmax) : 0;
+    l *= c;
+    m = tmax;
+  }
+  // p_j = e^(s_j - m), l += Σp
+  const vm = f32x4.splat(m);
+  let ls = f32x4.splat(0);
+  j = 0;
+  for (; j + 4 <= tn; j += 4) {
+    const p = exp4(f32x4.sub(v128.load(sco + (<usize>j << 2)), vm));
+    v128.store(sco + (<usize>j << 2), p);
+    ls = f32x4.add(ls, p);
+  }
+  l += hsum(ls);
+  for (; j < tn; j++) {
+    const p = Mathf.exp(load<f32>(sco + (<usize>j << 2)) - m);
+    store<f32>(sco + (<usize>j << 2), p);
+    l += p;
+  }
+  store<f32>(mp, m);
+  store<f32>(lp, l);
+  accumulate(acc, c, sco, vp, hdBytes, tn, headDim);
+}
+
+// op[d] = acc[d] / l over headDim floats (op may be acc)
+// @ts-ignore: decorator
+@inline
+function finish(op: usize, acc: usize, l: f32, headDim: i32): void {
+  const inv: f32 = <f32>1 / l;
+  const vi = f32x4.splat(inv);
+  let d = 0;
+  for (; d + 4 <= headDim; d += 4) v128.store(op + (<usize>d << 2), f32x4.mul(v128.load(acc + (<usize>d << 2)), vi));
+  for (; d < headDim; d++) store<f32>(op + (<usize>d << 2), load<f32>(acc + (<usize>d << 2)) * inv);
+}
+
 /** out[nQ][nHeads·headDim]: query i (position pos0 + i) attends to positions 0..pos0+i of the
  * sequence whose blocks blockTable lists; head h reads kv head h / (nHeads / nKvHeads);
  * scores scaled by 1/√headDim. headDim <= 1024. */
@@ -171,60 +245,162 @@ export function attention(
             const vp = vPool + headOff + <usize>j0 * hdBytes;
             for (let g = 0; g < gn; g++) {
               const qp = q + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
-              // scores of this tile (four keys at a time) and their max
-              let j = 0;
-              let tm = f32x4.splat(-Infinity);
-              for (; j + 4 <= tn; j += 4) {
-                const s4 = f32x4.mul(dot4(qp, kp + <usize>j * hdBytes, hdBytes, headDim), vsc);
-                v128.store(sco + (<usize>j << 2), s4);
-                tm = f32x4.pmax(tm, s4);
-              }
-              let tmax = hmax(tm);
-              for (; j < tn; j++) {
-                const s = dot(qp, kp + <usize>j * hdBytes, headDim) * sc;
-                store<f32>(sco + (<usize>j << 2), s);
-                tmax = max(tmax, s);
-              }
-              // new running max: rescale what was accumulated by e^(m_old - m_new)
-              let m = load<f32>(SCRATCH_M + (<usize>g << 2));
-              let l = load<f32>(SCRATCH_L + (<usize>g << 2));
-              let c: f32 = 1;
-              if (tmax > m) {
-                c = l != 0 ? Mathf.exp(m - tmax) : 0;
-                l *= c;
-                m = tmax;
-              }
-              // p_j = e^(s_j - m), l += Σp
-              const vm = f32x4.splat(m);
-              let ls = f32x4.splat(0);
-              j = 0;
-              for (; j + 4 <= tn; j += 4) {
-                const p = exp4(f32x4.sub(v128.load(sco + (<usize>j << 2)), vm));
-                v128.store(sco + (<usize>j << 2), p);
-                ls = f32x4.add(ls, p);
-              }
-              l += hsum(ls);
-              for (; j < tn; j++) {
-                const p = Mathf.exp(load<f32>(sco + (<usize>j << 2)) - m);
-                store<f32>(sco + (<usize>j << 2), p);
-                l += p;
-              }
-              store<f32>(SCRATCH_M + (<usize>g << 2), m);
-              store<f32>(SCRATCH_L + (<usize>g << 2), l);
-              accumulate(SCRATCH_ACC + <usize>g * hdBytes, c, sco, vp, hdBytes, tn, headDim);
+              tileStep(
+                qp,
+                kp,
+                vp,
+                tn,
+                SCRATCH_M + (<usize>g << 2),
+                SCRATCH_L + (<usize>g << 2),
+                SCRATCH_ACC + <usize>g * hdBytes,
+                hdBytes,
+                headDim,
+                sc,
+                vsc,
+              );
             }
           }
         }
         for (let g = 0; g < gn; g++) {
           const op = out + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
-          const acc = SCRATCH_ACC + <usize>g * hdBytes;
-          const inv: f32 = <f32>1 / load<f32>(SCRATCH_L + (<usize>g << 2));
-          const vi = f32x4.splat(inv);
-          let d = 0;
-          for (; d + 4 <= headDim; d += 4) v128.store(op + (<usize>d << 2), f32x4.mul(v128.load(acc + (<usize>d << 2)), vi));
-          for (; d < headDim; d++) store<f32>(op + (<usize>d << 2), load<f32>(acc + (<usize>d << 2)) * inv);
+          finish(op, SCRATCH_ACC + <usize>g * hdBytes, load<f32>(SCRATCH_L + (<usize>g << 2)), headDim);
         }
       }
+    }
+  }
+}
+
+// ---- B decode rows in one call ------------------------------------------------------------------
+// row b of a batch is one query at position positions[b] of its own sequence (block table tables[b]);
+// beams forked from one sequence share their prefix blocks. attentionRows walks the block indices in
+// order and, at each index, takes the rows whose tables hold the same block together: each 32-key
+// tile of that block is read from memory once and scored, exponentiated and accumulated for every
+// query head of every row in the group while it sits in L1. each (row, head) keeps its own running
+// max and sum, and its accumulator is the row's slice of `out`; its tiles are the same as a
+// per-row attention call's (blocks in order, 32 keys from each block's start) and go through the
+// same tileStep, so the result is bit-identical to attention(…, nQ = 1, pos0 = positions[b]).
+
+/** rows per attentionRows call (the binding splits larger batches) */
+const ROWS_MAX: i32 = 256;
+/** (row, head) pairs per attentionRows call: running max and sum of each */
+const ROWS_STATE: i32 = 8192;
+const ROWS_M: usize = memory.data(ROWS_STATE * 4, 64);
+const ROWS_L: usize = memory.data(ROWS_STATE * 4, 64);
+const ROWS_PENDING: usize = memory.data(ROWS_MAX * 4, 64);
+const ROWS_GROUP: usize = memory.data(ROWS_MAX * 4, 64);
+
+/** the most rows one attentionRows call takes with nHeads query heads (0: none, use attention) */
+export function attentionRowsMax(nHeads: i32): i32 {
+  return nHeads < 1 ? 0 : min(ROWS_MAX, ROWS_STATE / nHeads);
+}
+
+/** kvWrite of one row per sequence: row b of k and v (rows [B][nKvHeads·headDim]) at position
+ * positions[b] of the sequence whose block table is at tables[b] (an array of B i32 pointers). */
+export function kvWriteRows(
+  kPool: usize,
+  vPool: usize,
+  tables: usize,
+  positions: usize,
+  B: i32,
+  k: usize,
+  v: usize,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  const rowBytes = <usize>nKvHeads * (<usize>headDim << 2);
+  for (let b = 0; b < B; b++) {
+    const table = <usize>load<i32>(tables + (<usize>b << 2));
+    const pos = load<i32>(positions + (<usize>b << 2));
+    const o = <usize>b * rowBytes;
+    kvWrite(kPool, vPool, table, pos, 1, k + o, v + o, nKvHeads, headDim, blockSize);
+  }
+}
+
+/** out[B][nHeads·headDim]: row b's query (q[b]) attends to positions 0..positions[b] of the
+ * sequence whose block table is at tables[b] (tables: B i32 pointers to block tables; positions: B
+ * i32). Bit-identical, row by row, to attention(out[b], q[b], 1, …, tables[b], positions[b], …).
+ * out must not overlap q; B <= attentionRowsMax(nHeads); headDim <= 1024. */
+export function attentionRows(
+  out: usize,
+  q: usize,
+  B: i32,
+  kPool: usize,
+  vPool: usize,
+  tables: usize,
+  positions: usize,
+  nHeads: i32,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  const hdBytes = <usize>headDim << 2;
+  const rowBytes = <usize>nHeads * hdBytes;
+  const blockBytes = <usize>nKvHeads * <usize>blockSize * hdBytes;
+  const group = nHeads / nKvHeads;
+  const sc: f32 = <f32>1 / Mathf.sqrt(<f32>headDim);
+  const vsc = f32x4.splat(sc);
+  memory.fill(out, 0, <usize>B * rowBytes);
+  let maxT = 0;
+  for (let b = 0; b < B; b++) maxT = max(maxT, load<i32>(positions + (<usize>b << 2)) + 1);
+  for (let i = 0; i < B * nHeads; i++) {
+    store<f32>(ROWS_M + (<usize>i << 2), -Infinity);
+    store<f32>(ROWS_L + (<usize>i << 2), 0);
+  }
+  for (let t0 = 0; t0 < maxT; t0 += blockSize) {
+    const bi = <usize>(t0 / blockSize) << 2;
+    // the rows that reach this block index
+    let np = 0;
+    for (let b = 0; b < B; b++) {
+      if (load<i32>(positions + (<usize>b << 2)) >= t0) {
+        store<i32>(ROWS_PENDING + (<usize>np << 2), b);
+        np++;
+      }
+    }
+    while (np > 0) {
+      // the first pending row's block, and every pending row whose table holds the same block here
+      const blk = load<i32>(<usize>load<i32>(tables + (<usize>load<i32>(ROWS_PENDING) << 2)) + bi);
+      let ng = 0;
+      let keep = 0;
+      let cntMax = 0;
+      for (let i = 0; i < np; i++) {
+        const b = load<i32>(ROWS_PENDING + (<usize>i << 2));
+        if (load<i32>(<usize>load<i32>(tables + (<usize>b << 2)) + bi) == blk) {
+          store<i32>(ROWS_GROUP + (<usize>ng << 2), b);
+          ng++;
+          cntMax = max(cntMax, min(blockSize, load<i32>(positions + (<usize>b << 2)) + 1 - t0));
+        } else {
+          store<i32>(ROWS_PENDING + (<usize>keep << 2), b);
+          keep++;
+        }
+      }
+      np = keep;
+      for (let kvh = 0; kvh < nKvHeads; kvh++) {
+        const headOff = <usize>blk * blockBytes + <usize>kvh * <usize>blockSize * hdBytes;
+        for (let j0 = 0; j0 < cntMax; j0 += 32) {
+          const kp = kPool + headOff + <usize>j0 * hdBytes;
+          const vp = vPool + headOff + <usize>j0 * hdBytes;
+          for (let gi = 0; gi < ng; gi++) {
+            const b = load<i32>(ROWS_GROUP + (<usize>gi << 2));
+            const cnt = min(blockSize, load<i32>(positions + (<usize>b << 2)) + 1 - t0);
+            if (j0 >= cnt) continue;
+            const tn = min(32, cnt - j0);
+            const h0 = kvh * group;
+            for (let g = 0; g < group; g++) {
+              const h = h0 + g;
+              const st = <usize>(b * nHeads + h) << 2;
+              const ho = <usize>b * rowBytes + <usize>h * hdBytes;
+              tileStep(q + ho, kp, vp, tn, ROWS_M + st, ROWS_L + st, out + ho, hdBytes, headDim, sc, vsc);
+            }
+          }
+        }
+      }
+    }
+  }
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < nHeads; h++) {
+      const op = out + <usize>b * rowBytes + <usize>h * hdBytes;
+      finish(op, op, load<f32>(ROWS_L + (<usize>(b * nHeads + h) << 2)), headDim);
     }
   }
 }

@@ -128,6 +128,43 @@ export interface Kernels {
     headDim: number,
     blockSize: number,
   ): void;
+  /**
+   * kvWrite of one row per sequence in one call: row b of k and v (rows [B][nKvHeads·headDim]) goes
+   * to position positions[b] of the sequence whose block table is at tables[b]. `tables` points to B
+   * i32 pointers to block tables, `positions` to B i32 positions.
+   */
+  kvWriteRows(
+    kPool: number,
+    vPool: number,
+    tables: number,
+    positions: number,
+    B: number,
+    k: number,
+    v: number,
+    nKvHeads: number,
+    headDim: number,
+    blockSize: number,
+  ): void;
+  /**
+   * B decode queries in one call: row b of q (rows [B][nHeads·headDim]) at position positions[b]
+   * attends to positions 0..positions[b] of the sequence whose block table is at tables[b] (same
+   * pointer arrays as kvWriteRows). Rows whose tables hold the same block at the same index (beams
+   * sharing a prefix) read it once. Row b's result is bit-identical to
+   * attention(out_b, q_b, 1, kPool, vPool, tables[b], positions[b], …). out must not overlap q.
+   */
+  attentionRows(
+    out: number,
+    q: number,
+    B: number,
+    kPool: number,
+    vPool: number,
+    tables: number,
+    positions: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    blockSize: number,
+  ): void;
   argmax(x: number, n: number): number;
   /** the k largest, sorted descending (ties: lower index first); NaN never chosen (slots left: -1 / -Infinity) */
   topk(x: number, n: number, k: number, outIdx: number, outVal: number): void;
@@ -208,6 +245,10 @@ interface Exports {
   rowStats(x: number, n: number, k: number, outIdx: number, outVal: number, outSum: number): number;
   kvWrite(...args: number[]): void;
   attention(...args: number[]): void;
+  // assembly/attention.ts (absent from builds older than them: the bindings loop over rows)
+  kvWriteRows?(...args: number[]): void;
+  attentionRows?(...args: number[]): void;
+  attentionRowsMax?(nHeads: number): number;
   // assembly/pack.ts (absent from builds older than it: prepareLinear then packs in JS)
   packQ8?(dst: number, src: number, rows: number, nb: number): void;
   packQ4?(dst: number, src: number, rows: number, nb: number): void;
@@ -549,6 +590,89 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
       if (!(blockSize >= 1)) throw new UnsupportedError(`attention: block size ${blockSize} must be ≥ 1`);
       e.attention(out, q, nQ, kPool, vPool, blockTable, pos0, nHeads, nKvHeads, headDim, blockSize);
     },
+    kvWriteRows(kPool, vPool, tables, positions, B, kp, vp, nKvHeads, headDim, blockSize) {
+      checkHeadDim(headDim);
+      if (!(Number.isInteger(nKvHeads) && nKvHeads >= 1)) {
+        throw new UnsupportedError(`kvWriteRows: ${nKvHeads} KV heads`, { field: 'nKvHeads' });
+      }
+      const rowBytes = nKvHeads * headDim * 4;
+      checkRows(
+        'kvWriteRows',
+        memory.buffer,
+        B,
+        tables,
+        positions,
+        kPool,
+        vPool,
+        nKvHeads * blockSize * headDim * 4,
+        blockSize,
+      );
+      checkSpan('kvWriteRows', hi(), 'k', kp, B * rowBytes);
+      checkSpan('kvWriteRows', hi(), 'v', vp, B * rowBytes);
+      if (e.kvWriteRows) {
+        e.kvWriteRows(kPool, vPool, tables, positions, B, kp, vp, nKvHeads, headDim, blockSize);
+        return;
+      }
+      const T = new Int32Array(memory.buffer, tables, B);
+      const P = new Int32Array(memory.buffer, positions, B);
+      for (let b = 0; b < B; b++) {
+        const o = b * rowBytes;
+        e.kvWrite(kPool, vPool, T[b], P[b], 1, kp + o, vp + o, nKvHeads, headDim, blockSize);
+      }
+    },
+    attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKvHeads, headDim, blockSize) {
+      checkHeadDim(headDim);
+      if (!(Number.isInteger(nKvHeads) && nKvHeads >= 1) || nHeads % nKvHeads !== 0) {
+        throw new UnsupportedError(`attentionRows: ${nKvHeads} KV heads do not divide ${nHeads} heads`, {
+          field: 'nKvHeads',
+        });
+      }
+      const rowBytes = nHeads * headDim * 4;
+      checkRows(
+        'attentionRows',
+        memory.buffer,
+        B,
+        tables,
+        positions,
+        kPool,
+        vPool,
+        nKvHeads * blockSize * headDim * 4,
+        blockSize,
+      );
+      checkSpan('attentionRows', hi(), 'q', q, B * rowBytes);
+      checkSpan('attentionRows', hi(), 'out', out, B * rowBytes);
+      if (out < q + B * rowBytes && q < out + B * rowBytes) {
+        throw new OptionsError('attentionRows: out overlaps q', { field: 'out' });
+      }
+      // batches larger than the kernel's per-call state go in pieces; builds without it, row by row
+      const step = e.attentionRows && e.attentionRowsMax ? e.attentionRowsMax(nHeads) : 0;
+      if (step < 1) {
+        const T = new Int32Array(memory.buffer, tables, B);
+        const P = new Int32Array(memory.buffer, positions, B);
+        for (let b = 0; b < B; b++) {
+          const o = b * rowBytes;
+          e.attention(out + o, q + o, 1, kPool, vPool, T[b], P[b], nHeads, nKvHeads, headDim, blockSize);
+        }
+        return;
+      }
+      for (let b0 = 0; b0 < B; b0 += step) {
+        const n = Math.min(step, B - b0);
+        const o = b0 * rowBytes;
+        e.attentionRows?.(
+          out + o,
+          q + o,
+          n,
+          kPool,
+          vPool,
+          tables + b0 * 4,
+          positions + b0 * 4,
+          nHeads,
+          nKvHeads,
+          headDim,
+          blockSize,
+        );
+      }
+    },
     argmax: (x, n) => e.argmax(x, n),
     topk(x, n, kk, outIdx, outVal) {
       if (!Number.isInteger(kk) || kk < 1 || kk > n) {
@@ -579,6 +703,82 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
     },
   };
   return k;
+}
+
+const MAX_ROWS = 1 << 16;
+
+// [ptr, ptr + bytes) inside memory of `size` bytes
+function checkSpan(what: string, size: number, field: string, ptr: number, bytes: number): void {
+  if (!Number.isSafeInteger(ptr) || ptr < 0 || ptr + bytes > size) {
+    throw new OptionsError(`${what}: ${field} (${bytes} bytes at ${ptr}) lies outside the kernel memory`, {
+      field,
+    });
+  }
+}
+
+// the per-row arguments of kvWriteRows / attentionRows: B i32 table pointers and B i32 positions,
+// each position ≥ 0, each table long enough to hold its position's block, and every block it lists up
+// to there inside both pools (so the kernel reads nothing outside memory)
+function checkRows(
+  what: string,
+  buffer: ArrayBuffer,
+  B: number,
+  tables: number,
+  positions: number,
+  kPool: number,
+  vPool: number,
+  blockBytes: number,
+  blockSize: number,
+): void {
+  const size = buffer.byteLength;
+  if (!Number.isInteger(blockSize) || blockSize < 1) {
+    throw new UnsupportedError(`${what}: block size ${blockSize} must be ≥ 1`, { field: 'blockSize' });
+  }
+  if (!Number.isInteger(B) || B < 1 || B > MAX_ROWS) {
+    throw new OptionsError(`${what}: row count B = ${B} is not an integer in 1..${MAX_ROWS}`, { field: 'B' });
+  }
+  for (const [field, p] of [
+    ['tables', tables],
+    ['positions', positions],
+  ] as const) {
+    checkSpan(what, size, field, p, B * 4);
+    if (p % 4 !== 0)
+      throw new OptionsError(`${what}: ${field} pointer ${p} is not 4-byte aligned`, { field });
+  }
+  const T = new Int32Array(buffer, tables, B);
+  const P = new Int32Array(buffer, positions, B);
+  let maxBlock = 0;
+  for (let b = 0; b < B; b++) {
+    const pos = P[b];
+    const t = T[b];
+    const n = Math.floor(pos / blockSize) + 1; // table entries the row reads
+    if (pos < 0) {
+      throw new OptionsError(`${what}: position ${pos} of row ${b} is negative`, { field: 'positions' });
+    }
+    if (t < 0 || t % 4 !== 0 || t + n * 4 > size) {
+      throw new OptionsError(
+        `${what}: block table ${t} of row ${b} (${n} entries for position ${pos}) lies outside the kernel memory`,
+        { field: 'tables' },
+      );
+    }
+    const entries = new Int32Array(buffer, t, n);
+    for (let i = 0; i < n; i++) {
+      const blk = entries[i];
+      if (blk < 0) {
+        throw new OptionsError(`${what}: row ${b} lists block ${blk} at table index ${i}`, {
+          field: 'tables',
+        });
+      }
+      if (blk > maxBlock) maxBlock = blk;
+    }
+  }
+  const poolBytes = (maxBlock + 1) * blockBytes;
+  if (kPool < 0 || vPool < 0 || kPool + poolBytes > size || vPool + poolBytes > size) {
+    throw new OptionsError(
+      `${what}: block ${maxBlock} lies outside the kernel memory (pools at ${kPool}, ${vPool}, ${blockBytes} bytes per block)`,
+      { field: 'tables', hint: 'block indices must be below the pool size the KV cache was allocated with' },
+    );
+  }
 }
 
 function checkHeadDim(hd: number): void {

@@ -57,6 +57,7 @@ export class KvCache {
   private readonly freeList: Int32Array; // stack of free block indices
   private nFree: number;
   private readonly tables: number; // i32[maxSequences][maxBlocksPerSeq]
+  private readonly batch: number; // i32[maxSequences]: table pointers of one decode batch (batchTables)
   private readonly freeSlots: number[] = [];
   private nextId = 1;
   // scratch for reserve(): blocks whose refcount is provisionally lowered, and by how much
@@ -66,7 +67,9 @@ export class KvCache {
   /** Bytes of WASM memory a cache of this layout takes (pools + block tables + alignment). */
   static bytes(l: KvLayout): number {
     const pool = l.nBlocks * l.nKvHeads * l.blockSize * l.headDim * 4;
-    return 2 * l.nLayers * (pool + 64) + l.maxSequences * l.maxBlocksPerSeq * 4 + 64;
+    return (
+      2 * l.nLayers * (pool + 64) + l.maxSequences * l.maxBlocksPerSeq * 4 + 64 + l.maxSequences * 4 + 64
+    );
   }
 
   constructor(k: Kernels, layout: KvLayout) {
@@ -79,6 +82,7 @@ export class KvCache {
       this.vPools.push(k.alloc(nBlocks * this.blockBytes));
     }
     this.tables = k.alloc(maxSequences * maxBlocksPerSeq * 4);
+    this.batch = k.alloc(maxSequences * 4);
     this.refs = new Int32Array(nBlocks);
     this.freeList = new Int32Array(nBlocks);
     // pop from the end: hand out low block indices first
@@ -202,6 +206,21 @@ export class KvCache {
         s.blocks.push(b);
       }
     }
+  }
+
+  /**
+   * The block-table pointers of `seqs` as an i32 array in WASM memory (the `tables` argument of
+   * kernels.kvWriteRows / attentionRows), valid until the next call. At most maxSequences entries.
+   */
+  batchTables(seqs: readonly KvSequence[]): number {
+    if (seqs.length > this.layout.maxSequences) {
+      throw new OptionsError(`batchTables takes at most ${this.layout.maxSequences} sequences`, {
+        field: 'seqs',
+      });
+    }
+    const t = this.k.i32(this.batch, seqs.length);
+    for (let b = 0; b < seqs.length; b++) t[b] = seqs[b].tablePtr;
+    return this.batch;
   }
 
   /** Marks `n` more positions of `s` as written (after reserve and kvWrite). */

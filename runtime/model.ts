@@ -634,6 +634,7 @@ export class Model {
     const qkvDim = dim + 2 * kvDim;
     const llama = c.arch === 'llama';
     const bs = BLOCK_SIZE;
+    let tables = 0; // decode: the rows' block-table pointers (KvCache.batchTables)
     for (let l = 0; l < c.nLayers; l++) {
       const L = this.layers[l];
       const kPool = kv.kPools[l];
@@ -675,6 +676,11 @@ export class Model {
       if (seq) {
         k.kvWrite(kPool, vPool, seq.tablePtr, pos0, m, kb, vb, nKvHeads, headDim, bs);
         k.attention(s.att, q, m, kPool, vPool, seq.tablePtr, pos0, nHeads, nKvHeads, headDim, bs);
+      } else if (k.attentionRows && k.kvWriteRows) {
+        // every row in one call each: beams that share prefix blocks read them once
+        if (l === 0) tables = kv.batchTables(seqs!);
+        k.kvWriteRows(kPool, vPool, tables, s.pos, m, kb, vb, nKvHeads, headDim, bs);
+        k.attentionRows(s.att, q, m, kPool, vPool, tables, s.pos, nHeads, nKvHeads, headDim, bs);
       } else {
         for (let b = 0; b < m; b++) {
           const sq = seqs![b];

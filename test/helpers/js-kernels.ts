@@ -196,6 +196,33 @@ export function createJsKernels(): Kernels {
         }
       }
     },
+    // one row per sequence: the per-row kernels above, row by row (tables: B i32 pointers)
+    kvWriteRows(kPool, vPool, tables, positions, B, kk, v, nKv, hd, bs) {
+      refresh();
+      for (let b = 0; b < B; b++) {
+        const o = b * nKv * hd * 4;
+        k.kvWrite(kPool, vPool, I[f(tables) + b], I[f(positions) + b], 1, kk + o, v + o, nKv, hd, bs);
+      }
+    },
+    attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKv, hd, bs) {
+      refresh();
+      for (let b = 0; b < B; b++) {
+        const o = b * nHeads * hd * 4;
+        k.attention(
+          out + o,
+          q + o,
+          1,
+          kPool,
+          vPool,
+          I[f(tables) + b],
+          I[f(positions) + b],
+          nHeads,
+          nKv,
+          hd,
+          bs,
+        );
+      }
+    },
     argmax(x, n) {
       refresh();
       let best = 0;
