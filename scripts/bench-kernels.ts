@@ -180,6 +180,11 @@ const ratio = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined ? '—' : `${(a / b).toFixed(2)}×`;
 const lines: string[] = [];
 lines.push('');
+const rk = kernels.find((x) => x.impl === 'edgelm-relaxed')?.k;
+if (rk)
+  lines.push(
+    `relaxed build: quantised products on ${rk.usdot ? "the engine's unsigned-byte dot (usdot: one vpdpbusd per 16 MACs)" : 'the portable relaxed dot (no usdot on this engine)'}; Node ${process.versions.node}, V8 ${process.versions.v8}`,
+  );
 lines.push('shape         type   edgelm  relaxed  xnnpack  naive   edgelm/xnn  relaxed/xnn');
 for (const shape of shapes)
   for (const type of types) {
