@@ -406,6 +406,13 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
     fresh = Math.max(fresh, end);
   };
 
+  // an i32 view of all of memory for the row kernels' argument checks, re-made when memory grows
+  let i32view = new Int32Array(memory.buffer);
+  const i32all = () => {
+    if (i32view.buffer !== memory.buffer) i32view = new Int32Array(memory.buffer);
+    return i32view;
+  };
+
   const k: Kernels = {
     relaxed: e.relaxedBuild() === 1,
     usdot,
@@ -598,7 +605,7 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
       const rowBytes = nKvHeads * headDim * 4;
       checkRows(
         'kvWriteRows',
-        memory.buffer,
+        i32all(),
         B,
         tables,
         positions,
@@ -613,11 +620,11 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
         e.kvWriteRows(kPool, vPool, tables, positions, B, kp, vp, nKvHeads, headDim, blockSize);
         return;
       }
-      const T = new Int32Array(memory.buffer, tables, B);
-      const P = new Int32Array(memory.buffer, positions, B);
+      const I = i32all();
       for (let b = 0; b < B; b++) {
         const o = b * rowBytes;
-        e.kvWrite(kPool, vPool, T[b], P[b], 1, kp + o, vp + o, nKvHeads, headDim, blockSize);
+        const t = I[(tables >> 2) + b];
+        e.kvWrite(kPool, vPool, t, I[(positions >> 2) + b], 1, kp + o, vp + o, nKvHeads, headDim, blockSize);
       }
     },
     attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKvHeads, headDim, blockSize) {
@@ -630,7 +637,7 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
       const rowBytes = nHeads * headDim * 4;
       checkRows(
         'attentionRows',
-        memory.buffer,
+        i32all(),
         B,
         tables,
         positions,
@@ -647,11 +654,12 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
       // batches larger than the kernel's per-call state go in pieces; builds without it, row by row
       const step = e.attentionRows && e.attentionRowsMax ? e.attentionRowsMax(nHeads) : 0;
       if (step < 1) {
-        const T = new Int32Array(memory.buffer, tables, B);
-        const P = new Int32Array(memory.buffer, positions, B);
+        const I = i32all();
         for (let b = 0; b < B; b++) {
           const o = b * rowBytes;
-          e.attention(out + o, q + o, 1, kPool, vPool, T[b], P[b], nHeads, nKvHeads, headDim, blockSize);
+          const t = I[(tables >> 2) + b];
+          const p = I[(positions >> 2) + b];
+          e.attention(out + o, q + o, 1, kPool, vPool, t, p, nHeads, nKvHeads, headDim, blockSize);
         }
         return;
       }
@@ -721,7 +729,7 @@ function checkSpan(what: string, size: number, field: string, ptr: number, bytes
 // to there inside both pools (so the kernel reads nothing outside memory)
 function checkRows(
   what: string,
-  buffer: ArrayBuffer,
+  mem: Int32Array,
   B: number,
   tables: number,
   positions: number,
@@ -730,27 +738,30 @@ function checkRows(
   blockBytes: number,
   blockSize: number,
 ): void {
-  const size = buffer.byteLength;
+  const size = mem.byteLength;
   if (!Number.isInteger(blockSize) || blockSize < 1) {
     throw new UnsupportedError(`${what}: block size ${blockSize} must be ≥ 1`, { field: 'blockSize' });
   }
   if (!Number.isInteger(B) || B < 1 || B > MAX_ROWS) {
     throw new OptionsError(`${what}: row count B = ${B} is not an integer in 1..${MAX_ROWS}`, { field: 'B' });
   }
-  for (const [field, p] of [
-    ['tables', tables],
-    ['positions', positions],
-  ] as const) {
-    checkSpan(what, size, field, p, B * 4);
-    if (p % 4 !== 0)
-      throw new OptionsError(`${what}: ${field} pointer ${p} is not 4-byte aligned`, { field });
+  checkSpan(what, size, 'tables', tables, B * 4);
+  checkSpan(what, size, 'positions', positions, B * 4);
+  if (tables % 4 !== 0 || positions % 4 !== 0) {
+    throw new OptionsError(
+      `${what}: tables (${tables}) and positions (${positions}) must be 4-byte aligned`,
+      {
+        field: tables % 4 !== 0 ? 'tables' : 'positions',
+      },
+    );
   }
-  const T = new Int32Array(buffer, tables, B);
-  const P = new Int32Array(buffer, positions, B);
+  // one view of the whole memory (no allocation per call: this runs for every layer of every step)
+  const T = tables >> 2;
+  const P = positions >> 2;
   let maxBlock = 0;
   for (let b = 0; b < B; b++) {
-    const pos = P[b];
-    const t = T[b];
+    const pos = mem[P + b];
+    const t = mem[T + b];
     const n = Math.floor(pos / blockSize) + 1; // table entries the row reads
     if (pos < 0) {
       throw new OptionsError(`${what}: position ${pos} of row ${b} is negative`, { field: 'positions' });
@@ -761,11 +772,10 @@ function checkRows(
         { field: 'tables' },
       );
     }
-    const entries = new Int32Array(buffer, t, n);
-    for (let i = 0; i < n; i++) {
-      const blk = entries[i];
+    for (let i = t >> 2, end = (t >> 2) + n; i < end; i++) {
+      const blk = mem[i];
       if (blk < 0) {
-        throw new OptionsError(`${what}: row ${b} lists block ${blk} at table index ${i}`, {
+        throw new OptionsError(`${what}: row ${b} lists block ${blk} at table index ${i - (t >> 2)}`, {
           field: 'tables',
         });
       }

@@ -4,7 +4,12 @@
  * then the whole step without the timing wrappers, for greedy and for B beams.
  *
  *   npx tsx scripts/profile-decode.ts [--shape 15M] [--type q8_0] [--steps 100] [--beams 1,4,8]
- *                                     [--plain] [--linear] [--load]
+ *                                     [--prefill 8] [--plain] [--linear] [--load] [--json out.json]
+ *
+ * --prefill sets the prompt length the beams fork from (default 8: less than one KV block, so every
+ * beam copies block 0 at its first step and nothing stays shared; 200 leaves 12 shared blocks).
+ * Each B > 1 is also timed with kernels.attentionRows/kvWriteRows hidden (model.ts then loops over
+ * the rows with attention/kvWrite, as before those kernels), interleaved with the normal run.
  *
  * --linear adds a table of kernels.linear alone on each distinct weight of the model for m = 1, 4, 8
  * (µs per call and effective GB/s of weight bytes), the figure that says whether a product is bound
@@ -12,7 +17,7 @@
  * --load first times loading (CPU ms): parseGGUF, tokenizerFromGGUF, Model.load split into
  * prepareLinear, reserve and the rest; the first load of the process (cold JIT) and warm ones.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseGGUF } from '../runtime/gguf.ts';
 import { createRuntime } from '../runtime/index.ts';
@@ -30,6 +35,10 @@ const shape = opt('shape', '15M');
 const type = opt('type', 'q8_0');
 const steps = Number(opt('steps', '100'));
 const beams = opt('beams', '1,4,8').split(',').map(Number);
+const prefillLen = Number(opt('prefill', '8'));
+const prompt = Array.from({ length: prefillLen }, (_, i) => 1 + (i % 900));
+// room for the prompt and every step taken from it (stepTime: 5 + 3·steps/5), in whole KV blocks
+const maxContext = Math.max(512, Math.ceil((prefillLen + 2 * steps + 32) / 16) * 16);
 const root = join(import.meta.dirname, '..');
 const simd = new WebAssembly.Module(readFileSync(join(root, 'build', 'kernels.wasm')));
 const relaxed = new WebAssembly.Module(readFileSync(join(root, 'build', 'kernels-relaxed.wasm')));
@@ -71,8 +80,10 @@ if (args.includes('--load')) {
 }
 
 const t0 = performance.now();
-const lm = rt.loadModel(bytes, { maxContext: 512, maxSequences: 8, budgetBytes: 1024 * 2 ** 20 });
-console.log(`${shape} ${type} relaxed=${lm.relaxedSimd} load ${(performance.now() - t0).toFixed(1)} ms`);
+const lm = rt.loadModel(bytes, { maxContext, maxSequences: 8, budgetBytes: 2048 * 2 ** 20 });
+console.log(
+  `${shape} ${type} relaxed=${lm.relaxedSimd} load ${(performance.now() - t0).toFixed(1)} ms, prefill ${prefillLen}`,
+);
 const model = (lm as any).model;
 const k: Kernels & Record<string, any> = model.k;
 
@@ -95,7 +106,7 @@ function stepTime(B: number, mode: Mode = 'plain'): number {
   };
   const seqs = [];
   const root = model.newSequence();
-  model.prefill(root, [1, 2, 3, 4, 5, 6, 7, 8]);
+  model.prefill(root, prompt);
   seqs.push(root);
   for (let b = 1; b < B; b++) seqs.push(model.fork(root));
   const toks = new Array(B).fill(0);
@@ -128,6 +139,30 @@ for (const B of beams) {
   );
 }
 
+// the batched attention kernels against the per-row loop they replace, interleaved (best of 4 each)
+const json: Record<string, unknown> = { shape, type, prefill: prefillLen, steps, rows: {} };
+{
+  const kr = k as unknown as Record<string, unknown>;
+  const rowsK = kr.attentionRows;
+  const rowsW = kr.kvWriteRows;
+  for (const B of beams.filter((b) => b > 1)) {
+    let on = Number.POSITIVE_INFINITY;
+    let off = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 4; i++) {
+      kr.attentionRows = undefined;
+      kr.kvWriteRows = undefined;
+      off = Math.min(off, stepTime(B));
+      kr.attentionRows = rowsK;
+      kr.kvWriteRows = rowsW;
+      on = Math.min(on, stepTime(B));
+    }
+    (json.rows as Record<string, unknown>)[B] = { rows: on, perRow: off };
+    console.log(
+      `B=${B}: attentionRows ${on.toFixed(3)}  per-row loop ${off.toFixed(3)} ms/step (cpu)  ×${(on / off).toFixed(3)}`,
+    );
+  }
+}
+
 // what a decoding loop adds per step: fresh logits + JS argmax/logSumExp per row (as today) against a
 // reused buffer + RowStats
 for (const B of beams) {
@@ -150,7 +185,7 @@ for (const B of beams) {
 
 // generate() around the same steps: greedy, ignoreEos, CPU per generated token
 {
-  const ids = [1, 2, 3, 4, 5, 6, 7, 8];
+  const ids = prompt;
   const gen = async (n: number, extra: Record<string, unknown> = {}) => {
     const c0 = cpu();
     for await (const _ of lm.generate(ids, { maxNewTokens: n, ignoreEos: true, ...extra } as any));
@@ -186,7 +221,7 @@ for (const n of names) {
     if (n === 'linear') {
       const w = a[2] as LinearWeight;
       key = `linear ${w.type} ${w.n}x${w.k} m=${a[3]}`;
-    } else if (n === 'attention') key = `attention m=${a[2]}`;
+    } else if (n === 'attention' || n === 'attentionRows') key = `${n} m=${a[2]}`;
     const t = cpu();
     const r = orig[n].apply(k, a);
     const dt = cpu() - t;
@@ -200,7 +235,7 @@ for (const n of names) {
 for (const B of beams) {
   acc.clear();
   const seqs = [model.newSequence()];
-  model.prefill(seqs[0], [1, 2, 3, 4, 5, 6, 7, 8]);
+  model.prefill(seqs[0], prompt);
   for (let b = 1; b < B; b++) seqs.push(model.fork(seqs[0]));
   let t = 9;
   for (let i = 0; i < 5; i++)
@@ -229,6 +264,8 @@ for (const B of beams) {
   console.log(`  (outside kernels: ${(((wall - inK / steps) * 1000) | 0).toString()} µs/step)`);
 }
 for (const n of Object.keys(orig)) k[n] = orig[n];
+const jsonPath = opt('json', '');
+if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
 
 if (args.includes('--linear')) {
   const ws = new Map<string, LinearWeight>();
