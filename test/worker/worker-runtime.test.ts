@@ -9,7 +9,7 @@ import kernelsRelaxed from '../../build/kernels-relaxed.wasm';
 import { meta } from '../../runtime/gguf.ts';
 import { createRuntime } from '../../runtime/index.ts';
 import { CHAT_SPECIALS, CHAT_TEMPLATE } from '../../scripts/data/instruct.ts';
-import defaultModel from '../../weights/default.gguf';
+import defaultModel from '../../weights/default-q8_0.gguf'; // what worker/index.ts serves
 import { createHandler } from '../../worker/handler.ts';
 import type { GenEvent } from '../../worker/model-handle.ts';
 import { byteVocab, randomModel } from '../helpers/random-model.ts';
