@@ -124,10 +124,65 @@ function accumulate(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize, tn
   }
 }
 
+// the scores of one tile of tn keys (kp: its first key, keys hdBytes apart) for the query head qp,
+// scaled, into sco (four keys at a time, then one by one); returns their max
+// @ts-ignore: decorator
+@inline
+function scoresTile(qp: usize, kp: usize, tn: i32, sco: usize, hdBytes: usize, headDim: i32, sc: f32, vsc: v128): f32 {
+  let j = 0;
+  let tm = f32x4.splat(-Infinity);
+  for (; j + 4 <= tn; j += 4) {
+    const s4 = f32x4.mul(dot4(qp, kp + <usize>j * hdBytes, hdBytes, headDim), vsc);
+    v128.store(sco + (<usize>j << 2), s4);
+    tm = f32x4.pmax(tm, s4);
+  }
+  let tmax = hmax(tm);
+  for (; j < tn; j++) {
+    const s = dot(qp, kp + <usize>j * hdBytes, headDim) * sc;
+    store<f32>(sco + (<usize>j << 2), s);
+    tmax = max(tmax, s);
+  }
+  return tmax;
+}
+
+// the online-softmax step of one head over a tile: a new running max (f32 at mp) rescales what was
+// accumulated by c = e^(m_old - m_new) (returned); the scores at sco become p_j = e^(s_j - m) and the
+// running sum (f32 at lp) becomes l·c + Σp
+// @ts-ignore: decorator
+@inline
+function softmaxTile(sco: usize, tn: i32, mp: usize, lp: usize, tmax: f32): f32 {
+  let m = load<f32>(mp);
+  let l = load<f32>(lp);
+  let c: f32 = 1;
+  if (tmax > m) {
+    c = l != 0 ? Mathf.exp(m - tmax) : 0;
+    l *= c;
+    m = tmax;
+  }
+  const vm = f32x4.splat(m);
+  let ls = f32x4.splat(0);
+  let j = 0;
+  for (; j + 4 <= tn; j += 4) {
+    const p = exp4(f32x4.sub(v128.load(sco + (<usize>j << 2)), vm));
+    v128.store(sco + (<usize>j << 2), p);
+    ls = f32x4.add(ls, p);
+  }
+  l += hsum(ls);
+  for (; j < tn; j++) {
+    const p = Mathf.exp(load<f32>(sco + (<usize>j << 2)) - m);
+    store<f32>(sco + (<usize>j << 2), p);
+    l += p;
+  }
+  store<f32>(mp, m);
+  store<f32>(lp, l);
+  return c;
+}
+
 // one tile of tn keys (kp, vp: its first key and value, hdBytes apart) for one query head qp: the
 // tile's scores, the online-softmax update of the head's running max and sum (f32 at mp, lp), and
-// its accumulator (headDim floats at acc) rescaled and accumulated. attention and attentionRows both
-// run every tile through this one function, so a row gets the same bits from either.
+// its accumulator (headDim floats at acc) rescaled and accumulated. attention and attentionRows run
+// every tile through this function or tileStep2 (the same operations for two heads at once), so a
+// row gets the same bits from either.
 // @ts-ignore: decorator
 @inline
 function tileStep(
@@ -144,47 +199,175 @@ function tileStep(
   vsc: v128,
 ): void {
   const sco = SCRATCH_SCORES;
-  // scores of this tile (four keys at a time) and their max
-  let j = 0;
-  let tm = f32x4.splat(-Infinity);
-  for (; j + 4 <= tn; j += 4) {
-    const s4 = f32x4.mul(dot4(qp, kp + <usize>j * hdBytes, hdBytes, headDim), vsc);
-    v128.store(sco + (<usize>j << 2), s4);
-    tm = f32x4.pmax(tm, s4);
-  }
-  let tmax = hmax(tm);
-  for (; j < tn; j++) {
-    const s = dot(qp, kp + <usize>j * hdBytes, headDim) * sc;
-    store<f32>(sco + (<usize>j << 2), s);
-    tmax = max(tmax, s);
-  }
-  // new running max: rescale what was accumulated by e^(m_old - m_new)
-  let m = load<f32>(mp);
-  let l = load<f32>(lp);
-  let c: f32 = 1;
-  if (tmax > m) {
-    c = l != 0 ? Mathf.exp(m - tmax) : 0;
-    l *= c;
-    m = tmax;
-  }
-  // p_j = e^(s_j - m), l += Σp
-  const vm = f32x4.splat(m);
-  let ls = f32x4.splat(0);
-  j = 0;
-  for (; j + 4 <= tn; j += 4) {
-    const p = exp4(f32x4.sub(v128.load(sco + (<usize>j << 2)), vm));
-    v128.store(sco + (<usize>j << 2), p);
-    ls = f32x4.add(ls, p);
-  }
-  l += hsum(ls);
-  for (; j < tn; j++) {
-    const p = Mathf.exp(load<f32>(sco + (<usize>j << 2)) - m);
-    store<f32>(sco + (<usize>j << 2), p);
-    l += p;
-  }
-  store<f32>(mp, m);
-  store<f32>(lp, l);
+  const tmax = scoresTile(qp, kp, tn, sco, hdBytes, headDim, sc, vsc);
+  const c = softmaxTile(sco, tn, mp, lp, tmax);
   accumulate(acc, c, sco, vp, hdBytes, tn, headDim);
+}
+
+// dot4 for two queries over the same four keys (each key vector loaded once), scaled by vsc and
+// stored at dA, dB; per query the same operations in the same order as dot4
+// @ts-ignore: decorator
+@inline
+function dot4x2(qa: usize, qb: usize, k: usize, hdBytes: usize, n: i32, dA: usize, dB: usize, vsc: v128): void {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0);
+  let b1 = f32x4.splat(0);
+  let b2 = f32x4.splat(0);
+  let b3 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const qva = v128.load(qa + o);
+    const qvb = v128.load(qb + o);
+    const k0 = v128.load(k + o);
+    a0 = fma(qva, k0, a0);
+    b0 = fma(qvb, k0, b0);
+    const k1 = v128.load(k + hdBytes + o);
+    a1 = fma(qva, k1, a1);
+    b1 = fma(qvb, k1, b1);
+    const k2 = v128.load(k + 2 * hdBytes + o);
+    a2 = fma(qva, k2, a2);
+    b2 = fma(qvb, k2, b2);
+    const k3 = v128.load(k + 3 * hdBytes + o);
+    a3 = fma(qva, k3, a3);
+    b3 = fma(qvb, k3, b3);
+  }
+  const ta0 = f32x4.add(i32x4.shuffle(a0, a1, 0, 4, 1, 5), i32x4.shuffle(a0, a1, 2, 6, 3, 7));
+  const ta1 = f32x4.add(i32x4.shuffle(a2, a3, 0, 4, 1, 5), i32x4.shuffle(a2, a3, 2, 6, 3, 7));
+  let ra = f32x4.add(i32x4.shuffle(ta0, ta1, 0, 1, 4, 5), i32x4.shuffle(ta0, ta1, 2, 3, 6, 7));
+  const tb0 = f32x4.add(i32x4.shuffle(b0, b1, 0, 4, 1, 5), i32x4.shuffle(b0, b1, 2, 6, 3, 7));
+  const tb1 = f32x4.add(i32x4.shuffle(b2, b3, 0, 4, 1, 5), i32x4.shuffle(b2, b3, 2, 6, 3, 7));
+  let rb = f32x4.add(i32x4.shuffle(tb0, tb1, 0, 1, 4, 5), i32x4.shuffle(tb0, tb1, 2, 3, 6, 7));
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const kv = f32x4(load<f32>(k + o), load<f32>(k + hdBytes + o), load<f32>(k + 2 * hdBytes + o), load<f32>(k + 3 * hdBytes + o));
+    ra = f32x4.add(ra, f32x4.mul(f32x4.splat(load<f32>(qa + o)), kv));
+    rb = f32x4.add(rb, f32x4.mul(f32x4.splat(load<f32>(qb + o)), kv));
+  }
+  v128.store(dA, f32x4.mul(ra, vsc));
+  v128.store(dB, f32x4.mul(rb, vsc));
+}
+
+// accumulate for two heads over the same tile of values (each value vector loaded once); per head
+// the same operations in the same order as accumulate
+// @ts-ignore: decorator
+@inline
+function accumulate2(
+  accA: usize,
+  cA: f32,
+  scoA: usize,
+  accB: usize,
+  cB: f32,
+  scoB: usize,
+  v: usize,
+  hdBytes: usize,
+  tn: i32,
+  n: i32,
+): void {
+  const vcA = f32x4.splat(cA);
+  const vcB = f32x4.splat(cB);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const o = <usize>i << 2;
+    let a0 = f32x4.mul(v128.load(accA + o), vcA);
+    let a1 = f32x4.mul(v128.load(accA + o, 16), vcA);
+    let a2 = f32x4.mul(v128.load(accA + o, 32), vcA);
+    let a3 = f32x4.mul(v128.load(accA + o, 48), vcA);
+    let b0 = f32x4.mul(v128.load(accB + o), vcB);
+    let b1 = f32x4.mul(v128.load(accB + o, 16), vcB);
+    let b2 = f32x4.mul(v128.load(accB + o, 32), vcB);
+    let b3 = f32x4.mul(v128.load(accB + o, 48), vcB);
+    let vp = v + o;
+    for (let j = 0; j < tn; j++) {
+      const pa = v128.load32_splat(scoA + (<usize>j << 2));
+      const pb = v128.load32_splat(scoB + (<usize>j << 2));
+      const v0 = v128.load(vp);
+      a0 = fma(pa, v0, a0);
+      b0 = fma(pb, v0, b0);
+      const v1 = v128.load(vp, 16);
+      a1 = fma(pa, v1, a1);
+      b1 = fma(pb, v1, b1);
+      const v2 = v128.load(vp, 32);
+      a2 = fma(pa, v2, a2);
+      b2 = fma(pb, v2, b2);
+      const v3 = v128.load(vp, 48);
+      a3 = fma(pa, v3, a3);
+      b3 = fma(pb, v3, b3);
+      vp += hdBytes;
+    }
+    v128.store(accA + o, a0);
+    v128.store(accA + o, a1, 16);
+    v128.store(accA + o, a2, 32);
+    v128.store(accA + o, a3, 48);
+    v128.store(accB + o, b0);
+    v128.store(accB + o, b1, 16);
+    v128.store(accB + o, b2, 32);
+    v128.store(accB + o, b3, 48);
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    let a = load<f32>(accA + o) * cA;
+    let b = load<f32>(accB + o) * cB;
+    let vp = v + o;
+    for (let j = 0; j < tn; j++) {
+      const x = load<f32>(vp);
+      a += load<f32>(scoA + (<usize>j << 2)) * x;
+      b += load<f32>(scoB + (<usize>j << 2)) * x;
+      vp += hdBytes;
+    }
+    store<f32>(accA + o, a);
+    store<f32>(accB + o, b);
+  }
+}
+
+// tileStep for two query heads (qa, qb; state at mA/lA/accA and mB/lB/accB) over the same tile of
+// tn keys: K and V read once for both
+// @ts-ignore: decorator
+@inline
+function tileStep2(
+  qa: usize,
+  qb: usize,
+  kp: usize,
+  vp: usize,
+  tn: i32,
+  mA: usize,
+  lA: usize,
+  accA: usize,
+  mB: usize,
+  lB: usize,
+  accB: usize,
+  hdBytes: usize,
+  headDim: i32,
+  sc: f32,
+  vsc: v128,
+): void {
+  const scoA = SCRATCH_SCORES;
+  const scoB = SCRATCH_SCORES + 128;
+  let j = 0;
+  let tmA = f32x4.splat(-Infinity);
+  let tmB = f32x4.splat(-Infinity);
+  for (; j + 4 <= tn; j += 4) {
+    const o = <usize>j << 2;
+    dot4x2(qa, qb, kp + <usize>j * hdBytes, hdBytes, headDim, scoA + o, scoB + o, vsc);
+    tmA = f32x4.pmax(tmA, v128.load(scoA + o));
+    tmB = f32x4.pmax(tmB, v128.load(scoB + o));
+  }
+  let tmaxA = hmax(tmA);
+  let tmaxB = hmax(tmB);
+  for (; j < tn; j++) {
+    const sA = dot(qa, kp + <usize>j * hdBytes, headDim) * sc;
+    const sB = dot(qb, kp + <usize>j * hdBytes, headDim) * sc;
+    store<f32>(scoA + (<usize>j << 2), sA);
+    store<f32>(scoB + (<usize>j << 2), sB);
+    tmaxA = max(tmaxA, sA);
+    tmaxB = max(tmaxB, sB);
+  }
+  const cA = softmaxTile(scoA, tn, mA, lA, tmaxA);
+  const cB = softmaxTile(scoB, tn, mB, lB, tmaxB);
+  accumulate2(accA, cA, scoA, accB, cB, scoB, vp, hdBytes, tn, headDim);
 }
 
 // op[d] = acc[d] / l over headDim floats (op may be acc)
@@ -380,6 +563,11 @@ export function attentionRows(
         for (let j0 = 0; j0 < cntMax; j0 += 32) {
           const kp = kPool + headOff + <usize>j0 * hdBytes;
           const vp = vPool + headOff + <usize>j0 * hdBytes;
+          // the (row, head) pairs on this tile go two at a time through tileStep2 (K and V loaded
+          // once for both) when their tiles have the same length; a pair's first waits in (pb, ph, ptn)
+          let pb = -1;
+          let ph = 0;
+          let ptn = 0;
           for (let gi = 0; gi < ng; gi++) {
             const b = load<i32>(ROWS_GROUP + (<usize>gi << 2));
             const cnt = min(blockSize, load<i32>(positions + (<usize>b << 2)) + 1 - t0);
@@ -390,8 +578,45 @@ export function attentionRows(
               const h = h0 + g;
               const st = <usize>(b * nHeads + h) << 2;
               const ho = <usize>b * rowBytes + <usize>h * hdBytes;
-              tileStep(q + ho, kp, vp, tn, ROWS_M + st, ROWS_L + st, out + ho, hdBytes, headDim, sc, vsc);
+              if (pb < 0) {
+                pb = b;
+                ph = h;
+                ptn = tn;
+                continue;
+              }
+              const pst = <usize>(pb * nHeads + ph) << 2;
+              const pho = <usize>pb * rowBytes + <usize>ph * hdBytes;
+              if (ptn == tn) {
+                tileStep2(
+                  q + pho,
+                  q + ho,
+                  kp,
+                  vp,
+                  tn,
+                  ROWS_M + pst,
+                  ROWS_L + pst,
+                  out + pho,
+                  ROWS_M + st,
+                  ROWS_L + st,
+                  out + ho,
+                  hdBytes,
+                  headDim,
+                  sc,
+                  vsc,
+                );
+                pb = -1;
+              } else {
+                tileStep(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, hdBytes, headDim, sc, vsc);
+                pb = b;
+                ph = h;
+                ptn = tn;
+              }
             }
+          }
+          if (pb >= 0) {
+            const pst = <usize>(pb * nHeads + ph) << 2;
+            const pho = <usize>pb * rowBytes + <usize>ph * hdBytes;
+            tileStep(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, hdBytes, headDim, sc, vsc);
           }
         }
       }
