@@ -3,15 +3,15 @@
 // symbols costs O(n log n) whatever its content.
 // Order: the pair with the best priority first (for llama the highest score, as SentencePiece's
 // bpe_model.cc agenda; for gpt2 the lowest merge rank, as tiktoken), ties to the leftmost pair.
-// Priority and left position are packed into one float64 key, `prio · 2^24 + left` (exact: prio <
-// 2^29, left < 2^24), so a comparison is one number and an entry is 16 bytes.
+// Priority and left position are packed into one float64 key, `prio · 2^bits + left` (exact while
+// prio < 2^(53 - bits) and left < 2^bits; bits is 24 unless the merger is made with fewer), so a
+// comparison is one number and an entry is 16 bytes.
 
 /** A candidate lookup: for adjacent symbols l and r, a code ≥ 0 for their merge, or -1. */
 export type PairLookup = (l: number, r: number) => number;
 
 /** Positions (symbols) per merge call; MAX_INPUT_CHARS × 3 UTF-8 bytes stays below it. */
 export const MAX_SYMBOLS = 2 ** 24;
-const LEFT_SCALE = 2 ** 24;
 
 /** Growable 4-ary min-heap of (key, end, code). */
 class PairHeap {
@@ -182,11 +182,18 @@ export class SymbolList {
 
 /**
  * Merges `syms` in place. `lookup(l, r)` gives a code for the pair or -1; `prioOf(code)` its
- * priority, an integer in 0..2^29 (lower merges first); `tokenOf(code)` the id of the merged
- * symbol. Afterwards walk the list from symbol 0 with `next` (a merged-away symbol has `end` = -1).
+ * priority, an integer in 0..2^(53 − leftBits) (lower merges first; 2^29 with the default 24 bits);
+ * `tokenOf(code)` the id of the merged symbol. Afterwards walk the list from symbol 0 with `next` (a
+ * merged-away symbol has `end` = -1). A merger made with `leftBits` takes fewer than 2^leftBits
+ * symbols a call and priorities that many bits wider (llama: 21 bits of symbols, 32-bit priorities).
  */
 export class BPEMerger {
   private heap = new PairHeap();
+  private readonly scale: number;
+
+  constructor(leftBits = 24) {
+    this.scale = 2 ** leftBits;
+  }
 
   /** Releases a heap grown past `small` entries. */
   trim(small: number): void {
@@ -203,6 +210,9 @@ export class BPEMerger {
     if (n === 0) return;
     syms.next[n - 1] = -1;
     if (n < 2) return;
+    const LEFT_SCALE = this.scale;
+    // callers bound their input below this (MAX_INPUT_CHARS); a key must stay exact
+    if (n > LEFT_SCALE) throw new RangeError(`${n} symbols exceed the merger's ${LEFT_SCALE}`);
     const heap = this.heap;
     heap.reset();
     const { end, next, prev, id } = syms;

@@ -8,14 +8,7 @@
 
 import { BudgetError, FormatError, OptionsError, UnsupportedError } from './errors.ts';
 import { type GGUFFile, numericItems } from './gguf.ts';
-import {
-  BPEMerger,
-  IntPairMap,
-  PIECE_HASH_PRIME,
-  PIECE_HASH_SEED,
-  PieceTable,
-  SymbolList,
-} from './tokenizer-bpe.ts';
+import { BPEMerger, IntPairMap, PIECE_HASH_SEED, PieceTable, SymbolList } from './tokenizer-bpe.ts';
 import { gpt2ByteToUnicode, gpt2Pieces } from './tokenizer-gpt2.ts';
 import { SpecialMatcher } from './tokenizer-special.ts';
 
@@ -253,8 +246,8 @@ interface Vocab {
   maxPiece: number;
   /** id of the first <0xNN> byte token of each byte value, else -1 */
   byteIds: Int32Array;
-  /** scoreKeys(scores) when already made (consumed by scoreRanks) */
-  scoreKeys?: Float64Array;
+  /** llama merge priorities from float32 score bits when made on the way (else scoreRanks) */
+  prio?: Uint32Array;
 }
 
 type VocabTables = Pick<
@@ -316,7 +309,7 @@ function vocabOnePass(
   scores: unknown,
   types: unknown,
   llama: boolean,
-): (VocabTables & Pick<Vocab, 'tokens' | 'types' | 'scores' | 'scoreKeys'>) | undefined {
+): (VocabTables & Pick<Vocab, 'tokens' | 'types' | 'scores' | 'prio'>) | undefined {
   if (!Array.isArray(tokens) || !isNumberList(scores) || !isNumberList(types)) return undefined;
   const n = tokens.length;
   if (n === 0 || n > MAX_VOCAB || scores.length !== n || types.length !== n) return undefined;
@@ -326,37 +319,41 @@ function vocabOnePass(
   // order, first id of a string only), while each token is at hand
   const slots = llama ? PieceTable.emptySlots(n) : undefined;
   const mask = slots === undefined ? 0 : slots.length - 1;
+  // the hash of each filled slot's string: a probe compares strings only when the hashes agree
+  const slotHash = slots === undefined ? undefined : new Int32Array(slots.length);
   const seed = PIECE_HASH_SEED;
-  const prime = PIECE_HASH_PRIME;
   const typesOut = new Uint8Array(n);
-  const scoresOut = new Float64Array(n);
-  // scoreKeys built on the way (while every score is a float32)
-  let keys: Float64Array | undefined = new Float64Array(n);
+  // float32 scores (as parseGGUF holds GGUF's): converted and checked for NaN natively, and the
+  // merge priorities read from their bits; others one by one (priorities while each is a float32)
+  const f32 = scores instanceof Float32Array ? scores : undefined;
+  if (f32?.includes(Number.NaN)) return undefined;
+  const scoresOut = f32 !== undefined ? new Float64Array(f32) : new Float64Array(n);
+  const bits = f32 !== undefined ? new Uint32Array(f32.buffer, f32.byteOffset, n) : undefined;
+  let prio: Uint32Array | undefined = llama ? new Uint32Array(n) : undefined;
   const f1 = new Float32Array(1);
   const u1 = new Uint32Array(f1.buffer);
-  // float32 scores (as parseGGUF holds GGUF's): their bits directly
-  const bits =
-    scores instanceof Float32Array ? new Uint32Array(scores.buffer, scores.byteOffset, n) : undefined;
   let specialChars = 0;
   let maxPiece = 1;
+  // one loop does everything: on a cold load each loop over the vocabulary costs its own warm-up
   for (let i = 0; i < n; i++) {
     const s = tokens[i];
-    const x = scores[i];
     const t = types[i];
     if (typeof s !== 'string' || s.length > MAX_TOKEN_CHARS) return undefined;
-    if (typeof x !== 'number' || Number.isNaN(x)) return undefined;
     if (typeof t !== 'number' || !(t >= 0 && t <= 6) || (t | 0) !== t) return undefined;
-    scoresOut[i] = x;
     typesOut[i] = t;
     if (bits !== undefined) {
-      const b = bits[i] === 0x80000000 ? 0 : bits[i]; // orderKey, inlined
-      keys![i] = (b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000) * ID_SPAN + i;
-    } else if (keys !== undefined) {
-      f1[0] = x;
-      if (f1[0] !== x) keys = undefined;
-      else {
-        const b = u1[0] === 0x80000000 ? 0 : u1[0];
-        keys[i] = (b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000) * ID_SPAN + i;
+      if (prio !== undefined) {
+        const b = bits[i]; // mergePriority, inlined
+        prio[i] = b > 0x80000000 ? b : 0x7fffffff - (b === 0x80000000 ? 0 : b);
+      }
+    } else {
+      const x = scores[i];
+      if (typeof x !== 'number' || Number.isNaN(x)) return undefined;
+      scoresOut[i] = x;
+      if (prio !== undefined) {
+        f1[0] = x;
+        if (f1[0] !== x) prio = undefined;
+        else prio[i] = mergePriority(u1[0]);
       }
     }
     if (t === TokenType.normal || t === TokenType.userDefined) {
@@ -368,16 +365,22 @@ function vocabOnePass(
       if (len > 0) {
         if (len > maxPiece) maxPiece = len;
         if (slots !== undefined) {
+          // the PieceTable hash (FNV-1a over UTF-16 units); y · 0x01000193 mod 2^32 without a call:
+          // y · 403 + (y << 24) is below 2^41, exact in a double, and | 0 keeps its low 32 bits
           let h = seed;
-          for (let c = 0; c < len; c++) h = Math.imul(h ^ s.charCodeAt(c), prime);
-          let j = (h >>> 0) & mask;
+          for (let c = 0; c < len; c++) {
+            const y = h ^ s.charCodeAt(c);
+            h = (y * 403 + (y << 24)) | 0;
+          }
+          let j = h & mask;
           for (;;) {
             const o = slots[j];
             if (o < 0) {
               slots[j] = i;
+              slotHash![j] = h;
               break;
             }
-            if (tokens[o] === s) break; // an earlier id has this string
+            if (slotHash![j] === h && tokens[o] === s) break; // an earlier id has this string
             j = (j + 1) & mask;
           }
         }
@@ -394,7 +397,7 @@ function vocabOnePass(
   tab.maxPiece = maxPiece;
   tab.specialChars = specialChars;
   tab.pieceSlots = slots;
-  return { ...tab, tokens: tokens as string[], types: typesOut, scores: scoresOut, scoreKeys: keys };
+  return { ...tab, tokens: tokens as string[], types: typesOut, scores: scoresOut, prio };
 }
 
 /** Replaces lone surrogates with U+FFFD (what TextEncoder would write for them). */
@@ -636,6 +639,22 @@ function orderKey(bits: number): number {
   return b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000;
 }
 
+/**
+ * A llama merge priority from a float32 score's bits (never a NaN's): lower for a higher score, equal
+ * for equal scores (-0 as 0), an integer below 2^32 — the order of scoreRanks without a sort (the
+ * merger takes 32-bit priorities for llama, LLAMA_LEFT_BITS).
+ * @example
+ * const bits = new Uint32Array(Float32Array.of(-1, 0, 2).buffer)
+ * Array.from(bits, mergePriority) // [0xbf800000, 0x7fffffff, 0x3fffffff]: 2 merges first, -1 last
+ */
+export function mergePriority(bits: number): number {
+  return bits > 0x80000000 ? bits : 0x7fffffff - (bits === 0x80000000 ? 0 : bits);
+}
+
+// symbols of one llama merge call: at most MAX_INPUT_CHARS + 1 (the space prefix) < 2^21, which
+// leaves 32 bits of a heap key for mergePriority
+const LLAMA_LEFT_BITS = 21;
+
 // `orderKey(score) · 2^20 + id` per token, or undefined unless every score is a float32
 function scoreKeys(scores: Float64Array): Float64Array | undefined {
   const n = scores.length;
@@ -698,11 +717,11 @@ class LlamaTokenizer extends BaseTokenizer {
   private readonly addSpacePrefix: boolean;
   // pieces a merge may produce: normal and user-defined tokens (SentencePiece's merge candidates)
   private readonly mergeable: PieceTable;
-  // merge priority per token: 0 for the highest score, equal scores equal priority
-  private readonly prio: Int32Array;
+  // merge priority per token: lower for a higher score, equal scores equal priority
+  private readonly prio: Uint32Array | Int32Array;
   private readonly byteIds: Int32Array;
   private readonly maxPiece: number;
-  private readonly merger = new BPEMerger();
+  private readonly merger = new BPEMerger(LLAMA_LEFT_BITS);
   private readonly syms = new SymbolList();
 
   constructor(v: Vocab, addSpacePrefix: boolean) {
@@ -714,7 +733,8 @@ class LlamaTokenizer extends BaseTokenizer {
       v.pieceSlots !== undefined
         ? PieceTable.fromSlots(v.tokens, v.pieceSlots)
         : new PieceTable(v.tokens, v.pieces.subarray(0, v.nPieces));
-    this.prio = scoreRanks(v.scores, v.scoreKeys ?? scoreKeys(v.scores));
+    // float32 scores: their bits order the merges (no sort); else ranks of the distinct scores
+    this.prio = v.prio ?? scoreRanks(v.scores);
     if (v.unk === undefined) {
       const missing = this.byteIds.indexOf(-1);
       if (missing >= 0) {

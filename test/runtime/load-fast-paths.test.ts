@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { FormatError, UnsupportedError } from '../../runtime/errors.ts';
 import { numericItems, parseGGUF, parseGGUFHeader } from '../../runtime/gguf.ts';
-import { scoreRanks, tokenizerFromGGUF } from '../../runtime/tokenizer.ts';
+import { mergePriority, scoreRanks, tokenizerFromGGUF } from '../../runtime/tokenizer.ts';
 import { RawBytes, seededRandom, VT } from '../helpers/gguf-fixtures.ts';
 import {
   fakeGGUF,
@@ -136,6 +136,42 @@ describe('string arrays decoded in bulk', () => {
       items.splice(at, 0, odd[t % odd.length]);
       if (t % 5 === 0) items.push([]); // empty strings next to the odd one
       check(items);
+    }
+  });
+
+  it('arrays of long strings (the copy grows past its first guess of 20 bytes a string) read the same, with more KVs after', () => {
+    const rnd = seededRandom(21);
+    for (let t = 0; t < 60; t++) {
+      // strings of 30–255 bytes: far over the guess, so the walk grows its copy once or more
+      const items = Array.from({ length: 2 + Math.floor(rnd() * 80) }, () => {
+        const s: number[] = [];
+        const len = 30 + Math.floor(rnd() * 220);
+        while (s.length < len) s.push(...PIECES[Math.floor(rnd() * PIECES.length)]);
+        return s.length > 255 ? s.slice(0, 252) : s;
+      });
+      if (t % 4 === 1) items[Math.floor(rnd() * items.length)].push(0xc3); // a cut character somewhere
+      const r = new RawBytes().header(0, 2).str('k').u32(VT.array).u32(VT.string).u64(items.length);
+      const at: number[] = [];
+      for (const x of items) {
+        at.push(r.length);
+        r.str(x);
+      }
+      const bytes = r.str('z').u32(VT.u32).u32(7).build();
+      const want = reference(items);
+      if (typeof want === 'number') {
+        let err: unknown;
+        try {
+          parseGGUF(bytes);
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(FormatError);
+        expect((err as FormatError).offset).toBe(at[want]);
+      } else {
+        const f = parseGGUF(bytes);
+        expect(f.get('k')).toEqual(want);
+        expect(f.get('z')).toBe(7);
+      }
     }
   });
 
@@ -312,6 +348,40 @@ describe('score ranks', () => {
     }
     expect(scoreRanks(new Float64Array(0))).toEqual(new Int32Array(0));
   });
+
+  it('float32 merge priorities order every pair of scores as the ranks do (ties, ±0, ±∞, both signs)', () => {
+    const rnd = seededRandom(10);
+    for (let t = 0; t < 100; t++) {
+      const n = 1 + Math.floor(rnd() * 120);
+      const levels = 1 + Math.floor(rnd() * n);
+      const f = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        const u = rnd();
+        f[i] =
+          u < 0.05
+            ? 0
+            : u < 0.1
+              ? -0
+              : u < 0.12
+                ? Number.NEGATIVE_INFINITY
+                : u < 0.13
+                  ? Number.POSITIVE_INFINITY
+                  : u < 0.15
+                    ? (rnd() - 0.5) * 1e-40 // subnormal
+                    : (Math.floor(rnd() * levels) - levels / 2) * (t % 3 === 0 ? 1e-3 : 7.5);
+      }
+      const ranks = reference(Float64Array.from(f));
+      const prio = Array.from(new Uint32Array(f.buffer), mergePriority);
+      const bad: string[] = [];
+      for (let i = 0; i < n; i++) {
+        if (!(Number.isInteger(prio[i]) && prio[i] >= 0 && prio[i] < 2 ** 32))
+          bad.push(`prio[${i}] = ${prio[i]}`);
+        for (let j = 0; j < n; j++)
+          if (Math.sign(prio[i] - prio[j]) !== Math.sign(ranks[i] - ranks[j])) bad.push(`${f[i]} vs ${f[j]}`);
+      }
+      expect(bad).toEqual([]);
+    }
+  });
 });
 
 describe('tokenizer: the one-pass vocabulary check equals the step-by-step one', () => {
@@ -361,6 +431,41 @@ describe('tokenizer: the one-pass vocabulary check equals the step-by-step one',
     const m: TokenizerMeta = { model: 'llama', tokens, scores, types, bos: 1, eos: 2, unk: 0, addBos: true };
     const texts = ['', 'ab ab', '<|user|> hi <s>', 'é模😀 abcde', 'x\u0000y', ...tokenizerCorpus(150, 4)];
     compare(m, texts);
+  });
+
+  it('with scores of both signs, ±0 and ±∞ (float32 merge priorities against ranks)', () => {
+    const tokens = ['<unk>', '<s>', '</s>'];
+    const types = [2, 3, 3];
+    for (let b = 0; b < 256; b++) {
+      tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+      types.push(6);
+    }
+    const rnd = seededRandom(13);
+    const seen = new Set(tokens);
+    while (tokens.length < 1500) {
+      let s = '';
+      const len = 1 + Math.floor(rnd() * 5);
+      for (let i = 0; i < len; i++) s += 'abcé▁'[Math.floor(rnd() * 5)];
+      if (seen.has(s)) continue;
+      seen.add(s);
+      tokens.push(s);
+      types.push(1);
+    }
+    // many ±0 (equal scores: the leftmost pair merges first whichever zero each has)
+    const special = [0, -0, 0, -0, 0, -0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+    const scores = tokens.map((_, i) =>
+      i < 3
+        ? 0
+        : rnd() < 0.4
+          ? special[Math.floor(rnd() * 8)]
+          : Math.fround((Math.floor(rnd() * 60) - 30) / 4),
+    );
+    const m: TokenizerMeta = { model: 'llama', tokens, scores, types, bos: 1, eos: 2, unk: 0, addBos: true };
+    // text over the vocabulary's alphabet, so that pieces of tied scores meet and overlap
+    const own = Array.from({ length: 200 }, () =>
+      Array.from({ length: 3 + Math.floor(rnd() * 30) }, () => 'abcé '[Math.floor(rnd() * 5)]).join(''),
+    );
+    compare(m, ['abc', 'a bé cab', 'ééé aaa ccc bbb', ...own, ...tokenizerCorpus(50, 14)]);
   });
 
   it.skipIf(!sharedDataDir())('on Llama 2’s vocabulary (../shared/data)', () => {
