@@ -367,7 +367,7 @@ function vocabOnePass(
         if (slots !== undefined) {
           // the PieceTable hash (FNV-1a over UTF-16 units); y · 0x01000193 mod 2^32 without a call:
           // y · 403 + (y << 24) is below 2^41, exact in a double, and | 0 keeps its low 32 bits
-          let h = seed;
+          let h = seed | 0; // an int32 from the start: a double here sends the optimised loop back (deopt "not int32")
           for (let c = 0; c < len; c++) {
             const y = h ^ s.charCodeAt(c);
             h = (y * 403 + (y << 24)) | 0;
