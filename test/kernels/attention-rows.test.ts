@@ -1,9 +1,14 @@
 // kvWriteRows + attentionRows (B decode rows in one call, beams sharing prefix blocks) against the
 // per-row kernels (bit for bit) and a float64 reference over each row's contiguous K/V, both builds.
+
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { OptionsError, UnsupportedError } from '../../runtime/errors.ts';
-import type { Kernels } from '../../runtime/kernels.ts';
+import { parseGGUF } from '../../runtime/gguf.ts';
+import { createKernels, type Kernels } from '../../runtime/kernels.ts';
+import { Model } from '../../runtime/model.ts';
+import { randomModel } from '../helpers/random-model.ts';
 import { randomF32, refAttention, rng, worst } from '../helpers/ref-kernels.ts';
 import { builds, f32, load, put, putI32 } from './setup.ts';
 
@@ -297,5 +302,66 @@ for (const b of builds) {
       ).toThrow(OptionsError);
       k.release(mark);
     });
+  });
+}
+
+// Model.decode through attentionRows / kvWriteRows against the same model on the per-row loop it
+// falls back to (kernels without those methods): beams forked from a prompt longer than a block and
+// re-forked as beam search does, so rows share blocks, diverge and sit at different positions.
+// The logits must agree bit for bit (the kernels are bit-identical row by row).
+for (const b of builds) {
+  it(`Model.decode: batched attention = per-row loop, bit for bit (${b.name})`, () => {
+    const bytes = randomModel({
+      arch: 'llama',
+      dim: 64,
+      nLayers: 2,
+      nHeads: 4,
+      nKvHeads: 2,
+      ffnDim: 96,
+      vocab: 300,
+      context: 128,
+      seed: 31,
+      type: 'q8_0',
+    });
+    const file = b.file.split('#')[0];
+    const mod = new WebAssembly.Module(readFileSync(file));
+    const opts = { usdot: !b.file.endsWith('#portable') };
+    const rowsK = createKernels(mod, opts);
+    const perRowK = createKernels(mod, opts) as unknown as Record<string, unknown>;
+    perRowK.attentionRows = undefined;
+    perRowK.kvWriteRows = undefined;
+    const run = (k: Kernels) => {
+      const model = Model.load(k, parseGGUF(bytes), { maxSequences: 6 });
+      const r = rng(5);
+      const root = model.newSequence();
+      model.prefill(
+        root,
+        Array.from({ length: 37 }, (_, i) => (i * 7) % 300),
+      );
+      let beams = [root];
+      for (let i = 0; i < 4; i++) beams.push(model.fork(root));
+      const logits: number[] = [];
+      for (let step = 0; step < 24; step++) {
+        const out = model.decode(
+          beams,
+          beams.map(() => Math.floor(r() * 300)),
+        );
+        logits.push(...new Int32Array(out.buffer, out.byteOffset, out.length)); // the bits
+        // every few steps: the worst beam is dropped and the best one forked (blocks shared again)
+        if (step % 3 === 2) {
+          model.free(beams[beams.length - 1]);
+          beams = [beams[0], model.fork(beams[0]), ...beams.slice(1, -1)];
+        }
+        // and one beam runs ahead by a token now and then (rows at different positions)
+        if (step % 5 === 4) model.decode([beams[2]], [Math.floor(r() * 300)]);
+      }
+      return logits;
+    };
+    const a = run(rowsK);
+    const c = run(perRowK as unknown as Kernels);
+    expect(a.length).toBeGreaterThan(100);
+    expect(a.length).toBe(c.length);
+    const at = a.findIndex((x, i) => x !== c[i]);
+    expect(at, `logit bits differ at ${at} (step ${Math.floor(at / 1500)})`).toBe(-1);
   });
 }
