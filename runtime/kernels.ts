@@ -613,6 +613,7 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
         vPool,
         nKvHeads * blockSize * headDim * 4,
         blockSize,
+        true,
       );
       checkSpan('kvWriteRows', hi(), 'k', kp, B * rowBytes);
       checkSpan('kvWriteRows', hi(), 'v', vp, B * rowBytes);
@@ -629,7 +630,10 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
     },
     attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKvHeads, headDim, blockSize) {
       checkHeadDim(headDim);
-      if (!(Number.isInteger(nKvHeads) && nKvHeads >= 1) || nHeads % nKvHeads !== 0) {
+      if (
+        !(Number.isInteger(nKvHeads) && nKvHeads >= 1 && Number.isInteger(nHeads) && nHeads >= 1) ||
+        nHeads % nKvHeads !== 0
+      ) {
         throw new UnsupportedError(`attentionRows: ${nKvHeads} KV heads do not divide ${nHeads} heads`, {
           field: 'nKvHeads',
         });
@@ -645,6 +649,7 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
         vPool,
         nKvHeads * blockSize * headDim * 4,
         blockSize,
+        false,
       );
       checkSpan('attentionRows', hi(), 'q', q, B * rowBytes);
       checkSpan('attentionRows', hi(), 'out', out, B * rowBytes);
@@ -726,7 +731,8 @@ function checkSpan(what: string, size: number, field: string, ptr: number, bytes
 
 // the per-row arguments of kvWriteRows / attentionRows: B i32 table pointers and B i32 positions,
 // each position ≥ 0, each table long enough to hold its position's block, and every block it lists up
-// to there inside both pools (so the kernel reads nothing outside memory)
+// to there (lastOnly: the position's own block, all kvWriteRows touches) inside both pools, so the
+// kernel reads and writes nothing outside memory
 function checkRows(
   what: string,
   mem: Int32Array,
@@ -737,6 +743,7 @@ function checkRows(
   vPool: number,
   blockBytes: number,
   blockSize: number,
+  lastOnly: boolean,
 ): void {
   const size = mem.byteLength;
   if (!Number.isInteger(blockSize) || blockSize < 1) {
@@ -772,7 +779,8 @@ function checkRows(
         { field: 'tables' },
       );
     }
-    for (let i = t >> 2, end = (t >> 2) + n; i < end; i++) {
+    // attention reads entries 0..n-1; kvWrite only entry n-1
+    for (let i = (t >> 2) + (lastOnly ? n - 1 : 0), end = (t >> 2) + n; i < end; i++) {
       const blk = mem[i];
       if (blk < 0) {
         throw new OptionsError(`${what}: row ${b} lists block ${blk} at table index ${i - (t >> 2)}`, {

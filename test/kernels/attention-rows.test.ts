@@ -300,6 +300,11 @@ for (const b of builds) {
       expect(() =>
         k.kvWriteRows(pool, pool, tables, pos, 1, k.memory.buffer.byteLength - 8, q, 1, 8, 4),
       ).toThrow(OptionsError);
+      expect(() => k.kvWriteRows(pool, pool, tables, pos, 1, q, q, 1, 8, 4)).not.toThrow();
+      k.i32(table, 2)[1] = 1 << 28; // the block position 5 is written to, far outside memory
+      expect(() => k.kvWriteRows(pool, pool, tables, pos, 1, q, q, 1, 8, 4)).toThrow(OptionsError);
+      expect(() => k.kvWriteRows(pool, pool, tables, pos, 0, q, q, 1, 8, 4)).toThrow(OptionsError);
+      expect(call({ nHeads: 0, nKv: 1 })).toThrow(UnsupportedError);
       k.release(mark);
     });
   });
