@@ -334,6 +334,7 @@ function vocabOnePass(
   const u1 = new Uint32Array(f1.buffer);
   let specialChars = 0;
   let maxPiece = 1;
+  const byteTokens: number[] = [];
   // one loop does everything: on a cold load each loop over the vocabulary costs its own warm-up
   for (let i = 0; i < n; i++) {
     const s = tokens[i];
@@ -386,13 +387,16 @@ function vocabOnePass(
         }
       }
     } else if (t === TokenType.byte) {
-      const b = parseByteToken(s);
-      if (b < 0) return undefined;
-      if (byteIds[b] < 0) byteIds[b] = i;
+      byteTokens.push(i); // parsed after the loop, which stays small to compile
     } else if (t === TokenType.control || t === TokenType.unknown) {
       special[i] = 1;
       specialChars += s.length;
     }
+  }
+  for (const i of byteTokens) {
+    const b = parseByteToken(tokens[i]);
+    if (b < 0) return undefined;
+    if (byteIds[b] < 0) byteIds[b] = i;
   }
   tab.maxPiece = maxPiece;
   tab.specialChars = specialChars;
