@@ -233,7 +233,7 @@ export class BPEMerger {
       const e = heap.end[0];
       const code = heap.code[0];
       heap.pop();
-      const l = key % LEFT_SCALE;
+      const l = key - prioOf(code) * LEFT_SCALE; // exact, and cheaper than a float64 modulo
       if (end[l] < 0) continue;
       const r = next[l];
       if (r < 0 || end[r] !== e) continue;
