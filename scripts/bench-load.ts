@@ -6,7 +6,11 @@
  * noise). Samples of the models are interleaved; best and median are printed.
  *
  *   npx tsx scripts/bench-load.ts [--shape 15M] [--types q8_0,f32] [--samples 7] [--warm 5] [--json]
- *                                 [--compare <dir>]
+ *                                 [--compare <dir>] [--gc]
+ *
+ * --gc: also the time V8 spent in GC pauses inside each load (PerformanceObserver 'gc' entries whose
+ * start falls in the load; column gc, the same in the wall and cpu rows), waiting 5 ms after each
+ * load for the entries (so only with the flag).
  *
  * --compare <dir>: a second runtime (a directory holding runtime/, e.g. an older commit unpacked with
  * `git archive <commit> runtime | tar -x -C <dir>`) loaded in children interleaved with this one; the
@@ -16,6 +20,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import type { parseGGUF as ParseGGUF } from '../runtime/gguf.ts';
 import type { createKernels as CreateKernels, Kernels } from '../runtime/kernels.ts';
@@ -28,11 +33,22 @@ const opt = (name: string, def: string) => {
   return i >= 0 && args[i + 1] ? args[i + 1] : def;
 };
 const root = join(import.meta.dirname, '..');
-const STEPS = ['parse', 'tokenizer', 'kernels', 'prepareLinear', 'reserve', 'modelRest', 'total'] as const;
+const STEPS = [
+  'parse',
+  'tokenizer',
+  'kernels',
+  'prepareLinear',
+  'reserve',
+  'modelRest',
+  'total',
+  'gc',
+] as const;
 type Split = Record<(typeof STEPS)[number], number>;
 interface Sample {
   wall: Split;
   cpu: Split;
+  /** performance.now() at the load's start and end */
+  window?: [number, number];
 }
 
 const cpuNow = () => {
@@ -98,9 +114,19 @@ function loadOnce(rt: Runtime, mod: WebAssembly.Module, bytes: Uint8Array): Samp
     reserve: acc.reserve[j],
     modelRest: t[4] - t[3] - acc.prepareLinear[j] - acc.reserve[j],
     total: t[4] - t[0],
+    gc: 0,
   });
-  return { wall: split(w, 0), cpu: split(c, 1) };
+  return { wall: split(w, 0), cpu: split(c, 1), window: [w[0], w[4]] };
 }
+
+// GC pauses (ms) that started inside [from, to] (performance.now() times), from a PerformanceObserver
+const gcEntries: PerformanceEntry[] = [];
+const gcIn = async (from: number, to: number): Promise<number> => {
+  await new Promise((r) => setTimeout(r, 5)); // the observer's entries arrive asynchronously
+  let ms = 0;
+  for (const e of gcEntries) if (e.startTime >= from && e.startTime <= to) ms += e.duration;
+  return ms;
+};
 
 const pickModule = (rt: Runtime): WebAssembly.Module => {
   const name = rt.detectRelaxedSimd() ? 'kernels-relaxed.wasm' : 'kernels.wasm';
@@ -111,13 +137,21 @@ const modelPath = (shape: string, type: string) =>
 
 if (args[0] === '--child') {
   // child: one cold load, then `warm` more; one JSON line on stdout
-  const [, shape, type, warmN, dir] = args;
+  const [, shape, type, warmN, dir, gcFlag] = args;
+  const gc = gcFlag === 'gc';
+  if (gc) new PerformanceObserver((l) => gcEntries.push(...l.getEntries())).observe({ entryTypes: ['gc'] });
   const rt = await importRuntime(dir);
   const mod = pickModule(rt);
   const bytes = new Uint8Array(readFileSync(modelPath(shape, type)));
-  const cold = loadOnce(rt, mod, bytes);
+  const once = async (): Promise<Sample> => {
+    const s = loadOnce(rt, mod, bytes);
+    if (gc) s.wall.gc = s.cpu.gc = await gcIn(...s.window!);
+    delete s.window;
+    return s;
+  };
+  const cold = await once();
   const warm: Sample[] = [];
-  for (let i = 0; i < Number(warmN); i++) warm.push(loadOnce(rt, mod, bytes));
+  for (let i = 0; i < Number(warmN); i++) warm.push(await once());
   process.stdout.write(`${JSON.stringify({ cold, warm })}\n`);
 } else {
   const shape = opt('shape', '15M');
@@ -126,6 +160,7 @@ if (args[0] === '--child') {
   const warmN = Number(opt('warm', '5'));
   const json = args.includes('--json');
   const compare = args.includes('--compare') ? opt('compare', '') : undefined;
+  const gc = args.includes('--gc');
   const impls = compare ? [root, compare] : [root];
   const label = (dir: string) => (dir === root ? 'this' : 'compare');
   const got: Record<string, { cold: Sample[]; warm: Sample[] }> = {};
@@ -146,6 +181,7 @@ if (args[0] === '--child') {
             t,
             String(warmN),
             dir,
+            gc ? 'gc' : 'no-gc',
           ],
           { cwd: root, encoding: 'utf8' },
         );
@@ -177,6 +213,7 @@ if (args[0] === '--child') {
           };
           const parts: string[] = [];
           for (const st of STEPS) {
+            if (st === 'gc' && !gc) continue;
             const { best, median } = stat(xs, clock, st);
             row[st] = { best: +best.toFixed(2), median: +median.toFixed(2) };
             parts.push(`${st} ${best.toFixed(1)}/${median.toFixed(1)}`);
