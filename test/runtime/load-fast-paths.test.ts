@@ -139,10 +139,10 @@ describe('string arrays decoded in bulk', () => {
     }
   });
 
-  it('arrays of long strings (the copy grows past its first guess of 20 bytes a string) read the same, with more KVs after', () => {
+  it('arrays of long strings (30–255 bytes) with more KVs after them read the same', () => {
     const rnd = seededRandom(21);
     for (let t = 0; t < 60; t++) {
-      // strings of 30–255 bytes: far over the guess, so the walk grows its copy once or more
+      // strings of 30–255 bytes, then another KV: the bulk split must stop at the array's end
       const items = Array.from({ length: 2 + Math.floor(rnd() * 80) }, () => {
         const s: number[] = [];
         const len = 30 + Math.floor(rnd() * 220);
