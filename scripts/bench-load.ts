@@ -6,11 +6,15 @@
  * noise). Samples of the models are interleaved; best and median are printed.
  *
  *   npx tsx scripts/bench-load.ts [--shape 15M] [--types q8_0,f32] [--samples 7] [--warm 5] [--json]
- *                                 [--compare <dir>] [--gc]
+ *                                 [--compare <dir>] [--gc] [--settle]
  *
  * --gc: also the time V8 spent in GC pauses inside each load (PerformanceObserver 'gc' entries whose
  * start falls in the load; column gc, the same in the wall and cpu rows), waiting 5 ms after each
  * load for the entries (so only with the flag).
+ *
+ * --settle: a full GC (node --expose-gc) in each child before its cold load, so that the garbage of
+ * the child's own start-up (tsx, the file read) is not collected inside the load: the load's own cold
+ * cost, not what bench:decode sees (label it so).
  *
  * --compare <dir>: a second runtime (a directory holding runtime/, e.g. an older commit unpacked with
  * `git archive <commit> runtime | tar -x -C <dir>`) loaded in children interleaved with this one; the
@@ -137,7 +141,7 @@ const modelPath = (shape: string, type: string) =>
 
 if (args[0] === '--child') {
   // child: one cold load, then `warm` more; one JSON line on stdout
-  const [, shape, type, warmN, dir, gcFlag] = args;
+  const [, shape, type, warmN, dir, gcFlag, settleFlag] = args;
   const gc = gcFlag === 'gc';
   if (gc) new PerformanceObserver((l) => gcEntries.push(...l.getEntries())).observe({ entryTypes: ['gc'] });
   const rt = await importRuntime(dir);
@@ -149,6 +153,7 @@ if (args[0] === '--child') {
     delete s.window;
     return s;
   };
+  if (settleFlag === 'settle') (globalThis as { gc?: () => void }).gc?.();
   const cold = await once();
   const warm: Sample[] = [];
   for (let i = 0; i < Number(warmN); i++) warm.push(await once());
@@ -161,6 +166,7 @@ if (args[0] === '--child') {
   const json = args.includes('--json');
   const compare = args.includes('--compare') ? opt('compare', '') : undefined;
   const gc = args.includes('--gc');
+  const settle = args.includes('--settle');
   const impls = compare ? [root, compare] : [root];
   const label = (dir: string) => (dir === root ? 'this' : 'compare');
   const got: Record<string, { cold: Sample[]; warm: Sample[] }> = {};
@@ -173,6 +179,7 @@ if (args[0] === '--child') {
         const r = spawnSync(
           process.execPath,
           [
+            ...(settle ? ['--expose-gc'] : []),
             '--import',
             'tsx',
             join(import.meta.dirname, 'bench-load.ts'),
@@ -182,6 +189,7 @@ if (args[0] === '--child') {
             String(warmN),
             dir,
             gc ? 'gc' : 'no-gc',
+            settle ? 'settle' : 'no-settle',
           ],
           { cwd: root, encoding: 'utf8' },
         );
