@@ -460,8 +460,9 @@ export function attention(
 // tile of that block is read from memory once and scored, exponentiated and accumulated for every
 // query head of every row in the group while it sits in L1. each (row, head) keeps its own running
 // max and sum, and its accumulator is the row's slice of `out`; its tiles are the same as a
-// per-row attention call's (blocks in order, 32 keys from each block's start) and go through the
-// same tileStep, so the result is bit-identical to attention(…, nQ = 1, pos0 = positions[b]).
+// per-row attention call's (blocks in order, 32 keys from each block's start) and go through
+// tileStep, or two (row, head) pairs at a time through tileStep2 (one K/V load for both, the same
+// operations per head), so the result is bit-identical to attention(…, nQ = 1, pos0 = positions[b]).
 
 /** rows per attentionRows call (the binding splits larger batches) */
 const ROWS_MAX: i32 = 256;

@@ -140,7 +140,7 @@ for (const B of beams) {
 }
 
 // the batched attention kernels against the per-row loop they replace, interleaved (best of 4 each)
-const json: Record<string, unknown> = { shape, type, prefill: prefillLen, steps, rows: {} };
+const json: Record<string, unknown> = { shape, type, prefill: prefillLen, steps, rows: {}, generate: {} };
 {
   const kr = k as unknown as Record<string, unknown>;
   const rowsK = kr.attentionRows;
@@ -197,14 +197,29 @@ for (const B of beams) {
   console.log(
     `generate greedy: ${best.toFixed(3)} ms/token (cpu), +${(best - greedy).toFixed(3)} over model.decode`,
   );
+  // beam search re-forks beams every step, so they share their blocks up to the latest divergence;
+  // timed also with the per-row attention loop (attentionRows hidden), interleaved
+  const kr = k as unknown as Record<string, unknown>;
+  const rowsK = kr.attentionRows;
+  const rowsW = kr.kvWriteRows;
+  const setRows = (on: boolean) => {
+    kr.attentionRows = on ? rowsK : undefined;
+    kr.kvWriteRows = on ? rowsW : undefined;
+  };
   for (const B of beams.filter((b) => b > 1)) {
     const o = { numBeams: B, earlyStopping: 'never' };
     await gen(4, o);
     let bestB = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < 2; i++)
+    let bestOff = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 2; i++) {
+      setRows(false);
+      bestOff = Math.min(bestOff, ((await gen(steps + 1, o)) - (await gen(1, o))) / steps);
+      setRows(true);
       bestB = Math.min(bestB, ((await gen(steps + 1, o)) - (await gen(1, o))) / steps);
+    }
+    (json.generate as Record<string, unknown>)[B] = { rows: bestB, perRow: bestOff, greedy: best };
     console.log(
-      `generate beams=${B}: ${bestB.toFixed(3)} ms/token (cpu), ×${(bestB / best).toFixed(2)} generate greedy`,
+      `generate beams=${B}: ${bestB.toFixed(3)} ms/token (cpu), ×${(bestB / best).toFixed(2)} generate greedy; per-row attention loop ${bestOff.toFixed(3)} (rows ×${(bestB / bestOff).toFixed(3)})`,
     );
   }
 }
