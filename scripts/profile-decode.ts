@@ -6,6 +6,9 @@
  *   npx tsx scripts/profile-decode.ts [--shape 15M] [--type q8_0] [--steps 100] [--beams 1,4,8]
  *                                     [--prefill 8] [--plain] [--linear] [--load] [--json out.json]
  *
+ * --attention adds kernels.attentionRows against a loop of kernels.attention over the same B rows on
+ * this model's head shape (one layer's call, CPU µs), at several lengths, for rows that share every
+ * block but their last (beams) and for rows that share none, with the breakdown's beam counts.
  * --prefill sets the prompt length the beams fork from (default 8: less than one KV block, so every
  * beam copies block 0 at its first step and nothing stays shared; 200 leaves 12 shared blocks).
  * Each B > 1 is also timed with kernels.attentionRows/kvWriteRows hidden (model.ts then loops over
@@ -279,6 +282,91 @@ for (const B of beams) {
   console.log(`  (outside kernels: ${(((wall - inK / steps) * 1000) | 0).toString()} µs/step)`);
 }
 for (const n of Object.keys(orig)) k[n] = orig[n];
+if (args.includes('--attention')) {
+  const mod = !args.includes('--plain') && detectRelaxedSimd() ? relaxed : simd;
+  const ka = createKernels(mod);
+  const { nHeads, nKvHeads: nKv, dim } = model.info;
+  const hd = dim / nHeads;
+  const bs = model.blockSize;
+  const att: Record<string, unknown> = {};
+  json.attention = att;
+  console.log(
+    `\nattentionRows vs per-row attention, one call, ${nHeads}/${nKv} heads of ${hd} (cpu µs, best of 5):`,
+  );
+  for (const B of beams.filter((b) => b > 1)) {
+    for (const len of [64, 256, 512, 1024]) {
+      const cells = [];
+      for (const shared of [false, true]) {
+        const nbRow = Math.ceil(len / bs);
+        const nBlocks = shared ? nbRow - 1 + B : nbRow * B;
+        const blockBytes = nKv * bs * hd * 4;
+        const rowB = nHeads * hd * 4;
+        ka.reserve(2 * nBlocks * blockBytes + B * (nbRow * 4 + 2 * rowB + 8) + 4096);
+        const mark = ka.mark();
+        const kPool = ka.alloc(nBlocks * blockBytes);
+        const vPool = ka.alloc(nBlocks * blockBytes);
+        const kf = ka.f32(kPool, (nBlocks * blockBytes) / 4);
+        const vf = ka.f32(vPool, (nBlocks * blockBytes) / 4);
+        for (let i = 0; i < kf.length; i++) {
+          kf[i] = Math.sin(i);
+          vf[i] = Math.cos(i);
+        }
+        const tabs: number[] = [];
+        let next = shared ? nbRow - 1 : 0;
+        for (let b = 0; b < B; b++) {
+          const t = ka.alloc(nbRow * 4);
+          const T = ka.i32(t, nbRow);
+          for (let i = 0; i < nbRow; i++) T[i] = shared && i < nbRow - 1 ? i : next++;
+          tabs.push(t);
+        }
+        const tables = ka.alloc(B * 4);
+        ka.i32(tables, B).set(tabs);
+        const positions = ka.alloc(B * 4);
+        ka.i32(positions, B).fill(len - 1);
+        const q = ka.alloc(B * rowB);
+        const qf = ka.f32(q, (B * rowB) / 4);
+        for (let i = 0; i < qf.length; i++) qf[i] = Math.sin(i * 0.37);
+        const out = ka.alloc(B * rowB);
+        const perRow = () => {
+          for (let b = 0; b < B; b++)
+            ka.attention(
+              out + b * rowB,
+              q + b * rowB,
+              1,
+              kPool,
+              vPool,
+              tabs[b],
+              len - 1,
+              nHeads,
+              nKv,
+              hd,
+              bs,
+            );
+        };
+        const rows = () => ka.attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKv, hd, bs);
+        const reps = Math.max(10, Math.floor(20000 / len));
+        const time = (f: () => void) => {
+          const c0 = cpu();
+          for (let i = 0; i < reps; i++) f();
+          return ((cpu() - c0) / reps) * 1000;
+        };
+        let a = Number.POSITIVE_INFINITY;
+        let r = Number.POSITIVE_INFINITY;
+        for (let i = 0; i < 5; i++) {
+          a = Math.min(a, time(perRow));
+          r = Math.min(r, time(rows));
+        }
+        att[`B${B} len${len} ${shared ? 'shared' : 'unshared'}`] = { perRow: a, rows: r };
+        cells.push(
+          `${shared ? 'shared' : 'unshared'} ${a.toFixed(1).padStart(7)} → ${r.toFixed(1).padStart(7)} (×${(r / a).toFixed(2)})`,
+        );
+        ka.release(mark);
+      }
+      console.log(`  B=${B} length ${String(len).padStart(4)}: ${cells.join('   ')}`);
+    }
+  }
+}
+
 const jsonPath = opt('json', '');
 if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
 
