@@ -228,6 +228,7 @@ function parseByteToken(s: string): number {
 interface Vocab {
   tokens: string[];
   types: Uint8Array;
+  /** the scores (empty when `prio` holds what a tokenizer needs of them) */
   scores: Float64Array;
   bos: number | undefined;
   eos: number | undefined;
@@ -327,9 +328,11 @@ function vocabOnePass(
   // merge priorities read from their bits; others one by one (priorities while each is a float32)
   const f32 = scores instanceof Float32Array ? scores : undefined;
   if (f32?.includes(Number.NaN)) return undefined;
-  const scoresOut = f32 !== undefined ? new Float64Array(f32) : new Float64Array(n);
   const bits = f32 !== undefined ? new Uint32Array(f32.buffer, f32.byteOffset, n) : undefined;
   let prio: Uint32Array | undefined = llama ? new Uint32Array(n) : undefined;
+  // llama with float32 scores needs only prio; else the scores as doubles (copied natively from f32)
+  const scoresOut =
+    f32 === undefined ? new Float64Array(n) : llama ? new Float64Array(0) : new Float64Array(f32);
   const f1 = new Float32Array(1);
   const u1 = new Uint32Array(f1.buffer);
   let specialChars = 0;
