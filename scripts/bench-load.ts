@@ -16,9 +16,12 @@
  * the child's own start-up (tsx, the file read) is not collected inside the load: the load's own cold
  * cost, not what bench:decode sees (label it so).
  *
- * --compare <dir>: a second runtime (a directory holding runtime/, e.g. an older commit unpacked with
- * `git archive <commit> runtime | tar -x -C <dir>`) loaded in children interleaved with this one; the
- * table then gives both and the ratio of their medians (same machine, same moments).
+ * --compare <dir>: a second runtime (a directory holding runtime/ and this repository's package.json,
+ * e.g. an older commit unpacked with `git archive <commit> runtime package.json | tar -x -C <dir>`)
+ * loaded in children interleaved with this one; the table then gives both and the ratio of their
+ * medians (same machine, same moments). Without the package.json ("type": "module") tsx loads the
+ * copy as CommonJS, whose different start-up moves where V8's first full GC lands: a cold parse
+ * measured ~3 ms apart with identical code, so the script refuses such a directory.
  * Writes bench-results/load-<shape>.json.
  */
 import { spawnSync } from 'node:child_process';
@@ -167,6 +170,17 @@ if (args[0] === '--child') {
   const compare = args.includes('--compare') ? opt('compare', '') : undefined;
   const gc = args.includes('--gc');
   const settle = args.includes('--settle');
+  if (compare !== undefined) {
+    let type: unknown;
+    try {
+      type = JSON.parse(readFileSync(join(compare, 'package.json'), 'utf8')).type;
+    } catch {}
+    if (type !== 'module') {
+      throw new Error(
+        `--compare ${compare}: no package.json with "type": "module" there (copy this repository's), or tsx loads that runtime as CommonJS and the comparison is skewed`,
+      );
+    }
+  }
   const impls = compare ? [root, compare] : [root];
   const label = (dir: string) => (dir === root ? 'this' : 'compare');
   const got: Record<string, { cold: Sample[]; warm: Sample[] }> = {};
