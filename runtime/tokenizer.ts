@@ -338,11 +338,20 @@ function vocabOnePass(
   let specialChars = 0;
   let maxPiece = 1;
   const byteTokens: number[] = [];
+  const NORMAL = TokenType.normal;
+  const USER = TokenType.userDefined;
+  const BYTE = TokenType.byte;
+  const CONTROL = TokenType.control;
+  const UNKNOWN = TokenType.unknown;
+  const maxChars = MAX_TOKEN_CHARS;
+  const seed32 = seed | 0;
   // one loop does everything: on a cold load each loop over the vocabulary costs its own warm-up
   for (let i = 0; i < n; i++) {
     const s = tokens[i];
     const t = types[i];
-    if (typeof s !== 'string' || s.length > MAX_TOKEN_CHARS) return undefined;
+    if (typeof s !== 'string') return undefined;
+    const len = s.length;
+    if (len > maxChars) return undefined;
     if (typeof t !== 'number' || !(t >= 0 && t <= 6) || (t | 0) !== t) return undefined;
     typesOut[i] = t;
     if (bits !== undefined) {
@@ -360,18 +369,17 @@ function vocabOnePass(
         else prio[i] = mergePriority(u1[0]);
       }
     }
-    if (t === TokenType.normal || t === TokenType.userDefined) {
-      if (t === TokenType.userDefined) {
+    if (t === NORMAL || t === USER) {
+      if (t === USER) {
         special[i] = 1;
-        specialChars += s.length;
+        specialChars += len;
       }
-      const len = s.length;
       if (len > 0) {
         if (len > maxPiece) maxPiece = len;
         if (slots !== undefined) {
           // the PieceTable hash (FNV-1a over UTF-16 units); y · 0x01000193 mod 2^32 without a call:
           // y · 403 + (y << 24) is below 2^41, exact in a double, and | 0 keeps its low 32 bits
-          let h = seed | 0; // an int32 from the start: a double here sends the optimised loop back (deopt "not int32")
+          let h = seed32;
           for (let c = 0; c < len; c++) {
             const y = h ^ s.charCodeAt(c);
             h = (y * 403 + (y << 24)) | 0;
@@ -389,11 +397,11 @@ function vocabOnePass(
           }
         }
       }
-    } else if (t === TokenType.byte) {
+    } else if (t === BYTE) {
       byteTokens.push(i); // parsed after the loop, which stays small to compile
-    } else if (t === TokenType.control || t === TokenType.unknown) {
+    } else if (t === CONTROL || t === UNKNOWN) {
       special[i] = 1;
-      specialChars += s.length;
+      specialChars += len;
     }
   }
   for (const i of byteTokens) {
