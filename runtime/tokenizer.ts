@@ -322,7 +322,6 @@ function vocabOnePass(
   const mask = slots === undefined ? 0 : slots.length - 1;
   // the hash of each filled slot's string: a probe compares strings only when the hashes agree
   const slotHash = slots === undefined ? undefined : new Int32Array(slots.length);
-  const seed = PIECE_HASH_SEED;
   const typesOut = new Uint8Array(n);
   // float32 scores (as parseGGUF holds GGUF's): converted and checked for NaN natively, and the
   // merge priorities read from their bits; others one by one (priorities while each is a float32)
@@ -344,7 +343,8 @@ function vocabOnePass(
   const CONTROL = TokenType.control;
   const UNKNOWN = TokenType.unknown;
   const maxChars = MAX_TOKEN_CHARS;
-  const seed32 = seed | 0;
+  // the hash seed as an int32: a double there sends the optimised loop back (deopt "not int32")
+  const seed32 = PIECE_HASH_SEED | 0;
   // one loop does everything: on a cold load each loop over the vocabulary costs its own warm-up
   for (let i = 0; i < n; i++) {
     const s = tokens[i];
