@@ -11,7 +11,9 @@
  * rows {"model","type","impl":"edgelm","beams":B,"msPerToken","ratioToGreedy","kvBytesPerBeam"}.
  * Results also go to bench-results/decode-<timestamp>.json. tokPerSec is wall-clock, as llama.cpp
  * reports its own; ratios use it. tokPerSecCpu is edgelm's decode over the process's CPU time, for
- * a loaded machine where wall time mostly measures waiting for a core.
+ * a loaded machine where wall time mostly measures waiting for a core. loadMs is runtime.loadModel
+ * on the file's bytes, after a full GC of the models measured before (node --expose-gc, which the
+ * npm script passes; without it the previous model's garbage may be collected inside the load).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -82,6 +84,10 @@ async function run(m: LoadedModel, ids: number[], max: number, extra: Record<str
 }
 
 async function edgelmRow(shape: string, type: string, bytes: Uint8Array): Promise<LoadedModel> {
+  // the models measured before this one are garbage now (tens to hundreds of MB of WASM memory and
+  // their JS objects): collect them first (npm run bench:decode passes --expose-gc), so that this
+  // load is timed as a fresh isolate or process would see it, not with the last model's GC inside
+  (globalThis as { gc?: () => void }).gc?.();
   const t0 = performance.now();
   // Node has room: the 110M shape does not fit a Worker's 128 MiB, so the budget is raised here
   const m = runtime.loadModel(bytes, { maxContext: 512, maxSequences: 8, budgetBytes: 1024 * 2 ** 20 });
