@@ -1,6 +1,6 @@
 // element-wise and row-wise ops: norms, RoPE, activations, softmax, argmax, top-k.
 // rows are contiguous f32; every loop has a scalar tail for lengths not a multiple of 4.
-import { exp4, fma, hmax, hsum, K_GELU_C, K_GELU_K, K_HALF, K_MINUS15, K_ONE, K_PLUS15, K_TWO, kf, kinf, SCRATCH_COS, SCRATCH_SIN } from './simd';
+import { exp4, expNeg4, fma, hmax, hsum, K_GELU_C, K_GELU_K, K_HALF, K_MINUS15, K_ONE, K_PLUS15, K_TWO, kf, kinf, SCRATCH_COS, SCRATCH_SIN } from './simd';
 
 /** out[i] = a[i] + b[i] for i < n. */
 export function add(out: usize, a: usize, b: usize, n: i32): void {
@@ -366,7 +366,7 @@ export function rowStats(x: usize, n: i32, k: i32, outIdx: usize, outVal: usize,
   while (i + 4 <= n) {
     let vs = f32x4.splat(0);
     const end = min(n & ~3, i + 64);
-    for (; i < end; i += 4) vs = f32x4.add(vs, exp4(f32x4.sub(v128.load(x + (<usize>i << 2)), vm)));
+    for (; i < end; i += 4) vs = f32x4.add(vs, expNeg4(f32x4.sub(v128.load(x + (<usize>i << 2)), vm)));
     acc = f64x2.add(acc, f64x2.add(f64x2.promote_low_f32x4(vs), f64x2.promote_low_f32x4(i32x4.shuffle(vs, vs, 2, 3, 0, 1))));
   }
   let s: f64 = f64x2.extract_lane(acc, 0) + f64x2.extract_lane(acc, 1);
