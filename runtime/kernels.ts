@@ -327,16 +327,6 @@ function halfToFloat(h: number): number {
   return halfTable[h];
 }
 
-/**
- * Instantiates the kernels synchronously from a compiled module (a Worker imports the `.wasm` as a
- * `WebAssembly.Module`; it may not compile bytes at run time).
- * @example
- * const k = createKernels(new WebAssembly.Module(readFileSync('build/kernels.wasm')));
- * k.reserve(1 << 20);
- * const x = k.alloc(4 * 8);
- * k.f32(x, 8).fill(1);
- * k.softmax(x, 1, 8);
- */
 export interface KernelOptions {
   /**
    * use the unsigned-byte dot kernels where the probe finds them (default true); false keeps the
@@ -358,6 +348,16 @@ function probeUsdot(e: Exports): boolean {
   return USDOT_EXPECTED.every((v, i) => got[i] === v);
 }
 
+/**
+ * Instantiates the kernels synchronously from a compiled module (a Worker imports the `.wasm` as a
+ * `WebAssembly.Module`; it may not compile bytes at run time).
+ * @example
+ * const k = createKernels(new WebAssembly.Module(readFileSync('build/kernels.wasm')));
+ * k.reserve(1 << 20);
+ * const x = k.alloc(4 * 8);
+ * k.f32(x, 8).fill(1);
+ * k.softmax(x, 1, 8);
+ */
 export function createKernels(mod: WebAssembly.Module, options: KernelOptions = {}): Kernels {
   const inst = new WebAssembly.Instance(mod, {
     env: {
@@ -367,6 +367,14 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
     },
   });
   const e = inst.exports as unknown as Exports;
+  for (const key of Object.keys(options)) {
+    if (key !== 'usdot' && key !== 'linearAlign') {
+      throw new OptionsError(`createKernels: unknown option ${key}`, {
+        field: key,
+        hint: 'the options are usdot and linearAlign',
+      });
+    }
+  }
   const usdot = options.usdot !== false && probeUsdot(e);
   const linearAlign = options.linearAlign ?? LINEAR_ALIGN;
   if (

@@ -183,6 +183,7 @@ for (const b of builds) {
       expect(k64.prepareLinear('f32', new Uint8Array(5 * 64 * 4), 5, 64).ptr % 4096).not.toBe(0);
       for (const bad of [0, 32, 96, 1 << 17, 1.5])
         expect(() => load(b.file, 0, { linearAlign: bad }), String(bad)).toThrow(OptionsError);
+      expect(() => load(b.file, 0, { linearAlgin: 4096 } as never)).toThrow(/unknown option linearAlgin/);
     });
 
     it('rejects quantised K not a multiple of 32, wrong byte counts, and allocation past the reserve', () => {
