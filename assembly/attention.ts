@@ -1,18 +1,106 @@
 // causal self-attention over a paged KV cache.
 //
 // per layer a K pool and a V pool of blocks; block b starts at pool + b·blockBytes with
-// blockBytes = nKvHeads·blockSize·headDim·4 and is laid out [kvHead][blockSize][headDim] f32, so
-// one head's keys (and values) inside a block are contiguous. a sequence owns an i32 block table:
+// blockBytes = nKvHeads·blockSize·headDim·e and is laid out [kvHead][blockSize][headDim] of the
+// KV element type: f32 (e = 4: kvWrite, attention, kvWriteRows, attentionRows) or f16 (e = 2: the
+// *F16 exports), so one head's keys (and values) inside a block are contiguous. a sequence owns an i32 block table:
 // position p lives in block table[p / blockSize], slot p % blockSize. sequences that share a
 // prefix (beams) share its blocks.
 //
 // scores use an online softmax (running max m, running sum l, rescaled accumulator) over tiles
 // of up to 32 keys: one pass over K and V, no buffer proportional to the context. within a tile:
 // scores four keys at a time, a SIMD exp, then V accumulated 16 floats of head_dim at a time.
-import { ACC_FLOATS, exp4, fma, hmax, hsum, SCRATCH_ACC, SCRATCH_L, SCRATCH_M, SCRATCH_SCORES } from './simd';
+//
+// f16 K/V: every kernel is one generic body specialised at compile time on the element type K (f32
+// or u16 = f16 bits): sizeof<K>() is a constant, so the f16 branches cost nothing in the f32 kernels
+// and the f32 ones are the same code as before. the write rounds each f32 to the nearest f16 (ties to
+// even); finite values beyond ±65504 are clamped to ±65504 (they would round to ±∞), ±∞ stays ±∞ and
+// NaN stays NaN. the read converts four f16 to f32 exactly (h2f4) and everything after that - f32
+// scores, online softmax, f32 accumulation - is the f32 kernel's arithmetic on the converted values.
+import { ACC_FLOATS, exp4, f16ToF32, fma, hmax, hsum, SCRATCH_ACC, SCRATCH_L, SCRATCH_M, SCRATCH_SCORES } from './simd';
 
-/** store n rows of keys and values (rows [n][nKvHeads·headDim]) at positions pos0.. of a sequence. */
-export function kvWrite(
+// f16 -> f32 constants, loaded from memory (V8 rebuilds a v128.const at each use inside a loop)
+// prettier-ignore
+const KH: usize = memory.data<i32>([
+  0x7fff, 0x7fff, 0x7fff, 0x7fff, // exponent and mantissa bits of an f16
+  0x8000, 0x8000, 0x8000, 0x8000, // sign bit of an f16
+  0x77800000, 0x77800000, 0x77800000, 0x77800000, // 2^112 as f32: rebias the exponent 15 -> 127
+  0x7bff, 0x7bff, 0x7bff, 0x7bff, // the largest finite |f16|: above it, ±inf or NaN
+  0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000, // f32 exponent all ones
+], 16);
+
+// @ts-ignore: decorator
+@inline
+function kh(i: i32): v128 {
+  return v128.load(KH + (<usize>i << 4));
+}
+
+// four f16 (zero-extended to i32 lanes) as f32, exactly: the exponent and mantissa bits shifted into
+// an f32's place and scaled by 2^112 (exact for normals and subnormals: a subnormal f16 lands on an
+// f32 subnormal, scaled exactly), the sign ORed in, and exponent 31 (±inf, NaN) mapped to f32's 255
+// @ts-ignore: decorator
+@inline
+function h2f4(h: v128): v128 {
+  const em = v128.and(h, kh(0));
+  const f = f32x4.mul(i32x4.shl(em, 13), kh(2));
+  const special = v128.and(i32x4.gt_s(em, kh(3)), kh(4));
+  return v128.or(v128.or(f, special), i32x4.shl(v128.and(h, kh(1)), 16));
+}
+
+// four K/V elements at p as f32x4
+// @ts-ignore: decorator
+@inline
+function ld4<K>(p: usize): v128 {
+  if (sizeof<K>() == 2) return h2f4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
+  return v128.load(p);
+}
+
+// one K/V element at p as f32
+// @ts-ignore: decorator
+@inline
+function ld1<K>(p: usize): f32 {
+  if (sizeof<K>() == 2) return f16ToF32(<u32>load<u16>(p));
+  return load<f32>(p);
+}
+
+/** the f16 bits kvWriteF16 stores for x: nearest, ties to even; finite |x| > 65504 clamped to
+ * 65504 (sign kept); ±inf kept; NaN a quiet NaN (sign and top mantissa bits kept). */
+// @ts-ignore: decorator
+@inline
+function kvF16(x: f32): u32 {
+  const u = reinterpret<u32>(x);
+  const sign = (u >> 16) & 0x8000;
+  const a = u & 0x7fffffff;
+  let o: u32;
+  if (a >= 0x7f800000) {
+    o = a == 0x7f800000 ? 0x7c00 : 0x7e00 | ((a >> 13) & 0x3ff);
+  } else if (a > 0x477fe000) {
+    o = 0x7bff; // beyond 65504: clamp (65504 < |x| < 65520 rounds to 65504 anyway)
+  } else if (a < 0x38800000) {
+    // below 2^-14: subnormal f16 = |x|·2^24 rounded to an integer (exact scaling, nearest-even)
+    o = <u32>nearest(reinterpret<f32>(a) * reinterpret<f32>(0x4b800000));
+  } else {
+    // rebias the exponent, round the 13 dropped bits to nearest even (a carry into the exponent is right)
+    const r = a - 0x38000000;
+    o = (r + 0xfff + ((r >> 13) & 1)) >> 13;
+  }
+  return o | sign;
+}
+
+// copy n f32 at src to n elements of K at dst
+// @ts-ignore: decorator
+@inline
+function putRow<K>(dst: usize, src: usize, n: i32): void {
+  if (sizeof<K>() == 2) {
+    for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>kvF16(load<f32>(src + (<usize>i << 2))));
+  } else {
+    memory.copy(dst, src, <usize>n << 2);
+  }
+}
+
+// @ts-ignore: decorator
+@inline
+function kvWriteT<K>(
   kPool: usize,
   vPool: usize,
   blockTable: usize,
@@ -25,36 +113,70 @@ export function kvWrite(
   blockSize: i32,
 ): void {
   const hdBytes = <usize>headDim << 2;
-  const blockBytes = <usize>nKvHeads * <usize>blockSize * hdBytes;
+  const kvBytes = <usize>headDim * sizeof<K>();
+  const blockBytes = <usize>nKvHeads * <usize>blockSize * kvBytes;
   const rowBytes = <usize>nKvHeads * hdBytes;
   for (let i = 0; i < n; i++) {
     const pos = pos0 + i;
     const blk = <usize>load<i32>(blockTable + (<usize>(pos / blockSize) << 2));
     const slot = <usize>(pos % blockSize);
     for (let h = 0; h < nKvHeads; h++) {
-      const off = blk * blockBytes + (<usize>h * <usize>blockSize + slot) * hdBytes;
-      memory.copy(kPool + off, k + <usize>i * rowBytes + <usize>h * hdBytes, hdBytes);
-      memory.copy(vPool + off, v + <usize>i * rowBytes + <usize>h * hdBytes, hdBytes);
+      const off = blk * blockBytes + (<usize>h * <usize>blockSize + slot) * kvBytes;
+      putRow<K>(kPool + off, k + <usize>i * rowBytes + <usize>h * hdBytes, headDim);
+      putRow<K>(vPool + off, v + <usize>i * rowBytes + <usize>h * hdBytes, headDim);
     }
   }
+}
+
+/** store n rows of keys and values (rows [n][nKvHeads·headDim] f32) at positions pos0.. of a sequence (f32 pools). */
+export function kvWrite(
+  kPool: usize,
+  vPool: usize,
+  blockTable: usize,
+  pos0: i32,
+  n: i32,
+  k: usize,
+  v: usize,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  kvWriteT<f32>(kPool, vPool, blockTable, pos0, n, k, v, nKvHeads, headDim, blockSize);
+}
+
+/** kvWrite into f16 pools: each f32 rounded to the nearest f16 (ties to even), finite values beyond
+ * ±65504 clamped to ±65504, ±inf and NaN kept. */
+export function kvWriteF16(
+  kPool: usize,
+  vPool: usize,
+  blockTable: usize,
+  pos0: i32,
+  n: i32,
+  k: usize,
+  v: usize,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  kvWriteT<u16>(kPool, vPool, blockTable, pos0, n, k, v, nKvHeads, headDim, blockSize);
 }
 
 // four scores q·k_j (j = 0..3, keys hdBytes apart) as one vector
 // @ts-ignore: decorator
 @inline
-function dot4(q: usize, k: usize, hdBytes: usize, n: i32): v128 {
+function dot4<K>(q: usize, k: usize, hdBytes: usize, n: i32): v128 {
   let s0 = f32x4.splat(0);
   let s1 = f32x4.splat(0);
   let s2 = f32x4.splat(0);
   let s3 = f32x4.splat(0);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
-    const qv = v128.load(q + o);
-    s0 = fma(qv, v128.load(k + o), s0);
-    s1 = fma(qv, v128.load(k + hdBytes + o), s1);
-    s2 = fma(qv, v128.load(k + 2 * hdBytes + o), s2);
-    s3 = fma(qv, v128.load(k + 3 * hdBytes + o), s3);
+    const qv = v128.load(q + (<usize>i << 2));
+    const o = <usize>i * sizeof<K>();
+    s0 = fma(qv, ld4<K>(k + o), s0);
+    s1 = fma(qv, ld4<K>(k + hdBytes + o), s1);
+    s2 = fma(qv, ld4<K>(k + 2 * hdBytes + o), s2);
+    s3 = fma(qv, ld4<K>(k + 3 * hdBytes + o), s3);
   }
   // transpose-add: [Σs0, Σs1, Σs2, Σs3]
   const t0 = f32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
@@ -62,12 +184,12 @@ function dot4(q: usize, k: usize, hdBytes: usize, n: i32): v128 {
   let r = f32x4.add(i32x4.shuffle(t0, t1, 0, 1, 4, 5), i32x4.shuffle(t0, t1, 2, 3, 6, 7));
   for (; i < n; i++) {
     const qs = load<f32>(q + (<usize>i << 2));
-    const o = <usize>i << 2;
+    const o = <usize>i * sizeof<K>();
     r = f32x4.add(
       r,
       f32x4.mul(
         f32x4.splat(qs),
-        f32x4(load<f32>(k + o), load<f32>(k + hdBytes + o), load<f32>(k + 2 * hdBytes + o), load<f32>(k + 3 * hdBytes + o)),
+        f32x4(ld1<K>(k + o), ld1<K>(k + hdBytes + o), ld1<K>(k + 2 * hdBytes + o), ld1<K>(k + 3 * hdBytes + o)),
       ),
     );
   }
@@ -77,19 +199,19 @@ function dot4(q: usize, k: usize, hdBytes: usize, n: i32): v128 {
 // q·k over headDim
 // @ts-ignore: decorator
 @inline
-function dot(a: usize, b: usize, n: i32): f32 {
+function dot<K>(a: usize, b: usize, n: i32): f32 {
   let s0 = f32x4.splat(0);
   let i = 0;
-  for (; i + 4 <= n; i += 4) s0 = fma(v128.load(a + (<usize>i << 2)), v128.load(b + (<usize>i << 2)), s0);
+  for (; i + 4 <= n; i += 4) s0 = fma(v128.load(a + (<usize>i << 2)), ld4<K>(b + <usize>i * sizeof<K>()), s0);
   let s = hsum(s0);
-  for (; i < n; i++) s += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
+  for (; i < n; i++) s += load<f32>(a + (<usize>i << 2)) * ld1<K>(b + <usize>i * sizeof<K>());
   return s;
 }
 
 // acc = acc·c + Σ_j p_j·v_j over a tile of tn values (p at sco, values hdBytes apart), 16 floats at a time
 // @ts-ignore: decorator
 @inline
-function accumulate(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize, tn: i32, n: i32): void {
+function accumulate<K>(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize, tn: i32, n: i32): void {
   const vc = f32x4.splat(c);
   let i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -98,13 +220,23 @@ function accumulate(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize, tn
     let a1 = f32x4.mul(v128.load(acc + o, 16), vc);
     let a2 = f32x4.mul(v128.load(acc + o, 32), vc);
     let a3 = f32x4.mul(v128.load(acc + o, 48), vc);
-    let vp = v + o;
+    let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
       const p = v128.load32_splat(sco + (<usize>j << 2));
-      a0 = fma(p, v128.load(vp), a0);
-      a1 = fma(p, v128.load(vp, 16), a1);
-      a2 = fma(p, v128.load(vp, 32), a2);
-      a3 = fma(p, v128.load(vp, 48), a3);
+      if (sizeof<K>() == 2) {
+        // 16 f16 in two loads, widened half by half
+        const lo = v128.load(vp);
+        const hi = v128.load(vp, 16);
+        a0 = fma(p, h2f4(i32x4.extend_low_i16x8_u(lo)), a0);
+        a1 = fma(p, h2f4(i32x4.extend_high_i16x8_u(lo)), a1);
+        a2 = fma(p, h2f4(i32x4.extend_low_i16x8_u(hi)), a2);
+        a3 = fma(p, h2f4(i32x4.extend_high_i16x8_u(hi)), a3);
+      } else {
+        a0 = fma(p, v128.load(vp), a0);
+        a1 = fma(p, v128.load(vp, 16), a1);
+        a2 = fma(p, v128.load(vp, 32), a2);
+        a3 = fma(p, v128.load(vp, 48), a3);
+      }
       vp += hdBytes;
     }
     v128.store(acc + o, a0);
@@ -115,9 +247,9 @@ function accumulate(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize, tn
   for (; i < n; i++) {
     const o = <usize>i << 2;
     let a = load<f32>(acc + o) * c;
-    let vp = v + o;
+    let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
-      a += load<f32>(sco + (<usize>j << 2)) * load<f32>(vp);
+      a += load<f32>(sco + (<usize>j << 2)) * ld1<K>(vp);
       vp += hdBytes;
     }
     store<f32>(acc + o, a);
@@ -128,17 +260,17 @@ function accumulate(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize, tn
 // scaled, into sco (four keys at a time, then one by one); returns their max
 // @ts-ignore: decorator
 @inline
-function scoresTile(qp: usize, kp: usize, tn: i32, sco: usize, hdBytes: usize, headDim: i32, sc: f32, vsc: v128): f32 {
+function scoresTile<K>(qp: usize, kp: usize, tn: i32, sco: usize, hdBytes: usize, headDim: i32, sc: f32, vsc: v128): f32 {
   let j = 0;
   let tm = f32x4.splat(-Infinity);
   for (; j + 4 <= tn; j += 4) {
-    const s4 = f32x4.mul(dot4(qp, kp + <usize>j * hdBytes, hdBytes, headDim), vsc);
+    const s4 = f32x4.mul(dot4<K>(qp, kp + <usize>j * hdBytes, hdBytes, headDim), vsc);
     v128.store(sco + (<usize>j << 2), s4);
     tm = f32x4.pmax(tm, s4);
   }
   let tmax = hmax(tm);
   for (; j < tn; j++) {
-    const s = dot(qp, kp + <usize>j * hdBytes, headDim) * sc;
+    const s = dot<K>(qp, kp + <usize>j * hdBytes, headDim) * sc;
     store<f32>(sco + (<usize>j << 2), s);
     tmax = max(tmax, s);
   }
@@ -185,7 +317,7 @@ function softmaxTile(sco: usize, tn: i32, mp: usize, lp: usize, tmax: f32): f32 
 // row gets the same bits from either.
 // @ts-ignore: decorator
 @inline
-function tileStep(
+function tileStep<K>(
   qp: usize,
   kp: usize,
   vp: usize,
@@ -199,16 +331,16 @@ function tileStep(
   vsc: v128,
 ): void {
   const sco = SCRATCH_SCORES;
-  const tmax = scoresTile(qp, kp, tn, sco, hdBytes, headDim, sc, vsc);
+  const tmax = scoresTile<K>(qp, kp, tn, sco, hdBytes, headDim, sc, vsc);
   const c = softmaxTile(sco, tn, mp, lp, tmax);
-  accumulate(acc, c, sco, vp, hdBytes, tn, headDim);
+  accumulate<K>(acc, c, sco, vp, hdBytes, tn, headDim);
 }
 
 // dot4 for two queries over the same four keys (each key vector loaded once), scaled by vsc and
 // stored at dA, dB; per query the same operations in the same order as dot4
 // @ts-ignore: decorator
 @inline
-function dot4x2(qa: usize, qb: usize, k: usize, hdBytes: usize, n: i32, dA: usize, dB: usize, vsc: v128): void {
+function dot4x2<K>(qa: usize, qb: usize, k: usize, hdBytes: usize, n: i32, dA: usize, dB: usize, vsc: v128): void {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
@@ -219,19 +351,20 @@ function dot4x2(qa: usize, qb: usize, k: usize, hdBytes: usize, n: i32, dA: usiz
   let b3 = f32x4.splat(0);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
-    const qva = v128.load(qa + o);
-    const qvb = v128.load(qb + o);
-    const k0 = v128.load(k + o);
+    const qo = <usize>i << 2;
+    const qva = v128.load(qa + qo);
+    const qvb = v128.load(qb + qo);
+    const o = <usize>i * sizeof<K>();
+    const k0 = ld4<K>(k + o);
     a0 = fma(qva, k0, a0);
     b0 = fma(qvb, k0, b0);
-    const k1 = v128.load(k + hdBytes + o);
+    const k1 = ld4<K>(k + hdBytes + o);
     a1 = fma(qva, k1, a1);
     b1 = fma(qvb, k1, b1);
-    const k2 = v128.load(k + 2 * hdBytes + o);
+    const k2 = ld4<K>(k + 2 * hdBytes + o);
     a2 = fma(qva, k2, a2);
     b2 = fma(qvb, k2, b2);
-    const k3 = v128.load(k + 3 * hdBytes + o);
+    const k3 = ld4<K>(k + 3 * hdBytes + o);
     a3 = fma(qva, k3, a3);
     b3 = fma(qvb, k3, b3);
   }
@@ -242,10 +375,11 @@ function dot4x2(qa: usize, qb: usize, k: usize, hdBytes: usize, n: i32, dA: usiz
   const tb1 = f32x4.add(i32x4.shuffle(b2, b3, 0, 4, 1, 5), i32x4.shuffle(b2, b3, 2, 6, 3, 7));
   let rb = f32x4.add(i32x4.shuffle(tb0, tb1, 0, 1, 4, 5), i32x4.shuffle(tb0, tb1, 2, 3, 6, 7));
   for (; i < n; i++) {
-    const o = <usize>i << 2;
-    const kv = f32x4(load<f32>(k + o), load<f32>(k + hdBytes + o), load<f32>(k + 2 * hdBytes + o), load<f32>(k + 3 * hdBytes + o));
-    ra = f32x4.add(ra, f32x4.mul(f32x4.splat(load<f32>(qa + o)), kv));
-    rb = f32x4.add(rb, f32x4.mul(f32x4.splat(load<f32>(qb + o)), kv));
+    const o = <usize>i * sizeof<K>();
+    const qo = <usize>i << 2;
+    const kv = f32x4(ld1<K>(k + o), ld1<K>(k + hdBytes + o), ld1<K>(k + 2 * hdBytes + o), ld1<K>(k + 3 * hdBytes + o));
+    ra = f32x4.add(ra, f32x4.mul(f32x4.splat(load<f32>(qa + qo)), kv));
+    rb = f32x4.add(rb, f32x4.mul(f32x4.splat(load<f32>(qb + qo)), kv));
   }
   v128.store(dA, f32x4.mul(ra, vsc));
   v128.store(dB, f32x4.mul(rb, vsc));
@@ -255,7 +389,7 @@ function dot4x2(qa: usize, qb: usize, k: usize, hdBytes: usize, n: i32, dA: usiz
 // the same operations in the same order as accumulate
 // @ts-ignore: decorator
 @inline
-function accumulate2(
+function accumulate2<K>(
   accA: usize,
   cA: f32,
   scoA: usize,
@@ -280,20 +414,30 @@ function accumulate2(
     let b1 = f32x4.mul(v128.load(accB + o, 16), vcB);
     let b2 = f32x4.mul(v128.load(accB + o, 32), vcB);
     let b3 = f32x4.mul(v128.load(accB + o, 48), vcB);
-    let vp = v + o;
+    let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
       const pa = v128.load32_splat(scoA + (<usize>j << 2));
       const pb = v128.load32_splat(scoB + (<usize>j << 2));
-      const v0 = v128.load(vp);
+      let v0: v128, v1: v128, v2: v128, v3: v128;
+      if (sizeof<K>() == 2) {
+        const lo = v128.load(vp);
+        const hi = v128.load(vp, 16);
+        v0 = h2f4(i32x4.extend_low_i16x8_u(lo));
+        v1 = h2f4(i32x4.extend_high_i16x8_u(lo));
+        v2 = h2f4(i32x4.extend_low_i16x8_u(hi));
+        v3 = h2f4(i32x4.extend_high_i16x8_u(hi));
+      } else {
+        v0 = v128.load(vp);
+        v1 = v128.load(vp, 16);
+        v2 = v128.load(vp, 32);
+        v3 = v128.load(vp, 48);
+      }
       a0 = fma(pa, v0, a0);
       b0 = fma(pb, v0, b0);
-      const v1 = v128.load(vp, 16);
       a1 = fma(pa, v1, a1);
       b1 = fma(pb, v1, b1);
-      const v2 = v128.load(vp, 32);
       a2 = fma(pa, v2, a2);
       b2 = fma(pb, v2, b2);
-      const v3 = v128.load(vp, 48);
       a3 = fma(pa, v3, a3);
       b3 = fma(pb, v3, b3);
       vp += hdBytes;
@@ -311,9 +455,9 @@ function accumulate2(
     const o = <usize>i << 2;
     let a = load<f32>(accA + o) * cA;
     let b = load<f32>(accB + o) * cB;
-    let vp = v + o;
+    let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
-      const x = load<f32>(vp);
+      const x = ld1<K>(vp);
       a += load<f32>(scoA + (<usize>j << 2)) * x;
       b += load<f32>(scoB + (<usize>j << 2)) * x;
       vp += hdBytes;
@@ -327,7 +471,7 @@ function accumulate2(
 // tn keys: K and V read once for both
 // @ts-ignore: decorator
 @inline
-function tileStep2(
+function tileStep2<K>(
   qa: usize,
   qb: usize,
   kp: usize,
@@ -351,15 +495,15 @@ function tileStep2(
   let tmB = f32x4.splat(-Infinity);
   for (; j + 4 <= tn; j += 4) {
     const o = <usize>j << 2;
-    dot4x2(qa, qb, kp + <usize>j * hdBytes, hdBytes, headDim, scoA + o, scoB + o, vsc);
+    dot4x2<K>(qa, qb, kp + <usize>j * hdBytes, hdBytes, headDim, scoA + o, scoB + o, vsc);
     tmA = f32x4.pmax(tmA, v128.load(scoA + o));
     tmB = f32x4.pmax(tmB, v128.load(scoB + o));
   }
   let tmaxA = hmax(tmA);
   let tmaxB = hmax(tmB);
   for (; j < tn; j++) {
-    const sA = dot(qa, kp + <usize>j * hdBytes, headDim) * sc;
-    const sB = dot(qb, kp + <usize>j * hdBytes, headDim) * sc;
+    const sA = dot<K>(qa, kp + <usize>j * hdBytes, headDim) * sc;
+    const sB = dot<K>(qb, kp + <usize>j * hdBytes, headDim) * sc;
     store<f32>(scoA + (<usize>j << 2), sA);
     store<f32>(scoB + (<usize>j << 2), sB);
     tmaxA = max(tmaxA, sA);
@@ -367,7 +511,7 @@ function tileStep2(
   }
   const cA = softmaxTile(scoA, tn, mA, lA, tmaxA);
   const cB = softmaxTile(scoB, tn, mB, lB, tmaxB);
-  accumulate2(accA, cA, scoA, accB, cB, scoB, vp, hdBytes, tn, headDim);
+  accumulate2<K>(accA, cA, scoA, accB, cB, scoB, vp, hdBytes, tn, headDim);
 }
 
 // op[d] = acc[d] / l over headDim floats (op may be acc)
@@ -381,10 +525,9 @@ function finish(op: usize, acc: usize, l: f32, headDim: i32): void {
   for (; d < headDim; d++) store<f32>(op + (<usize>d << 2), load<f32>(acc + (<usize>d << 2)) * inv);
 }
 
-/** out[nQ][nHeads·headDim]: query i (position pos0 + i) attends to positions 0..pos0+i of the
- * sequence whose blocks blockTable lists; head h reads kv head h / (nHeads / nKvHeads);
- * scores scaled by 1/√headDim. headDim <= 1024. */
-export function attention(
+// @ts-ignore: decorator
+@inline
+function attentionT<K>(
   out: usize,
   q: usize,
   nQ: i32,
@@ -398,7 +541,8 @@ export function attention(
   blockSize: i32,
 ): void {
   const hdBytes = <usize>headDim << 2;
-  const blockBytes = <usize>nKvHeads * <usize>blockSize * hdBytes;
+  const kvBytes = <usize>headDim * sizeof<K>();
+  const blockBytes = <usize>nKvHeads * <usize>blockSize * kvBytes;
   const group = nHeads / nKvHeads;
   const sc: f32 = <f32>1 / Mathf.sqrt(<f32>headDim);
   const vsc = f32x4.splat(sc);
@@ -420,15 +564,15 @@ export function attention(
         }
         for (let t0 = 0; t0 < T; t0 += blockSize) {
           const blk = <usize>load<i32>(blockTable + (<usize>(t0 / blockSize) << 2));
-          const headOff = blk * blockBytes + <usize>kvh * <usize>blockSize * hdBytes;
+          const headOff = blk * blockBytes + <usize>kvh * <usize>blockSize * kvBytes;
           const cnt = min(blockSize, T - t0);
           for (let j0 = 0; j0 < cnt; j0 += 32) {
             const tn = min(32, cnt - j0);
-            const kp = kPool + headOff + <usize>j0 * hdBytes;
-            const vp = vPool + headOff + <usize>j0 * hdBytes;
+            const kp = kPool + headOff + <usize>j0 * kvBytes;
+            const vp = vPool + headOff + <usize>j0 * kvBytes;
             for (let g = 0; g < gn; g++) {
               const qp = q + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
-              tileStep(
+              tileStep<K>(
                 qp,
                 kp,
                 vp,
@@ -436,7 +580,7 @@ export function attention(
                 SCRATCH_M + (<usize>g << 2),
                 SCRATCH_L + (<usize>g << 2),
                 SCRATCH_ACC + <usize>g * hdBytes,
-                hdBytes,
+                kvBytes,
                 headDim,
                 sc,
                 vsc,
@@ -451,6 +595,42 @@ export function attention(
       }
     }
   }
+}
+
+/** out[nQ][nHeads·headDim]: query i (position pos0 + i) attends to positions 0..pos0+i of the
+ * sequence whose blocks blockTable lists; head h reads kv head h / (nHeads / nKvHeads);
+ * scores scaled by 1/√headDim. headDim <= 1024. f32 pools. */
+export function attention(
+  out: usize,
+  q: usize,
+  nQ: i32,
+  kPool: usize,
+  vPool: usize,
+  blockTable: usize,
+  pos0: i32,
+  nHeads: i32,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  attentionT<f32>(out, q, nQ, kPool, vPool, blockTable, pos0, nHeads, nKvHeads, headDim, blockSize);
+}
+
+/** attention over f16 pools (kvWriteF16): K and V converted to f32 exactly on load, the rest as attention. */
+export function attentionF16(
+  out: usize,
+  q: usize,
+  nQ: i32,
+  kPool: usize,
+  vPool: usize,
+  blockTable: usize,
+  pos0: i32,
+  nHeads: i32,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  attentionT<u16>(out, q, nQ, kPool, vPool, blockTable, pos0, nHeads, nKvHeads, headDim, blockSize);
 }
 
 // ---- B decode rows in one call ------------------------------------------------------------------
@@ -478,9 +658,9 @@ export function attentionRowsMax(nHeads: i32): i32 {
   return nHeads < 1 ? 0 : min(ROWS_MAX, ROWS_STATE / nHeads);
 }
 
-/** kvWrite of one row per sequence: row b of k and v (rows [B][nKvHeads·headDim]) at position
- * positions[b] of the sequence whose block table is at tables[b] (an array of B i32 pointers). */
-export function kvWriteRows(
+// @ts-ignore: decorator
+@inline
+function kvWriteRowsT<K>(
   kPool: usize,
   vPool: usize,
   tables: usize,
@@ -497,8 +677,41 @@ export function kvWriteRows(
     const table = <usize>load<i32>(tables + (<usize>b << 2));
     const pos = load<i32>(positions + (<usize>b << 2));
     const o = <usize>b * rowBytes;
-    kvWrite(kPool, vPool, table, pos, 1, k + o, v + o, nKvHeads, headDim, blockSize);
+    kvWriteT<K>(kPool, vPool, table, pos, 1, k + o, v + o, nKvHeads, headDim, blockSize);
   }
+}
+
+/** kvWrite of one row per sequence: row b of k and v (rows [B][nKvHeads·headDim]) at position
+ * positions[b] of the sequence whose block table is at tables[b] (an array of B i32 pointers). */
+export function kvWriteRows(
+  kPool: usize,
+  vPool: usize,
+  tables: usize,
+  positions: usize,
+  B: i32,
+  k: usize,
+  v: usize,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  kvWriteRowsT<f32>(kPool, vPool, tables, positions, B, k, v, nKvHeads, headDim, blockSize);
+}
+
+/** kvWriteRows into f16 pools (rounding as kvWriteF16). */
+export function kvWriteRowsF16(
+  kPool: usize,
+  vPool: usize,
+  tables: usize,
+  positions: usize,
+  B: i32,
+  k: usize,
+  v: usize,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  kvWriteRowsT<u16>(kPool, vPool, tables, positions, B, k, v, nKvHeads, headDim, blockSize);
 }
 
 /** out[B][nHeads·headDim]: row b's query (q[b]) attends to positions 0..positions[b] of the
@@ -518,9 +731,45 @@ export function attentionRows(
   headDim: i32,
   blockSize: i32,
 ): void {
+  attentionRowsT<f32>(out, q, B, kPool, vPool, tables, positions, nHeads, nKvHeads, headDim, blockSize);
+}
+
+/** attentionRows over f16 pools: row by row bit-identical to attentionF16. */
+export function attentionRowsF16(
+  out: usize,
+  q: usize,
+  B: i32,
+  kPool: usize,
+  vPool: usize,
+  tables: usize,
+  positions: usize,
+  nHeads: i32,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  attentionRowsT<u16>(out, q, B, kPool, vPool, tables, positions, nHeads, nKvHeads, headDim, blockSize);
+}
+
+// @ts-ignore: decorator
+@inline
+function attentionRowsT<K>(
+  out: usize,
+  q: usize,
+  B: i32,
+  kPool: usize,
+  vPool: usize,
+  tables: usize,
+  positions: usize,
+  nHeads: i32,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
   const hdBytes = <usize>headDim << 2;
+  const kvBytes = <usize>headDim * sizeof<K>();
   const rowBytes = <usize>nHeads * hdBytes;
-  const blockBytes = <usize>nKvHeads * <usize>blockSize * hdBytes;
+  const blockBytes = <usize>nKvHeads * <usize>blockSize * kvBytes;
   const group = nHeads / nKvHeads;
   const sc: f32 = <f32>1 / Mathf.sqrt(<f32>headDim);
   const vsc = f32x4.splat(sc);
@@ -560,10 +809,10 @@ export function attentionRows(
       }
       np = keep;
       for (let kvh = 0; kvh < nKvHeads; kvh++) {
-        const headOff = <usize>blk * blockBytes + <usize>kvh * <usize>blockSize * hdBytes;
+        const headOff = <usize>blk * blockBytes + <usize>kvh * <usize>blockSize * kvBytes;
         for (let j0 = 0; j0 < cntMax; j0 += 32) {
-          const kp = kPool + headOff + <usize>j0 * hdBytes;
-          const vp = vPool + headOff + <usize>j0 * hdBytes;
+          const kp = kPool + headOff + <usize>j0 * kvBytes;
+          const vp = vPool + headOff + <usize>j0 * kvBytes;
           // the (row, head) pairs on this tile go two at a time through tileStep2 (K and V loaded
           // once for both) when their tiles have the same length; a pair's first waits in (pb, ph, ptn)
           let pb = -1;
@@ -588,7 +837,7 @@ export function attentionRows(
               const pst = <usize>(pb * nHeads + ph) << 2;
               const pho = <usize>pb * rowBytes + <usize>ph * hdBytes;
               if (ptn == tn) {
-                tileStep2(
+                tileStep2<K>(
                   q + pho,
                   q + ho,
                   kp,
@@ -600,14 +849,14 @@ export function attentionRows(
                   ROWS_M + st,
                   ROWS_L + st,
                   out + ho,
-                  hdBytes,
+                  kvBytes,
                   headDim,
                   sc,
                   vsc,
                 );
                 pb = -1;
               } else {
-                tileStep(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, hdBytes, headDim, sc, vsc);
+                tileStep<K>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
                 pb = b;
                 ph = h;
                 ptn = tn;
@@ -617,7 +866,7 @@ export function attentionRows(
           if (pb >= 0) {
             const pst = <usize>(pb * nHeads + ph) << 2;
             const pho = <usize>pb * rowBytes + <usize>ph * hdBytes;
-            tileStep(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, hdBytes, headDim, sc, vsc);
+            tileStep<K>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
           }
         }
       }

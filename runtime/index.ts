@@ -15,7 +15,7 @@ import { type ChatMessage, chatPromptIds as renderChat } from './chat.ts';
 import { OptionsError } from './errors.ts';
 import { type GenerateEvent, type GenerateOptions, generate } from './generate.ts';
 import { type GGUFFile, parseGGUF } from './gguf.ts';
-import { createKernels, detectRelaxedSimd, type Kernels } from './kernels.ts';
+import { createKernels, detectRelaxedSimd, type Kernels, type KvType } from './kernels.ts';
 import { Model, type ModelInfo } from './model.ts';
 import { type Tokenizer, tokenizerFromGGUF } from './tokenizer.ts';
 
@@ -26,7 +26,7 @@ export type { GenerateEvent, GenerateOptions, GenerateResult } from './generate.
 export { resolveOptions } from './generate.ts';
 export type { GGUFFile, GGUFMetaValue, GGUFTensor } from './gguf.ts';
 export { meta, parseGGUF, writeGGUF } from './gguf.ts';
-export type { Kernels } from './kernels.ts';
+export type { Kernels, KvType } from './kernels.ts';
 export { createKernels, detectRelaxedSimd } from './kernels.ts';
 export type { ModelInfo, Sequence } from './model.ts';
 export { Model } from './model.ts';
@@ -43,6 +43,12 @@ export interface LoadOptions {
   maxSequences?: number;
   /** KV blocks in the pool (overrides maxSequences sizing) */
   kvBlocks?: number;
+  /**
+   * KV cache element type: 'f32' (default, exact) or 'f16' (half the KV memory, so about twice the
+   * sequences or context in the same budget; keys/values rounded to the nearest f16, finite values
+   * beyond ±65504 clamped; attention still computes in f32). Anything else: OptionsError (`kvType`).
+   */
+  kvType?: KvType;
 }
 
 /** A model ready to generate. */

@@ -16,6 +16,26 @@ import { BudgetError, FormatError, OptionsError, UnsupportedError } from './erro
 
 export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 
+/**
+ * Element type of the KV cache pools: 'f32' (4 bytes, exact) or 'f16' (2 bytes: each value rounded
+ * to the nearest f16, ties to even; finite values beyond ±65504 clamped to ±65504; ±∞ and NaN kept).
+ * Attention converts f16 K/V to f32 exactly on load; scores, softmax and accumulation stay f32.
+ */
+export type KvType = 'f32' | 'f16';
+
+/** Bytes per KV element of `t`. OptionsError (field `kvType`) for anything but 'f32' / 'f16'. */
+export function kvTypeBytes(t: unknown): 2 | 4 {
+  if (t === 'f32') return 4;
+  if (t === 'f16') return 2;
+  throw new OptionsError(
+    `kvType must be 'f32' or 'f16', got ${typeof t === 'string' ? `'${t}'` : String(t)}`,
+    {
+      field: 'kvType',
+      hint: "use 'f32' (default, exact) or 'f16' (half the KV memory)",
+    },
+  );
+}
+
 /** A linear weight placed in the arena (layout private to the kernels). */
 export interface LinearWeight {
   type: WeightType;
@@ -101,7 +121,10 @@ export interface Kernels {
   addBias(x: number, bias: number, m: number, n: number): void;
   /** softmax in place over m rows of n */
   softmax(x: number, m: number, n: number): void;
-  /** store rows k[n][nKvHeads·headDim], v[...] at positions pos0.. of the sequence's block table */
+  /**
+   * store rows k[n][nKvHeads·headDim], v[...] (f32) at positions pos0.. of the sequence's block
+   * table, as `kvType` elements (default 'f32'; the pools' element type, see KvType)
+   */
   kvWrite(
     kPool: number,
     vPool: number,
@@ -113,8 +136,12 @@ export interface Kernels {
     nKvHeads: number,
     headDim: number,
     blockSize: number,
+    kvType?: KvType,
   ): void;
-  /** causal attention: query i (at pos0+i) attends to positions 0..pos0+i, scale 1/√headDim */
+  /**
+   * causal attention: query i (at pos0+i) attends to positions 0..pos0+i, scale 1/√headDim; the
+   * pools hold `kvType` elements (default 'f32')
+   */
   attention(
     out: number,
     q: number,
@@ -127,6 +154,7 @@ export interface Kernels {
     nKvHeads: number,
     headDim: number,
     blockSize: number,
+    kvType?: KvType,
   ): void;
   /**
    * kvWrite of one row per sequence in one call: row b of k and v (rows [B][nKvHeads·headDim]) goes
@@ -144,6 +172,7 @@ export interface Kernels {
     nKvHeads: number,
     headDim: number,
     blockSize: number,
+    kvType?: KvType,
   ): void;
   /**
    * B decode queries in one call: row b of q (rows [B][nHeads·headDim]) at position positions[b]
@@ -164,6 +193,7 @@ export interface Kernels {
     nKvHeads: number,
     headDim: number,
     blockSize: number,
+    kvType?: KvType,
   ): void;
   argmax(x: number, n: number): number;
   /** the k largest, sorted descending (ties: lower index first); NaN never chosen (slots left: -1 / -Infinity) */
@@ -249,6 +279,11 @@ interface Exports {
   kvWriteRows?(...args: number[]): void;
   attentionRows?(...args: number[]): void;
   attentionRowsMax?(nHeads: number): number;
+  // f16 KV pools (absent from builds older than them: kvType 'f16' is then unsupported)
+  kvWriteF16?(...args: number[]): void;
+  attentionF16?(...args: number[]): void;
+  kvWriteRowsF16?(...args: number[]): void;
+  attentionRowsF16?(...args: number[]): void;
   // assembly/pack.ts (absent from builds older than it: prepareLinear then packs in JS)
   packQ8?(dst: number, src: number, rows: number, nb: number): void;
   packQ4?(dst: number, src: number, rows: number, nb: number): void;
@@ -367,6 +402,7 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
     },
   });
   const e = inst.exports as unknown as Exports;
+  const kvSets = kvKernelSets(e);
   for (const key of Object.keys(options)) {
     if (key !== 'usdot' && key !== 'linearAlign') {
       throw new OptionsError(`createKernels: unknown option ${key}`, {
@@ -591,11 +627,26 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
     add: (out, a, b, n) => e.add(out, a, b, n),
     addBias: (x, bias, m, n) => e.addBias(x, bias, m, n),
     softmax: (x, m, n) => e.softmax(x, m, n),
-    kvWrite(kPool, vPool, blockTable, pos0, n, kp, vp, nKvHeads, headDim, blockSize) {
+    kvWrite(kPool, vPool, blockTable, pos0, n, kp, vp, nKvHeads, headDim, blockSize, kvType = 'f32') {
+      const kw = pickKv(kvSets, kvType).kvWrite;
       if (!(blockSize >= 1)) throw new UnsupportedError(`kvWrite: block size ${blockSize} must be ≥ 1`);
-      e.kvWrite(kPool, vPool, blockTable, pos0, n, kp, vp, nKvHeads, headDim, blockSize);
+      kw(kPool, vPool, blockTable, pos0, n, kp, vp, nKvHeads, headDim, blockSize);
     },
-    attention(out, q, nQ, kPool, vPool, blockTable, pos0, nHeads, nKvHeads, headDim, blockSize) {
+    attention(
+      out,
+      q,
+      nQ,
+      kPool,
+      vPool,
+      blockTable,
+      pos0,
+      nHeads,
+      nKvHeads,
+      headDim,
+      blockSize,
+      kvType = 'f32',
+    ) {
+      const att = pickKv(kvSets, kvType).attention;
       checkHeadDim(headDim);
       if (!(nKvHeads >= 1) || nHeads % nKvHeads !== 0) {
         throw new UnsupportedError(`attention: ${nKvHeads} KV heads do not divide ${nHeads} heads`, {
@@ -603,9 +654,10 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
         });
       }
       if (!(blockSize >= 1)) throw new UnsupportedError(`attention: block size ${blockSize} must be ≥ 1`);
-      e.attention(out, q, nQ, kPool, vPool, blockTable, pos0, nHeads, nKvHeads, headDim, blockSize);
+      att(out, q, nQ, kPool, vPool, blockTable, pos0, nHeads, nKvHeads, headDim, blockSize);
     },
-    kvWriteRows(kPool, vPool, tables, positions, B, kp, vp, nKvHeads, headDim, blockSize) {
+    kvWriteRows(kPool, vPool, tables, positions, B, kp, vp, nKvHeads, headDim, blockSize, kvType = 'f32') {
+      const kk = pickKv(kvSets, kvType);
       checkHeadDim(headDim);
       if (!(Number.isInteger(nKvHeads) && nKvHeads >= 1)) {
         throw new UnsupportedError(`kvWriteRows: ${nKvHeads} KV heads`, { field: 'nKvHeads' });
@@ -619,24 +671,38 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
         positions,
         kPool,
         vPool,
-        nKvHeads * blockSize * headDim * 4,
+        nKvHeads * blockSize * headDim * kk.bytes,
         blockSize,
         true,
       );
       checkSpan('kvWriteRows', hi(), 'k', kp, B * rowBytes);
       checkSpan('kvWriteRows', hi(), 'v', vp, B * rowBytes);
-      if (e.kvWriteRows) {
-        e.kvWriteRows(kPool, vPool, tables, positions, B, kp, vp, nKvHeads, headDim, blockSize);
+      if (kk.kvWriteRows) {
+        kk.kvWriteRows(kPool, vPool, tables, positions, B, kp, vp, nKvHeads, headDim, blockSize);
         return;
       }
       const I = i32all();
       for (let b = 0; b < B; b++) {
         const o = b * rowBytes;
         const t = I[(tables >> 2) + b];
-        e.kvWrite(kPool, vPool, t, I[(positions >> 2) + b], 1, kp + o, vp + o, nKvHeads, headDim, blockSize);
+        kk.kvWrite(kPool, vPool, t, I[(positions >> 2) + b], 1, kp + o, vp + o, nKvHeads, headDim, blockSize);
       }
     },
-    attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKvHeads, headDim, blockSize) {
+    attentionRows(
+      out,
+      q,
+      B,
+      kPool,
+      vPool,
+      tables,
+      positions,
+      nHeads,
+      nKvHeads,
+      headDim,
+      blockSize,
+      kvType = 'f32',
+    ) {
+      const kk = pickKv(kvSets, kvType);
       checkHeadDim(headDim);
       if (
         !(Number.isInteger(nKvHeads) && nKvHeads >= 1 && Number.isInteger(nHeads) && nHeads >= 1) ||
@@ -655,7 +721,7 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
         positions,
         kPool,
         vPool,
-        nKvHeads * blockSize * headDim * 4,
+        nKvHeads * blockSize * headDim * kk.bytes,
         blockSize,
         false,
       );
@@ -665,21 +731,21 @@ export function createKernels(mod: WebAssembly.Module, options: KernelOptions = 
         throw new OptionsError('attentionRows: out overlaps q', { field: 'out' });
       }
       // batches larger than the kernel's per-call state go in pieces; builds without it, row by row
-      const step = e.attentionRows && e.attentionRowsMax ? e.attentionRowsMax(nHeads) : 0;
+      const step = kk.attentionRows && e.attentionRowsMax ? e.attentionRowsMax(nHeads) : 0;
       if (step < 1) {
         const I = i32all();
         for (let b = 0; b < B; b++) {
           const o = b * rowBytes;
           const t = I[(tables >> 2) + b];
           const p = I[(positions >> 2) + b];
-          e.attention(out + o, q + o, 1, kPool, vPool, t, p, nHeads, nKvHeads, headDim, blockSize);
+          kk.attention(out + o, q + o, 1, kPool, vPool, t, p, nHeads, nKvHeads, headDim, blockSize);
         }
         return;
       }
       for (let b0 = 0; b0 < B; b0 += step) {
         const n = Math.min(step, B - b0);
         const o = b0 * rowBytes;
-        e.attentionRows?.(
+        kk.attentionRows?.(
           out + o,
           q + o,
           n,
@@ -735,6 +801,45 @@ function checkSpan(what: string, size: number, field: string, ptr: number, bytes
       field,
     });
   }
+}
+
+// the exports behind one KV element type (validated: OptionsError naming kvType for anything else,
+// UnsupportedError for f16 on a build without the f16 kernels)
+interface KvKernels {
+  bytes: 2 | 4;
+  kvWrite: (...args: number[]) => void;
+  attention: (...args: number[]) => void;
+  kvWriteRows?: (...args: number[]) => void;
+  attentionRows?: (...args: number[]) => void;
+}
+function kvKernelSets(e: Exports): { f32: KvKernels; f16?: KvKernels } {
+  const f32: KvKernels = {
+    bytes: 4,
+    kvWrite: e.kvWrite,
+    attention: e.attention,
+    kvWriteRows: e.kvWriteRows,
+    attentionRows: e.attentionRows,
+  };
+  if (!e.kvWriteF16 || !e.attentionF16) return { f32 };
+  const f16: KvKernels = {
+    bytes: 2,
+    kvWrite: e.kvWriteF16,
+    attention: e.attentionF16,
+    kvWriteRows: e.kvWriteRowsF16,
+    attentionRows: e.attentionRowsF16,
+  };
+  return { f32, f16 };
+}
+function pickKv(sets: { f32: KvKernels; f16?: KvKernels }, kvType: unknown): KvKernels {
+  if (kvType === 'f32') return sets.f32; // the common case first: no further checks
+  kvTypeBytes(kvType);
+  if (!sets.f16) {
+    throw new UnsupportedError("kvType 'f16' needs kernels built with the f16 KV kernels", {
+      field: 'kvType',
+      hint: "rebuild the kernels (npm run build) or use kvType 'f32'",
+    });
+  }
+  return sets.f16;
 }
 
 // the per-row arguments of kvWriteRows / attentionRows: B i32 table pointers and B i32 positions,

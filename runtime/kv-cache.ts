@@ -1,13 +1,14 @@
 // Paged KV cache: one pool of fixed-size blocks shared by every sequence of a model.
 //
 // Per layer there is a K pool and a V pool, each `nBlocks` blocks; a block holds `blockSize`
-// positions laid out [kvHead][blockSize][headDim] f32 (the layout kernels.kvWrite/attention read).
+// positions laid out [kvHead][blockSize][headDim] of the layout's `kvType` (f32 by default, or f16:
+// 2 bytes an element; the layout kernels.kvWrite/attention read with the same kvType).
 // A sequence owns a block table (i32 block indices, one slot of `maxBlocksPerSeq` entries in WASM
 // memory) and a length. `fork` shares every block of the parent (refcount + 1); a write into a
 // block that another sequence still references copies that block first (copy-on-write), so
 // forked beams diverge without recomputing their common prefix.
 import { BudgetError, ContextLengthError, OptionsError } from './errors.ts';
-import type { Kernels } from './kernels.ts';
+import { type Kernels, type KvType, kvTypeBytes } from './kernels.ts';
 
 export interface KvLayout {
   nLayers: number;
@@ -18,6 +19,8 @@ export interface KvLayout {
   context: number; // positions one sequence may hold
   maxBlocksPerSeq: number; // ceil(context / blockSize)
   maxSequences: number; // live sequences at once (block-table slots)
+  /** element type of the pools (default 'f32') */
+  kvType?: KvType;
 }
 
 /** One sequence's state. Opaque to callers (they see `id` and `length`). */
@@ -52,6 +55,7 @@ export class KvCache {
   readonly kPools: number[] = []; // per layer, byte pointer of the K pool
   readonly vPools: number[] = [];
   readonly blockBytes: number; // bytes of one block in one pool
+  readonly kvType: KvType;
   private readonly k: Kernels;
   private readonly refs: Int32Array;
   private readonly freeList: Int32Array; // stack of free block indices
@@ -66,7 +70,7 @@ export class KvCache {
 
   /** Bytes of WASM memory a cache of this layout takes (pools + block tables + alignment). */
   static bytes(l: KvLayout): number {
-    const pool = l.nBlocks * l.nKvHeads * l.blockSize * l.headDim * 4;
+    const pool = l.nBlocks * l.nKvHeads * l.blockSize * l.headDim * kvTypeBytes(l.kvType ?? 'f32');
     return (
       2 * l.nLayers * (pool + 64) + l.maxSequences * l.maxBlocksPerSeq * 4 + 64 + l.maxSequences * 4 + 64
     );
@@ -76,7 +80,8 @@ export class KvCache {
     this.k = k;
     this.layout = layout;
     const { nLayers, nKvHeads, headDim, blockSize, nBlocks, maxBlocksPerSeq, maxSequences } = layout;
-    this.blockBytes = nKvHeads * blockSize * headDim * 4;
+    this.kvType = layout.kvType ?? 'f32';
+    this.blockBytes = nKvHeads * blockSize * headDim * kvTypeBytes(this.kvType);
     for (let l = 0; l < nLayers; l++) {
       this.kPools.push(k.alloc(nBlocks * this.blockBytes));
       this.vPools.push(k.alloc(nBlocks * this.blockBytes));

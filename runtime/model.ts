@@ -18,7 +18,14 @@
 import { BudgetError, FormatError, OptionsError, UnsupportedError } from './errors.ts';
 import { GGMLType, ggmlTypeName, toF32, unsupportedTensorType } from './ggml.ts';
 import type { GGUFFile, GGUFTensor } from './gguf.ts';
-import type { EmbeddingTable, Kernels, LinearWeight, WeightType } from './kernels.ts';
+import {
+  type EmbeddingTable,
+  type Kernels,
+  type KvType,
+  kvTypeBytes,
+  type LinearWeight,
+  type WeightType,
+} from './kernels.ts';
 import { KvCache, type KvLayout, type KvSequence } from './kv-cache.ts';
 
 export interface ModelInfo {
@@ -33,6 +40,8 @@ export interface ModelInfo {
   quantization: string;
   parameters: number;
   memory: { weights: number; kvCache: number; scratch: number; total: number };
+  /** element type of the KV cache (ModelOptions.kvType) */
+  kvType: KvType;
 }
 
 /**
@@ -75,6 +84,12 @@ export interface ModelOptions {
   kvBlocks?: number;
   /** prompt rows per forward chunk; scratch is sized for max(prefillChunk, maxSequences) rows (default 64) */
   prefillChunk?: number;
+  /**
+   * element type of the KV cache: 'f32' (default, exact) or 'f16' (half the KV bytes: keys and values
+   * rounded to the nearest f16, ties to even, finite values beyond ±65504 clamped to ±65504;
+   * attention converts them back to f32 exactly and computes in f32)
+   */
+  kvType?: KvType;
 }
 
 const MiB = 1024 * 1024;
@@ -249,6 +264,8 @@ export class Model {
     const maxContext = optInt(opts.maxContext, 'maxContext', 1, 1 << 24);
     const kvBlocksOpt = optInt(opts.kvBlocks, 'kvBlocks', 1, 1 << 24);
     const chunkOpt = optInt(opts.prefillChunk, 'prefillChunk', 1, 1 << 16) ?? DEFAULT_PREFILL_CHUNK;
+    const kvType: KvType = opts.kvType === undefined ? 'f32' : opts.kvType;
+    kvTypeBytes(kvType); // OptionsError naming kvType for anything but 'f32' / 'f16'
 
     const c = readConfig(file, maxContext);
     const { layers: layerPlans, tokEmbd, posEmbd, outNorm, outNormB, output, tied } = planTensors(file, c);
@@ -293,6 +310,7 @@ export class Model {
       context: c.context,
       maxBlocksPerSeq,
       maxSequences,
+      kvType,
     });
     let nBlocks = kvBlocksOpt ?? maxSequences * maxBlocksPerSeq;
     if (kvBlocksOpt === undefined && weights + scratch + KvCache.bytes(layout(nBlocks)) > budget) {
@@ -399,6 +417,7 @@ export class Model {
       quantization: dominantType(layerPlans, output),
       parameters,
       memory: { weights, kvCache, scratch, total },
+      kvType,
     };
     return new Model(k, c, info, kv, s, chunk, maxSequences, w);
   }
@@ -634,6 +653,7 @@ export class Model {
     const qkvDim = dim + 2 * kvDim;
     const llama = c.arch === 'llama';
     const bs = BLOCK_SIZE;
+    const kvType = kv.kvType;
     let tables = 0; // decode: the rows' block-table pointers (KvCache.batchTables)
     for (let l = 0; l < c.nLayers; l++) {
       const L = this.layers[l];
@@ -674,22 +694,22 @@ export class Model {
       }
       // kv cache ← k, v; causal attention over each sequence's own blocks
       if (seq) {
-        k.kvWrite(kPool, vPool, seq.tablePtr, pos0, m, kb, vb, nKvHeads, headDim, bs);
-        k.attention(s.att, q, m, kPool, vPool, seq.tablePtr, pos0, nHeads, nKvHeads, headDim, bs);
+        k.kvWrite(kPool, vPool, seq.tablePtr, pos0, m, kb, vb, nKvHeads, headDim, bs, kvType);
+        k.attention(s.att, q, m, kPool, vPool, seq.tablePtr, pos0, nHeads, nKvHeads, headDim, bs, kvType);
       } else if (k.attentionRows && k.kvWriteRows) {
         // every row in one call each: beams that share prefix blocks read them once
         if (l === 0) tables = kv.batchTables(seqs!);
-        k.kvWriteRows(kPool, vPool, tables, s.pos, m, kb, vb, nKvHeads, headDim, bs);
-        k.attentionRows(s.att, q, m, kPool, vPool, tables, s.pos, nHeads, nKvHeads, headDim, bs);
+        k.kvWriteRows(kPool, vPool, tables, s.pos, m, kb, vb, nKvHeads, headDim, bs, kvType);
+        k.attentionRows(s.att, q, m, kPool, vPool, tables, s.pos, nHeads, nKvHeads, headDim, bs, kvType);
       } else {
         for (let b = 0; b < m; b++) {
           const sq = seqs![b];
           const kr = kb + b * kvDim * 4;
           const vr = vb + b * kvDim * 4;
-          k.kvWrite(kPool, vPool, sq.tablePtr, sq.length, 1, kr, vr, nKvHeads, headDim, bs);
+          k.kvWrite(kPool, vPool, sq.tablePtr, sq.length, 1, kr, vr, nKvHeads, headDim, bs, kvType);
           const qr = q + b * dim * 4;
           const ar = s.att + b * dim * 4;
-          k.attention(ar, qr, 1, kPool, vPool, sq.tablePtr, sq.length, nHeads, nKvHeads, headDim, bs);
+          k.attention(ar, qr, 1, kPool, vPool, sq.tablePtr, sq.length, nHeads, nKvHeads, headDim, bs, kvType);
         }
       }
       // output projection, residual

@@ -19,12 +19,23 @@
  * by memory or by per-call work.
  * --load first times loading (CPU ms): parseGGUF, tokenizerFromGGUF, Model.load split into
  * prepareLinear, reserve and the rest; the first load of the process (cold JIT) and warm ones.
+ *
+ * --kv f16 runs everything on an f16 KV cache (LoadOptions.kvType; default f32).
+ * --kv-compare loads the model twice, f32 and f16 KV cache, prints both KV sizes and what a 96 MiB
+ * budget holds, times decode steps for each B of --beams on both (interleaved, best of 4 rounds, CPU)
+ * with their ratio, and stops there (--json writes the figures).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseGGUF } from '../runtime/gguf.ts';
 import { createRuntime } from '../runtime/index.ts';
-import { createKernels, detectRelaxedSimd, type Kernels, type LinearWeight } from '../runtime/kernels.ts';
+import {
+  createKernels,
+  detectRelaxedSimd,
+  type Kernels,
+  type KvType,
+  type LinearWeight,
+} from '../runtime/kernels.ts';
 import { Model } from '../runtime/model.ts';
 import { argmax, logSumExp } from '../runtime/sample.ts';
 import { tokenizerFromGGUF } from '../runtime/tokenizer.ts';
@@ -39,6 +50,7 @@ const type = opt('type', 'q8_0');
 const steps = Number(opt('steps', '100'));
 const beams = opt('beams', '1,4,8').split(',').map(Number);
 const prefillLen = Number(opt('prefill', '8'));
+const kvType = opt('kv', 'f32') as KvType;
 const prompt = Array.from({ length: prefillLen }, (_, i) => 1 + (i % 900));
 // room for the prompt and every step taken from it (stepTime: 5 + 3·steps/5), in whole KV blocks
 const maxContext = Math.max(512, Math.ceil((prefillLen + 2 * steps + 32) / 16) * 16);
@@ -83,11 +95,11 @@ if (args.includes('--load')) {
 }
 
 const t0 = performance.now();
-const lm = rt.loadModel(bytes, { maxContext, maxSequences: 8, budgetBytes: 2048 * 2 ** 20 });
+const lm = rt.loadModel(bytes, { maxContext, maxSequences: 8, budgetBytes: 2048 * 2 ** 20, kvType });
 console.log(
-  `${shape} ${type} relaxed=${lm.relaxedSimd} load ${(performance.now() - t0).toFixed(1)} ms, prefill ${prefillLen}`,
+  `${shape} ${type} relaxed=${lm.relaxedSimd} kv ${kvType} load ${(performance.now() - t0).toFixed(1)} ms, prefill ${prefillLen}`,
 );
-const model = (lm as any).model;
+let model = (lm as any).model;
 const k: Kernels & Record<string, any> = model.k;
 
 // mode 'fresh': decode as generate/beam call it today, then sample.ts argmax + logSumExp per row in JS;
@@ -131,6 +143,60 @@ function stepTime(B: number, mode: Mode = 'plain'): number {
   }
   for (const s of seqs) model.free(s);
   return best;
+}
+
+if (args.includes('--kv-compare')) {
+  const MiB = 2 ** 20;
+  const models: Record<KvType, any> = {
+    f32:
+      kvType === 'f32'
+        ? model
+        : (rt.loadModel(bytes, { maxContext, maxSequences: 8, budgetBytes: 2048 * MiB }) as any).model,
+    f16:
+      kvType === 'f16'
+        ? model
+        : (
+            rt.loadModel(bytes, {
+              maxContext,
+              maxSequences: 8,
+              budgetBytes: 2048 * MiB,
+              kvType: 'f16',
+            }) as any
+          ).model,
+  };
+  const { nLayers, nKvHeads, nHeads, dim } = models.f32.info;
+  const perPos = (t: KvType) => 2 * nLayers * nKvHeads * (dim / nHeads) * (t === 'f16' ? 2 : 4);
+  const out: Record<string, unknown> = { shape, type, prefill: prefillLen, steps, memory: {}, steps_ms: {} };
+  for (const t of ['f32', 'f16'] as const) {
+    const m = models[t].info.memory;
+    // what one 96 MiB model budget (the Worker's MODEL_BUDGET_BYTES default) leaves for KV positions
+    const room = 96 * MiB - m.weights - m.scratch;
+    const positions = Math.max(0, Math.floor(room / perPos(t)));
+    (out.memory as Record<string, unknown>)[t] = {
+      ...m,
+      bytesPerPosition: perPos(t),
+      positionsIn96MiB: positions,
+    };
+    console.log(
+      `kv ${t}: KV cache ${(m.kvCache / MiB).toFixed(1)} MiB (8 sequences × ${maxContext}), ${perPos(t)} bytes/position; weights ${(m.weights / MiB).toFixed(1)} MiB, scratch ${(m.scratch / MiB).toFixed(1)} MiB; a 96 MiB budget holds ${positions} positions (${Math.floor(positions / 1024)} × 1024-token sequences)`,
+    );
+  }
+  for (const B of beams) {
+    const best: Record<KvType, number> = { f32: Number.POSITIVE_INFINITY, f16: Number.POSITIVE_INFINITY };
+    for (let round = 0; round < 4; round++) {
+      for (const t of round % 2 ? (['f16', 'f32'] as const) : (['f32', 'f16'] as const)) {
+        model = models[t];
+        best[t] = Math.min(best[t], stepTime(B));
+      }
+    }
+    (out.steps_ms as Record<string, unknown>)[B] = best;
+    console.log(
+      `B=${B} prefill ${prefillLen}: f32 KV ${best.f32.toFixed(3)}  f16 KV ${best.f16.toFixed(3)} ms/step (cpu)  f16/f32 ×${(best.f16 / best.f32).toFixed(3)}`,
+    );
+  }
+  const jp = opt('json', '');
+  if (jp) writeFileSync(jp, `${JSON.stringify(out, null, 2)}\n`);
+  process.exit(0);
 }
 
 // whole steps, no wrappers
@@ -299,17 +365,27 @@ if (args.includes('--attention')) {
       for (const shared of [false, true]) {
         const nbRow = Math.ceil(len / bs);
         const nBlocks = shared ? nbRow - 1 + B : nbRow * B;
-        const blockBytes = nKv * bs * hd * 4;
+        const blockBytes = nKv * bs * hd * (kvType === 'f16' ? 2 : 4);
         const rowB = nHeads * hd * 4;
         ka.reserve(2 * nBlocks * blockBytes + B * (nbRow * 4 + 2 * rowB + 8) + 4096);
         const mark = ka.mark();
         const kPool = ka.alloc(nBlocks * blockBytes);
         const vPool = ka.alloc(nBlocks * blockBytes);
-        const kf = ka.f32(kPool, (nBlocks * blockBytes) / 4);
-        const vf = ka.f32(vPool, (nBlocks * blockBytes) / 4);
-        for (let i = 0; i < kf.length; i++) {
-          kf[i] = Math.sin(i);
-          vf[i] = Math.cos(i);
+        if (kvType === 'f16') {
+          // f16 values in [1, 2) and [-2, -1)
+          const kh = new Uint16Array(ka.memory.buffer, kPool, (nBlocks * blockBytes) / 2);
+          const vh = new Uint16Array(ka.memory.buffer, vPool, (nBlocks * blockBytes) / 2);
+          for (let i = 0; i < kh.length; i++) {
+            kh[i] = 0x3c00 | (i & 0x3ff) | (i & 0x400 ? 0x8000 : 0);
+            vh[i] = 0x3c00 | ((i * 7) & 0x3ff);
+          }
+        } else {
+          const kf = ka.f32(kPool, (nBlocks * blockBytes) / 4);
+          const vf = ka.f32(vPool, (nBlocks * blockBytes) / 4);
+          for (let i = 0; i < kf.length; i++) {
+            kf[i] = Math.sin(i);
+            vf[i] = Math.cos(i);
+          }
         }
         const tabs: number[] = [];
         let next = shared ? nbRow - 1 : 0;
@@ -341,9 +417,11 @@ if (args.includes('--attention')) {
               nKv,
               hd,
               bs,
+              kvType,
             );
         };
-        const rows = () => ka.attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKv, hd, bs);
+        const rows = () =>
+          ka.attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKv, hd, bs, kvType);
         const reps = Math.max(10, Math.floor(20000 / len));
         const time = (f: () => void) => {
           const c0 = cpu();

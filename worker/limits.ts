@@ -1,4 +1,5 @@
 // Limits from wrangler.toml [vars]; each is a string there, parsed once and checked here.
+import type { KvType } from '../runtime/kernels.ts';
 
 export interface Limits {
   /** largest `max_tokens` a request may ask for */
@@ -30,6 +31,8 @@ export interface Limits {
   isolateBytes: number;
   /** seconds in Retry-After on 429/503 */
   retryAfterSeconds: number;
+  /** KV cache element type of every model loaded ('f16': half the KV memory, see runtime LoadOptions.kvType) */
+  kvType: KvType;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -46,9 +49,10 @@ export const DEFAULT_LIMITS: Limits = {
   r2MaxBytes: 64 << 20,
   isolateBytes: 128 << 20,
   retryAfterSeconds: 1,
+  kvType: 'f32',
 };
 
-const VARS: Array<[keyof Limits, string, number, number]> = [
+const VARS: Array<[Exclude<keyof Limits, 'kvType'>, string, number, number]> = [
   ['maxTokens', 'MAX_TOKENS', 1, 1 << 16],
   ['maxPromptTokens', 'MAX_PROMPT_TOKENS', 1, 1 << 20],
   ['maxBeams', 'MAX_BEAMS', 1, 64],
@@ -81,6 +85,13 @@ export function limitsFromEnv(env: Record<string, unknown>): Limits {
         `wrangler.toml [vars] ${name} = ${JSON.stringify(raw)}: expected an integer in ${min}..${max}`,
       );
     out[key] = v;
+  }
+  const kv = env.KV_TYPE;
+  if (kv !== undefined && kv !== null && kv !== '') {
+    const t = String(kv).trim();
+    if (t !== 'f32' && t !== 'f16')
+      throw new Error(`wrangler.toml [vars] KV_TYPE = ${JSON.stringify(kv)}: expected "f32" or "f16"`);
+    out.kvType = t;
   }
   return out;
 }

@@ -7,6 +7,7 @@
 // never unmarks; stale() finds such marks so worker/index.ts can throw the WASM state away.
 import { EdgeLMError, FormatError } from '../runtime/errors.ts';
 import { parseGGUFHeader } from '../runtime/gguf.ts';
+import type { KvType } from '../runtime/kernels.ts';
 import { ApiError } from './errors.ts';
 import type { Limits } from './limits.ts';
 import type {
@@ -22,7 +23,7 @@ import type {
 export interface RuntimeLike {
   loadModel(
     bytes: Uint8Array,
-    opts?: { budgetBytes?: number; maxContext?: number; maxSequences?: number },
+    opts?: { budgetBytes?: number; maxContext?: number; maxSequences?: number; kvType?: KvType },
   ): ModelHandle & { generate(prompt: number[], opts?: GenOptions): AsyncGenerator<GenEvent> };
 }
 
@@ -169,6 +170,7 @@ export class RuntimeRegistry implements ModelRegistry {
       budgetBytes: limits.modelBudgetBytes,
       maxContext: limits.maxContext,
       maxSequences: limits.maxSequences,
+      kvType: limits.kvType,
     });
     const inflight = this.inflight;
     const model: ModelHandle = {

@@ -5,9 +5,50 @@
 
 import { BudgetError } from '../../runtime/errors.ts';
 import { fromF32, tensorByteSize, toF32 } from '../../runtime/ggml.ts';
-import type { EmbeddingTable, Kernels, LinearWeight, WeightType } from '../../runtime/kernels.ts';
+import {
+  type EmbeddingTable,
+  type Kernels,
+  type KvType,
+  kvTypeBytes,
+  type LinearWeight,
+  type WeightType,
+} from '../../runtime/kernels.ts';
 
 const GGML: Record<WeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8 };
+
+// f16 KV elements as the WASM kernels store them: nearest f16, ties to even, finite values beyond
+// ±65504 clamped to ±65504, ±inf and NaN kept (bit manipulation on the f32 pattern)
+const cvF = new Float32Array(1);
+const cvU = new Uint32Array(cvF.buffer);
+function halfBits(x: number): number {
+  cvF[0] = x;
+  const u = cvU[0];
+  const sign = (u >>> 16) & 0x8000;
+  const a = u & 0x7fffffff;
+  if (a >= 0x7f800000) return sign | (a === 0x7f800000 ? 0x7c00 : 0x7e00 | ((a >>> 13) & 0x3ff));
+  if (a > 0x477fe000) return sign | 0x7bff;
+  const e = a >>> 23;
+  if (e < 113) {
+    // subnormal f16: the significand (with its implicit bit) shifted right by 126 - e, nearest even
+    if (e < 102) return sign; // below 2^-25: rounds to zero
+    const m = (a & 0x7fffff) | 0x800000;
+    const sh = 126 - e;
+    const q = m >>> sh;
+    const rem = m - (q << sh);
+    const half = 1 << (sh - 1);
+    return sign | (q + (rem > half || (rem === half && (q & 1) === 1) ? 1 : 0));
+  }
+  const q = (a >>> 13) - (112 << 10);
+  const rem = a & 0x1fff;
+  return sign | (q + (rem > 0x1000 || (rem === 0x1000 && (q & 1) === 1) ? 1 : 0));
+}
+function halfValue(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 31) return m ? Number.NaN : s * Number.POSITIVE_INFINITY;
+  return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
+}
 
 /**
  * A Kernels object computed in plain JS (float32 storage, float64 sums).
@@ -20,11 +61,20 @@ export function createJsKernels(): Kernels {
   let limit = 65536;
   let F = new Float32Array(memory.buffer);
   let I = new Int32Array(memory.buffer);
+  let H = new Uint16Array(memory.buffer);
   const refresh = () => {
     if (F.buffer !== memory.buffer) {
       F = new Float32Array(memory.buffer);
       I = new Int32Array(memory.buffer);
+      H = new Uint16Array(memory.buffer);
     }
+  };
+  // element e of a KV pool (f32: float index from the pool's start; f16: half index)
+  const kvGet = (pool: number, e: number, t: KvType) =>
+    t === 'f16' ? halfValue(H[(pool >> 1) + e]) : F[f(pool) + e];
+  const kvSet = (pool: number, e: number, x: number, t: KvType) => {
+    if (t === 'f16') H[(pool >> 1) + e] = halfBits(x);
+    else F[f(pool) + e] = x;
   };
   const f = (p: number) => p >> 2;
   const k: Kernels = {
@@ -152,7 +202,8 @@ export function createJsKernels(): Kernels {
         for (let i = 0; i < n; i++) F[o + i] = Math.exp(F[o + i] - mx) / s;
       }
     },
-    kvWrite(kPool, vPool, table, pos0, n, kk, v, nKv, hd, bs) {
+    kvWrite(kPool, vPool, table, pos0, n, kk, v, nKv, hd, bs, kvType = 'f32') {
+      kvTypeBytes(kvType);
       refresh();
       for (let r = 0; r < n; r++) {
         const pos = pos0 + r;
@@ -161,13 +212,14 @@ export function createJsKernels(): Kernels {
         for (let h = 0; h < nKv; h++) {
           const dst = blk * nKv * bs * hd + h * bs * hd + off * hd;
           for (let i = 0; i < hd; i++) {
-            F[f(kPool) + dst + i] = F[f(kk) + r * nKv * hd + h * hd + i];
-            F[f(vPool) + dst + i] = F[f(v) + r * nKv * hd + h * hd + i];
+            kvSet(kPool, dst + i, F[f(kk) + r * nKv * hd + h * hd + i], kvType);
+            kvSet(vPool, dst + i, F[f(v) + r * nKv * hd + h * hd + i], kvType);
           }
         }
       }
     },
-    attention(out, q, nQ, kPool, vPool, table, pos0, nHeads, nKv, hd, bs) {
+    attention(out, q, nQ, kPool, vPool, table, pos0, nHeads, nKv, hd, bs, kvType = 'f32') {
+      kvTypeBytes(kvType);
       refresh();
       const at = (pos: number, h: number) =>
         I[f(table) + Math.floor(pos / bs)] * nKv * bs * hd + h * bs * hd + (pos % bs) * hd;
@@ -180,8 +232,8 @@ export function createJsKernels(): Kernels {
           let mx = Number.NEGATIVE_INFINITY;
           for (let t = 0; t < n; t++) {
             let s = 0;
-            const ko = f(kPool) + at(t, kh);
-            for (let i = 0; i < hd; i++) s += F[qo + i] * F[ko + i];
+            const ko = at(t, kh);
+            for (let i = 0; i < hd; i++) s += F[qo + i] * kvGet(kPool, ko + i, kvType);
             sc[t] = s / Math.sqrt(hd);
             mx = Math.max(mx, sc[t]);
           }
@@ -189,22 +241,22 @@ export function createJsKernels(): Kernels {
           for (let t = 0; t < n; t++) sum += sc[t] = Math.exp(sc[t] - mx);
           const acc = new Float64Array(hd);
           for (let t = 0; t < n; t++) {
-            const vo = f(vPool) + at(t, kh);
-            for (let i = 0; i < hd; i++) acc[i] += (sc[t] / sum) * F[vo + i];
+            const vo = at(t, kh);
+            for (let i = 0; i < hd; i++) acc[i] += (sc[t] / sum) * kvGet(vPool, vo + i, kvType);
           }
           for (let i = 0; i < hd; i++) F[f(out) + r * nHeads * hd + h * hd + i] = acc[i];
         }
       }
     },
     // one row per sequence: the per-row kernels above, row by row (tables: B i32 pointers)
-    kvWriteRows(kPool, vPool, tables, positions, B, kk, v, nKv, hd, bs) {
+    kvWriteRows(kPool, vPool, tables, positions, B, kk, v, nKv, hd, bs, kvType = 'f32') {
       refresh();
       for (let b = 0; b < B; b++) {
         const o = b * nKv * hd * 4;
-        k.kvWrite(kPool, vPool, I[f(tables) + b], I[f(positions) + b], 1, kk + o, v + o, nKv, hd, bs);
+        k.kvWrite(kPool, vPool, I[f(tables) + b], I[f(positions) + b], 1, kk + o, v + o, nKv, hd, bs, kvType);
       }
     },
-    attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKv, hd, bs) {
+    attentionRows(out, q, B, kPool, vPool, tables, positions, nHeads, nKv, hd, bs, kvType = 'f32') {
       refresh();
       for (let b = 0; b < B; b++) {
         const o = b * nHeads * hd * 4;
@@ -220,6 +272,7 @@ export function createJsKernels(): Kernels {
           nKv,
           hd,
           bs,
+          kvType,
         );
       }
     },
