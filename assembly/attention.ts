@@ -17,6 +17,9 @@
 // even); finite values beyond ±65504 are clamped to ±65504 (they would round to ±∞), ±∞ stays ±∞ and
 // NaN stays NaN. the read converts four f16 to f32 exactly (h2f4) and everything after that - f32
 // scores, online softmax, f32 accumulation - is the f32 kernel's arithmetic on the converted values.
+// a tile of 32 keys without ±inf/NaN (checked first: tileSpecial) takes a cheaper read (h2x4: the
+// values × 2^-112, the factor folded into the queries and the softmax weights), which gives the same
+// bits; so f16 attention equals f32 attention over the f16-rounded K/V.
 import { ACC_FLOATS, exp4, f16ToF32, fma, hmax, hsum, SCRATCH_ACC, SCRATCH_L, SCRATCH_M, SCRATCH_SCORES } from './simd';
 
 // f16 -> f32 constants, loaded from memory (V8 rebuilds a v128.const at each use inside a loop)
@@ -27,7 +30,14 @@ const KH: usize = memory.data<i32>([
   0x77800000, 0x77800000, 0x77800000, 0x77800000, // 2^112 as f32: rebias the exponent 15 -> 127
   0x7bff, 0x7bff, 0x7bff, 0x7bff, // the largest finite |f16|: above it, ±inf or NaN
   0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000, // f32 exponent all ones
+  0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000, // sign and shifted exponent/mantissa of a sign-extended f16 << 13
+  0x5b800000, 0x5b800000, 0x5b800000, 0x5b800000, // 2^56 as f32
+  0x7c007c00, 0x7c007c00, 0x7c007c00, 0x7c007c00, // f16 exponent bits, eight i16 lanes
 ], 16);
+const F2P112: f32 = reinterpret<f32>(0x77800000); // 2^112
+const F2P56: f32 = reinterpret<f32>(0x5b800000); // 2^56
+// the query heads of the fast f16 path, scaled by 2^56 (two: tileStep2)
+const SCRATCH_Q: usize = memory.data(8192, 64);
 
 // @ts-ignore: decorator
 @inline
@@ -47,20 +57,78 @@ function h2f4(h: v128): v128 {
   return v128.or(v128.or(f, special), i32x4.shl(v128.and(h, kh(1)), 16));
 }
 
-// four K/V elements at p as f32x4
+// the fast f16 read, for tiles that hold no ±inf or NaN (tileSpecial): four sign-extended f16 shifted
+// into an f32's place, the sign-extension bits cleared - the value × 2^-112, exactly (normals land
+// on f32 normals, subnormals on f32 subnormals). the factor 2^112 is never applied: the queries
+// come prescaled by 2^56 and the scores scaled by sc·2^56, the softmax weights by 2^112, so every
+// product and sum is the exact power-of-two scaling of the one the exact read (h2f4) gives and
+// rounds the same (the two paths agree bit for bit unless a term q·k falls below 2^-70, or |q|
+// exceeds 2^72).
+// @ts-ignore: decorator
+@inline
+function h2x4(hs: v128): v128 {
+  return v128.and(i32x4.shl(hs, 13), kh(5));
+}
+
+// K/V element types of the kernels below: f32; u16 = f16, converted exactly (h2f4); i16 = f16 of a
+// tile without ±inf/NaN, read by h2x4 (scaled by 2^-112)
+// @ts-ignore: decorator
+@inline
+function fastF16<K>(): bool {
+  return sizeof<K>() == 2 && isSigned<K>();
+}
+
+// four K/V elements at p as f32x4 (fastF16: × 2^-112)
 // @ts-ignore: decorator
 @inline
 function ld4<K>(p: usize): v128 {
+  if (fastF16<K>()) return h2x4(i32x4.extend_low_i16x8_s(v128.load64_zero(p)));
   if (sizeof<K>() == 2) return h2f4(i32x4.extend_low_i16x8_u(v128.load64_zero(p)));
   return v128.load(p);
 }
 
-// one K/V element at p as f32
+// one K/V element at p as f32 (fastF16: × 2^-112)
 // @ts-ignore: decorator
 @inline
 function ld1<K>(p: usize): f32 {
+  if (fastF16<K>()) return reinterpret<f32>((<i32>load<i16>(p) << 13) & 0x8fffe000);
   if (sizeof<K>() == 2) return f16ToF32(<u32>load<u16>(p));
   return load<f32>(p);
+}
+
+// eight f16 at p as two f32x4 (low four in lo, high four in hi)
+// @ts-ignore: decorator
+@inline
+function ld8lo<K>(h: v128): v128 {
+  if (fastF16<K>()) return h2x4(i32x4.extend_low_i16x8_s(h));
+  return h2f4(i32x4.extend_low_i16x8_u(h));
+}
+// @ts-ignore: decorator
+@inline
+function ld8hi<K>(h: v128): v128 {
+  if (fastF16<K>()) return h2x4(i32x4.extend_high_i16x8_s(h));
+  return h2f4(i32x4.extend_high_i16x8_u(h));
+}
+
+// true when the n f16 at kp or the n at vp hold an exponent of 31 (±inf, NaN): the tile then takes
+// the exact read
+// @ts-ignore: decorator
+@inline
+function tileSpecial(kp: usize, vp: usize, n: i32): bool {
+  const e = kh(7);
+  let a = i16x8.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const o = <usize>i << 1;
+    a = i16x8.max_u(a, v128.and(v128.load(kp + o), e));
+    a = i16x8.max_u(a, v128.and(v128.load(vp + o), e));
+  }
+  let special = v128.any_true(i16x8.eq(a, e));
+  for (; i < n; i++) {
+    const o = <usize>i << 1;
+    if ((<u32>load<u16>(kp + o) & 0x7c00) == 0x7c00 || (<u32>load<u16>(vp + o) & 0x7c00) == 0x7c00) special = true;
+  }
+  return special;
 }
 
 /** the f16 bits kvWriteF16 stores for x: nearest, ties to even; finite |x| > 65504 clamped to
@@ -222,15 +290,16 @@ function accumulate<K>(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize,
     let a3 = f32x4.mul(v128.load(acc + o, 48), vc);
     let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
-      const p = v128.load32_splat(sco + (<usize>j << 2));
+      let p = v128.load32_splat(sco + (<usize>j << 2));
+      if (fastF16<K>()) p = f32x4.mul(p, kh(2)); // the weight × 2^112, the value × 2^-112
       if (sizeof<K>() == 2) {
         // 16 f16 in two loads, widened half by half
         const lo = v128.load(vp);
         const hi = v128.load(vp, 16);
-        a0 = fma(p, h2f4(i32x4.extend_low_i16x8_u(lo)), a0);
-        a1 = fma(p, h2f4(i32x4.extend_high_i16x8_u(lo)), a1);
-        a2 = fma(p, h2f4(i32x4.extend_low_i16x8_u(hi)), a2);
-        a3 = fma(p, h2f4(i32x4.extend_high_i16x8_u(hi)), a3);
+        a0 = fma(p, ld8lo<K>(lo), a0);
+        a1 = fma(p, ld8hi<K>(lo), a1);
+        a2 = fma(p, ld8lo<K>(hi), a2);
+        a3 = fma(p, ld8hi<K>(hi), a3);
       } else {
         a0 = fma(p, v128.load(vp), a0);
         a1 = fma(p, v128.load(vp, 16), a1);
@@ -249,7 +318,9 @@ function accumulate<K>(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize,
     let a = load<f32>(acc + o) * c;
     let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
-      a += load<f32>(sco + (<usize>j << 2)) * ld1<K>(vp);
+      let p = load<f32>(sco + (<usize>j << 2));
+      if (fastF16<K>()) p *= F2P112;
+      a += p * ld1<K>(vp);
       vp += hdBytes;
     }
     store<f32>(acc + o, a);
@@ -331,9 +402,28 @@ function tileStep<K>(
   vsc: v128,
 ): void {
   const sco = SCRATCH_SCORES;
-  const tmax = scoresTile<K>(qp, kp, tn, sco, hdBytes, headDim, sc, vsc);
+  let q = qp;
+  let s = sc;
+  let vs = vsc;
+  if (fastF16<K>()) {
+    q = SCRATCH_Q;
+    scaleQ(q, qp, headDim);
+    s = sc * F2P56;
+    vs = f32x4.mul(vsc, kh(6));
+  }
+  const tmax = scoresTile<K>(q, kp, tn, sco, hdBytes, headDim, s, vs);
   const c = softmaxTile(sco, tn, mp, lp, tmax);
   accumulate<K>(acc, c, sco, vp, hdBytes, tn, headDim);
+}
+
+// dst[d] = q[d]·2^56 over headDim floats (the fast f16 path's query)
+// @ts-ignore: decorator
+@inline
+function scaleQ(dst: usize, q: usize, headDim: i32): void {
+  const f = kh(6);
+  let d = 0;
+  for (; d + 4 <= headDim; d += 4) v128.store(dst + (<usize>d << 2), f32x4.mul(v128.load(q + (<usize>d << 2)), f));
+  for (; d < headDim; d++) store<f32>(dst + (<usize>d << 2), load<f32>(q + (<usize>d << 2)) * F2P56);
 }
 
 // dot4 for two queries over the same four keys (each key vector loaded once), scaled by vsc and
@@ -416,16 +506,20 @@ function accumulate2<K>(
     let b3 = f32x4.mul(v128.load(accB + o, 48), vcB);
     let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
-      const pa = v128.load32_splat(scoA + (<usize>j << 2));
-      const pb = v128.load32_splat(scoB + (<usize>j << 2));
+      let pa = v128.load32_splat(scoA + (<usize>j << 2));
+      let pb = v128.load32_splat(scoB + (<usize>j << 2));
+      if (fastF16<K>()) {
+        pa = f32x4.mul(pa, kh(2));
+        pb = f32x4.mul(pb, kh(2));
+      }
       let v0: v128, v1: v128, v2: v128, v3: v128;
       if (sizeof<K>() == 2) {
         const lo = v128.load(vp);
         const hi = v128.load(vp, 16);
-        v0 = h2f4(i32x4.extend_low_i16x8_u(lo));
-        v1 = h2f4(i32x4.extend_high_i16x8_u(lo));
-        v2 = h2f4(i32x4.extend_low_i16x8_u(hi));
-        v3 = h2f4(i32x4.extend_high_i16x8_u(hi));
+        v0 = ld8lo<K>(lo);
+        v1 = ld8hi<K>(lo);
+        v2 = ld8lo<K>(hi);
+        v3 = ld8hi<K>(hi);
       } else {
         v0 = v128.load(vp);
         v1 = v128.load(vp, 16);
@@ -458,8 +552,14 @@ function accumulate2<K>(
     let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
       const x = ld1<K>(vp);
-      a += load<f32>(scoA + (<usize>j << 2)) * x;
-      b += load<f32>(scoB + (<usize>j << 2)) * x;
+      let pa = load<f32>(scoA + (<usize>j << 2));
+      let pb = load<f32>(scoB + (<usize>j << 2));
+      if (fastF16<K>()) {
+        pa *= F2P112;
+        pb *= F2P112;
+      }
+      a += pa * x;
+      b += pb * x;
       vp += hdBytes;
     }
     store<f32>(accA + o, a);
@@ -472,8 +572,8 @@ function accumulate2<K>(
 // @ts-ignore: decorator
 @inline
 function tileStep2<K>(
-  qa: usize,
-  qb: usize,
+  qa0: usize,
+  qb0: usize,
   kp: usize,
   vp: usize,
   tn: i32,
@@ -485,11 +585,23 @@ function tileStep2<K>(
   accB: usize,
   hdBytes: usize,
   headDim: i32,
-  sc: f32,
-  vsc: v128,
+  sc0: f32,
+  vsc0: v128,
 ): void {
   const scoA = SCRATCH_SCORES;
   const scoB = SCRATCH_SCORES + 128;
+  let qa = qa0;
+  let qb = qb0;
+  let sc = sc0;
+  let vsc = vsc0;
+  if (fastF16<K>()) {
+    qa = SCRATCH_Q;
+    qb = SCRATCH_Q + 4096;
+    scaleQ(qa, qa0, headDim);
+    scaleQ(qb, qb0, headDim);
+    sc = sc0 * F2P56;
+    vsc = f32x4.mul(vsc0, kh(6));
+  }
   let j = 0;
   let tmA = f32x4.splat(-Infinity);
   let tmB = f32x4.splat(-Infinity);
@@ -570,21 +682,15 @@ function attentionT<K>(
             const tn = min(32, cnt - j0);
             const kp = kPool + headOff + <usize>j0 * kvBytes;
             const vp = vPool + headOff + <usize>j0 * kvBytes;
+            // f16: the fast read unless the tile holds ±inf or NaN
+            const fast = sizeof<K>() == 2 ? !tileSpecial(kp, vp, tn * headDim) : false;
             for (let g = 0; g < gn; g++) {
               const qp = q + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
-              tileStep<K>(
-                qp,
-                kp,
-                vp,
-                tn,
-                SCRATCH_M + (<usize>g << 2),
-                SCRATCH_L + (<usize>g << 2),
-                SCRATCH_ACC + <usize>g * hdBytes,
-                kvBytes,
-                headDim,
-                sc,
-                vsc,
-              );
+              const mp = SCRATCH_M + (<usize>g << 2);
+              const lp = SCRATCH_L + (<usize>g << 2);
+              const ap = SCRATCH_ACC + <usize>g * hdBytes;
+              if (fast) tileStep<i16>(qp, kp, vp, tn, mp, lp, ap, kvBytes, headDim, sc, vsc);
+              else tileStep<K>(qp, kp, vp, tn, mp, lp, ap, kvBytes, headDim, sc, vsc);
             }
           }
         }
@@ -813,6 +919,8 @@ function attentionRowsT<K>(
         for (let j0 = 0; j0 < cntMax; j0 += 32) {
           const kp = kPool + headOff + <usize>j0 * kvBytes;
           const vp = vPool + headOff + <usize>j0 * kvBytes;
+          // f16: the fast read unless the tile (its longest use here) holds ±inf or NaN
+          const fast = sizeof<K>() == 2 ? !tileSpecial(kp, vp, min(32, cntMax - j0) * headDim) : false;
           // the (row, head) pairs on this tile go two at a time through tileStep2 (K and V loaded
           // once for both) when their tiles have the same length; a pair's first waits in (pb, ph, ptn)
           let pb = -1;
@@ -837,26 +945,18 @@ function attentionRowsT<K>(
               const pst = <usize>(pb * nHeads + ph) << 2;
               const pho = <usize>pb * rowBytes + <usize>ph * hdBytes;
               if (ptn == tn) {
-                tileStep2<K>(
-                  q + pho,
-                  q + ho,
-                  kp,
-                  vp,
-                  tn,
-                  ROWS_M + pst,
-                  ROWS_L + pst,
-                  out + pho,
-                  ROWS_M + st,
-                  ROWS_L + st,
-                  out + ho,
-                  kvBytes,
-                  headDim,
-                  sc,
-                  vsc,
-                );
+                const qa = q + pho;
+                const qb = q + ho;
+                const mA = ROWS_M + pst;
+                const lA = ROWS_L + pst;
+                const mB = ROWS_M + st;
+                const lB = ROWS_L + st;
+                if (fast) tileStep2<i16>(qa, qb, kp, vp, tn, mA, lA, out + pho, mB, lB, out + ho, kvBytes, headDim, sc, vsc);
+                else tileStep2<K>(qa, qb, kp, vp, tn, mA, lA, out + pho, mB, lB, out + ho, kvBytes, headDim, sc, vsc);
                 pb = -1;
               } else {
-                tileStep<K>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
+                if (fast) tileStep<i16>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
+                else tileStep<K>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
                 pb = b;
                 ph = h;
                 ptn = tn;
@@ -866,7 +966,8 @@ function attentionRowsT<K>(
           if (pb >= 0) {
             const pst = <usize>(pb * nHeads + ph) << 2;
             const pho = <usize>pb * rowBytes + <usize>ph * hdBytes;
-            tileStep<K>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
+            if (fast) tileStep<i16>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
+            else tileStep<K>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
           }
         }
       }
