@@ -17,9 +17,11 @@
 // even); finite values beyond ±65504 are clamped to ±65504 (they would round to ±∞), ±∞ stays ±∞ and
 // NaN stays NaN. the read converts four f16 to f32 exactly (h2f4) and everything after that - f32
 // scores, online softmax, f32 accumulation - is the f32 kernel's arithmetic on the converted values.
-// a tile of 32 keys without ±inf/NaN (checked first: tileSpecial) takes a cheaper read (h2x4: the
-// values × 2^-112, the factor folded into the queries and the softmax weights), which gives the same
-// bits; so f16 attention equals f32 attention over the f16-rounded K/V.
+// a tile of 32 keys that several (row, head) pairs read (GQA groups, beams sharing a block) is
+// converted to f32 once into a scratch tile and read by the f32 code; one that a single head reads
+// takes, unless it holds ±inf/NaN (checked first: tileSpecial), a cheaper read (h2x4: the values ×
+// 2^-112, the factor folded into the queries and the softmax weights) that gives the same bits. so f16
+// attention equals f32 attention over the f16-rounded K/V.
 import { ACC_FLOATS, exp4, f16ToF32, fma, hmax, hsum, SCRATCH_ACC, SCRATCH_L, SCRATCH_M, SCRATCH_SCORES } from './simd';
 
 // f16 -> f32 constants, loaded from memory (V8 rebuilds a v128.const at each use inside a loop)
@@ -38,6 +40,9 @@ const F2P112: f32 = reinterpret<f32>(0x77800000); // 2^112
 const F2P56: f32 = reinterpret<f32>(0x5b800000); // 2^56
 // the query heads of the fast f16 path, scaled by 2^56 (two: tileStep2)
 const SCRATCH_Q: usize = memory.data(8192, 64);
+// one f16 tile (32 keys and values of up to 1024 dims) converted to f32, when several heads or rows read it
+const SCRATCH_KT: usize = memory.data(32 * 1024 * 4, 64);
+const SCRATCH_VT: usize = memory.data(32 * 1024 * 4, 64);
 
 // @ts-ignore: decorator
 @inline
@@ -108,6 +113,20 @@ function ld8lo<K>(h: v128): v128 {
 function ld8hi<K>(h: v128): v128 {
   if (fastF16<K>()) return h2x4(i32x4.extend_high_i16x8_s(h));
   return h2f4(i32x4.extend_high_i16x8_u(h));
+}
+
+// n f16 at src to f32 at dst, exactly (h2f4)
+// @ts-ignore: decorator
+@inline
+function tileToF32(dst: usize, src: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const h = v128.load(src + (<usize>i << 1));
+    const d = dst + (<usize>i << 2);
+    v128.store(d, h2f4(i32x4.extend_low_i16x8_u(h)));
+    v128.store(d, h2f4(i32x4.extend_high_i16x8_u(h)), 16);
+  }
+  for (; i < n; i++) store<f32>(dst + (<usize>i << 2), f16ToF32(<u32>load<u16>(src + (<usize>i << 1))));
 }
 
 // true when the n f16 at kp or the n at vp hold an exponent of 31 (±inf, NaN): the tile then takes
@@ -682,14 +701,23 @@ function attentionT<K>(
             const tn = min(32, cnt - j0);
             const kp = kPool + headOff + <usize>j0 * kvBytes;
             const vp = vPool + headOff + <usize>j0 * kvBytes;
-            // f16: the fast read unless the tile holds ±inf or NaN
-            const fast = sizeof<K>() == 2 ? !tileSpecial(kp, vp, tn * headDim) : false;
+            // f16, several heads on the tile: convert it to f32 once (mode 2); one head: the fast
+            // read (mode 1) unless the tile holds ±inf or NaN (mode 0, the exact read)
+            let mode = 0;
+            if (sizeof<K>() == 2) {
+              if (gn >= 2) {
+                tileToF32(SCRATCH_KT, kp, tn * headDim);
+                tileToF32(SCRATCH_VT, vp, tn * headDim);
+                mode = 2;
+              } else if (!tileSpecial(kp, vp, tn * headDim)) mode = 1;
+            }
             for (let g = 0; g < gn; g++) {
               const qp = q + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
               const mp = SCRATCH_M + (<usize>g << 2);
               const lp = SCRATCH_L + (<usize>g << 2);
               const ap = SCRATCH_ACC + <usize>g * hdBytes;
-              if (fast) tileStep<i16>(qp, kp, vp, tn, mp, lp, ap, kvBytes, headDim, sc, vsc);
+              if (mode == 1) tileStep<i16>(qp, kp, vp, tn, mp, lp, ap, kvBytes, headDim, sc, vsc);
+              else if (mode == 2) tileStep<f32>(qp, SCRATCH_KT, SCRATCH_VT, tn, mp, lp, ap, hdBytes, headDim, sc, vsc);
               else tileStep<K>(qp, kp, vp, tn, mp, lp, ap, kvBytes, headDim, sc, vsc);
             }
           }
@@ -919,8 +947,22 @@ function attentionRowsT<K>(
         for (let j0 = 0; j0 < cntMax; j0 += 32) {
           const kp = kPool + headOff + <usize>j0 * kvBytes;
           const vp = vPool + headOff + <usize>j0 * kvBytes;
-          // f16: the fast read unless the tile (its longest use here) holds ±inf or NaN
-          const fast = sizeof<K>() == 2 ? !tileSpecial(kp, vp, min(32, cntMax - j0) * headDim) : false;
+          // f16: as in attention - converted once when several (row, head) pairs read the tile (its
+          // longest use here), else the fast read unless it holds ±inf or NaN
+          let mode = 0;
+          if (sizeof<K>() == 2) {
+            let rows = 0;
+            for (let gi = 0; gi < ng; gi++) {
+              const b = load<i32>(ROWS_GROUP + (<usize>gi << 2));
+              if (load<i32>(positions + (<usize>b << 2)) + 1 - t0 > j0) rows++;
+            }
+            const n = min(32, cntMax - j0) * headDim;
+            if (rows * group >= 2) {
+              tileToF32(SCRATCH_KT, kp, n);
+              tileToF32(SCRATCH_VT, vp, n);
+              mode = 2;
+            } else if (!tileSpecial(kp, vp, n)) mode = 1;
+          }
           // the (row, head) pairs on this tile go two at a time through tileStep2 (K and V loaded
           // once for both) when their tiles have the same length; a pair's first waits in (pb, ph, ptn)
           let pb = -1;
@@ -951,12 +993,20 @@ function attentionRowsT<K>(
                 const lA = ROWS_L + pst;
                 const mB = ROWS_M + st;
                 const lB = ROWS_L + st;
-                if (fast) tileStep2<i16>(qa, qb, kp, vp, tn, mA, lA, out + pho, mB, lB, out + ho, kvBytes, headDim, sc, vsc);
-                else tileStep2<K>(qa, qb, kp, vp, tn, mA, lA, out + pho, mB, lB, out + ho, kvBytes, headDim, sc, vsc);
+                const oA = out + pho;
+                const oB = out + ho;
+                if (mode == 1) tileStep2<i16>(qa, qb, kp, vp, tn, mA, lA, oA, mB, lB, oB, kvBytes, headDim, sc, vsc);
+                else if (mode == 2)
+                  tileStep2<f32>(qa, qb, SCRATCH_KT, SCRATCH_VT, tn, mA, lA, oA, mB, lB, oB, hdBytes, headDim, sc, vsc);
+                else tileStep2<K>(qa, qb, kp, vp, tn, mA, lA, oA, mB, lB, oB, kvBytes, headDim, sc, vsc);
                 pb = -1;
               } else {
-                if (fast) tileStep<i16>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
-                else tileStep<K>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
+                const qa = q + pho;
+                const mA = ROWS_M + pst;
+                const lA = ROWS_L + pst;
+                if (mode == 1) tileStep<i16>(qa, kp, vp, ptn, mA, lA, out + pho, kvBytes, headDim, sc, vsc);
+                else if (mode == 2) tileStep<f32>(qa, SCRATCH_KT, SCRATCH_VT, ptn, mA, lA, out + pho, hdBytes, headDim, sc, vsc);
+                else tileStep<K>(qa, kp, vp, ptn, mA, lA, out + pho, kvBytes, headDim, sc, vsc);
                 pb = b;
                 ph = h;
                 ptn = tn;
@@ -966,8 +1016,12 @@ function attentionRowsT<K>(
           if (pb >= 0) {
             const pst = <usize>(pb * nHeads + ph) << 2;
             const pho = <usize>pb * rowBytes + <usize>ph * hdBytes;
-            if (fast) tileStep<i16>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
-            else tileStep<K>(q + pho, kp, vp, ptn, ROWS_M + pst, ROWS_L + pst, out + pho, kvBytes, headDim, sc, vsc);
+            const qa = q + pho;
+            const mA = ROWS_M + pst;
+            const lA = ROWS_L + pst;
+            if (mode == 1) tileStep<i16>(qa, kp, vp, ptn, mA, lA, out + pho, kvBytes, headDim, sc, vsc);
+            else if (mode == 2) tileStep<f32>(qa, SCRATCH_KT, SCRATCH_VT, ptn, mA, lA, out + pho, hdBytes, headDim, sc, vsc);
+            else tileStep<K>(qa, kp, vp, ptn, mA, lA, out + pho, kvBytes, headDim, sc, vsc);
           }
         }
       }

@@ -384,74 +384,79 @@ for (const b of builds) {
       k.release(mark);
     });
 
-    it('= the f32 kernels on the f16-rounded K/V, bit for bit, with ±inf / NaN in some tiles (exact read) and not in others (fast read)', () => {
-      // tiles without ±inf/NaN take the fast read (values × 2^-112, queries × 2^56, weights × 2^112:
-      // exact power-of-two scalings of the same products and sums), tiles with one the exact
-      // conversion; either way every f32 operation is the f32 kernel's on the same values. Two rows
-      // share a block: row A ends before the specials that row B reads, so attentionRows takes the
-      // exact read for A's last tile, attention(A alone) the fast one.
-      const [nHeads, nKv, hd, bs] = [4, 2, 20, 16]; // hd 20: 16 in the wide V loop, 4 in its tail
-      const mark = k.mark();
-      const T = 30;
-      const kAll = f32(randomF32(r, T * nKv * hd, 2));
-      const vAll = f32(randomF32(r, T * nKv * hd));
-      const row = nKv * hd;
-      kAll[27 * row + 3] = Number.NaN; // position 27, KV head 0: a NaN key element
-      vAll[28 * row + hd + 5] = Number.POSITIVE_INFINITY; // position 28, KV head 1: an infinite value
-      kAll[29 * row + hd + 7] = 1e6; // beyond 65504: clamped on the f16 write
-      const c = makeCache(k, 2, nKv, hd, bs, 5);
-      k.kvWrite(c.kPool, c.vPool, c.table, 0, T, put(k, kAll), put(k, vAll), nKv, hd, bs, F16);
-      // the same values, rounded by the test, in an f32 cache
-      const c32 = { kPool: k.alloc(2 * nKv * bs * hd * 4), vPool: k.alloc(2 * nKv * bs * hd * 4) };
-      k.kvWrite(
-        c32.kPool,
-        c32.vPool,
-        c.table,
-        0,
-        T,
-        put(k, f32(rounded(kAll))),
-        put(k, f32(rounded(vAll))),
-        nKv,
-        hd,
-        bs,
-      );
-      const q = put(k, randomF32(r, 2 * nHeads * hd, 2));
-      const tables = putI32(k, [c.table, c.table]);
-      const positions = putI32(k, [20, T - 1]);
-      const n = 2 * nHeads * hd;
-      const out16 = k.alloc(n * 4);
-      const out32 = k.alloc(n * 4);
-      k.attentionRows(out16, q, 2, c.kPool, c.vPool, tables, positions, nHeads, nKv, hd, bs, F16);
-      k.attentionRows(out32, q, 2, c32.kPool, c32.vPool, tables, positions, nHeads, nKv, hd, bs);
-      const same = (a: Float32Array, b: Float32Array) =>
-        a.findIndex((x, i) => !(Object.is(x, b[i]) || (Number.isNaN(x) && Number.isNaN(b[i]))));
-      const rows16 = Float32Array.from(k.f32(out16, n));
-      expect(same(rows16, k.f32(out32, n)), 'attentionRows f16 vs f32').toBe(-1);
-      // row B reads the specials: the f32 kernel makes head 2/3's element 5 non-finite
-      expect(Number.isFinite(rows16[n / 2 + 2 * hd + 5])).toBe(false);
-      // row A alone through attention: the fast read of the tile attentionRows read exactly
-      const one16 = k.alloc(nHeads * hd * 4);
-      const one32 = k.alloc(nHeads * hd * 4);
-      k.attention(one16, q, 1, c.kPool, c.vPool, c.table, 20, nHeads, nKv, hd, bs, F16);
-      k.attention(one32, q, 1, c32.kPool, c32.vPool, c.table, 20, nHeads, nKv, hd, bs);
-      const a16 = Float32Array.from(k.f32(one16, nHeads * hd));
-      expect(
-        same(a16, rows16.subarray(0, nHeads * hd)),
-        'row A: attention (fast) vs attentionRows (exact)',
-      ).toBe(-1);
-      expect(same(a16, k.f32(one32, nHeads * hd)), 'row A: f16 vs f32').toBe(-1);
-      // and a prefill over all positions (fast and exact tiles mixed, GQA heads sharing each tile)
-      const qAll = put(k, randomF32(r, T * nHeads * hd, 2));
-      const p16 = k.alloc(T * nHeads * hd * 4);
-      const p32 = k.alloc(T * nHeads * hd * 4);
-      k.attention(p16, qAll, T, c.kPool, c.vPool, c.table, 0, nHeads, nKv, hd, bs, F16);
-      k.attention(p32, qAll, T, c32.kPool, c32.vPool, c.table, 0, nHeads, nKv, hd, bs);
-      expect(
-        same(Float32Array.from(k.f32(p16, T * nHeads * hd)), k.f32(p32, T * nHeads * hd)),
-        'prefill',
-      ).toBe(-1);
-      k.release(mark);
-    });
+    for (const [nHeads, nKv] of [
+      [4, 2], // two heads per tile: converted to f32 once
+      [2, 2], // one head per tile: the fast read, or the exact one where the tile holds ±inf/NaN
+    ]) {
+      it(`heads ${nHeads}/${nKv}: = the f32 kernels on the f16-rounded K/V, bit for bit, with ±inf / NaN in some tiles and not in others`, () => {
+        // a tile read by several (row, head) pairs is converted to f32 once; one read by a single head
+        // takes the fast read (values × 2^-112, queries × 2^56, weights × 2^112: exact power-of-two
+        // scalings of the same products and sums) unless it holds ±inf/NaN (then the exact
+        // conversion); every way, each f32 operation is the f32 kernel's on the same values. Two rows
+        // share a block: row A ends before the specials that row B reads.
+        const [hd, bs] = [20, 16]; // hd 20: 16 in the wide V loop, 4 in its tail
+        const mark = k.mark();
+        const T = 30;
+        const kAll = f32(randomF32(r, T * nKv * hd, 2));
+        const vAll = f32(randomF32(r, T * nKv * hd));
+        const row = nKv * hd;
+        kAll[27 * row + 3] = Number.NaN; // position 27, KV head 0: a NaN key element
+        vAll[28 * row + hd + 5] = Number.POSITIVE_INFINITY; // position 28, KV head 1: an infinite value
+        kAll[29 * row + hd + 7] = 1e6; // beyond 65504: clamped on the f16 write
+        const c = makeCache(k, 2, nKv, hd, bs, 5);
+        k.kvWrite(c.kPool, c.vPool, c.table, 0, T, put(k, kAll), put(k, vAll), nKv, hd, bs, F16);
+        // the same values, rounded by the test, in an f32 cache
+        const c32 = { kPool: k.alloc(2 * nKv * bs * hd * 4), vPool: k.alloc(2 * nKv * bs * hd * 4) };
+        k.kvWrite(
+          c32.kPool,
+          c32.vPool,
+          c.table,
+          0,
+          T,
+          put(k, f32(rounded(kAll))),
+          put(k, f32(rounded(vAll))),
+          nKv,
+          hd,
+          bs,
+        );
+        const q = put(k, randomF32(r, 2 * nHeads * hd, 2));
+        const tables = putI32(k, [c.table, c.table]);
+        const positions = putI32(k, [20, T - 1]);
+        const n = 2 * nHeads * hd;
+        const out16 = k.alloc(n * 4);
+        const out32 = k.alloc(n * 4);
+        k.attentionRows(out16, q, 2, c.kPool, c.vPool, tables, positions, nHeads, nKv, hd, bs, F16);
+        k.attentionRows(out32, q, 2, c32.kPool, c32.vPool, tables, positions, nHeads, nKv, hd, bs);
+        const same = (a: Float32Array, b: Float32Array) =>
+          a.findIndex((x, i) => !(Object.is(x, b[i]) || (Number.isNaN(x) && Number.isNaN(b[i]))));
+        const rows16 = Float32Array.from(k.f32(out16, n));
+        expect(same(rows16, k.f32(out32, n)), 'attentionRows f16 vs f32').toBe(-1);
+        // row B reads the specials: the f32 kernel makes head 2/3's element 5 non-finite
+        expect(Number.isFinite(rows16[n / 2 + 2 * hd + 5])).toBe(false);
+        // row A alone through attention: the fast read of the tile attentionRows read exactly
+        const one16 = k.alloc(nHeads * hd * 4);
+        const one32 = k.alloc(nHeads * hd * 4);
+        k.attention(one16, q, 1, c.kPool, c.vPool, c.table, 20, nHeads, nKv, hd, bs, F16);
+        k.attention(one32, q, 1, c32.kPool, c32.vPool, c.table, 20, nHeads, nKv, hd, bs);
+        const a16 = Float32Array.from(k.f32(one16, nHeads * hd));
+        expect(
+          same(a16, rows16.subarray(0, nHeads * hd)),
+          'row A: attention (fast) vs attentionRows (exact)',
+        ).toBe(-1);
+        expect(same(a16, k.f32(one32, nHeads * hd)), 'row A: f16 vs f32').toBe(-1);
+        // and a prefill over all positions (fast and exact tiles mixed, GQA heads sharing each tile)
+        const qAll = put(k, randomF32(r, T * nHeads * hd, 2));
+        const p16 = k.alloc(T * nHeads * hd * 4);
+        const p32 = k.alloc(T * nHeads * hd * 4);
+        k.attention(p16, qAll, T, c.kPool, c.vPool, c.table, 0, nHeads, nKv, hd, bs, F16);
+        k.attention(p32, qAll, T, c32.kPool, c32.vPool, c.table, 0, nHeads, nKv, hd, bs);
+        expect(
+          same(Float32Array.from(k.f32(p16, T * nHeads * hd)), k.f32(p32, T * nHeads * hd)),
+          'prefill',
+        ).toBe(-1);
+        k.release(mark);
+      });
+    }
 
     it('rejects an unknown kvType with an OptionsError naming kvType', () => {
       const bad = 'f8' as unknown as KvType;
