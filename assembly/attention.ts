@@ -671,6 +671,10 @@ function attentionT<K>(
   headDim: i32,
   blockSize: i32,
 ): void {
+  if (sizeof<K>() == 2 && nQ >= 2) {
+    attentionPrefillF16(out, q, nQ, kPool, vPool, blockTable, pos0, nHeads, nKvHeads, headDim, blockSize);
+    return;
+  }
   const hdBytes = <usize>headDim << 2;
   const kvBytes = <usize>headDim * sizeof<K>();
   const blockBytes = <usize>nKvHeads * <usize>blockSize * kvBytes;
@@ -725,6 +729,90 @@ function attentionT<K>(
         for (let g = 0; g < gn; g++) {
           const op = out + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
           finish(op, SCRATCH_ACC + <usize>g * hdBytes, load<f32>(SCRATCH_L + (<usize>g << 2)), headDim);
+        }
+      }
+    }
+  }
+}
+
+// attentionF16 for several queries (a prefill chunk): tiles outermost, so each f16 tile is converted
+// to f32 once for a chunk of up to QC queries × gn heads (their running max, sum and accumulator kept
+// side by side), then read by the f32 code for each. every (query, head) still sees the same tiles in
+// the same order with the same lengths as in attentionT, so the result is the same, bit for bit.
+function attentionPrefillF16(
+  out: usize,
+  q: usize,
+  nQ: i32,
+  kPool: usize,
+  vPool: usize,
+  blockTable: usize,
+  pos0: i32,
+  nHeads: i32,
+  nKvHeads: i32,
+  headDim: i32,
+  blockSize: i32,
+): void {
+  const hdBytes = <usize>headDim << 2;
+  const kvBytes = <usize>headDim << 1;
+  const blockBytes = <usize>nKvHeads * <usize>blockSize * kvBytes;
+  const group = nHeads / nKvHeads;
+  const sc: f32 = <f32>1 / Mathf.sqrt(<f32>headDim);
+  const vsc = f32x4.splat(sc);
+  const G = min(min(group, ACC_FLOATS / headDim), 256);
+  for (let kvh = 0; kvh < nKvHeads; kvh++) {
+    for (let h0 = 0; h0 < group; h0 += G) {
+      const gn = min(G, group - h0);
+      const hFirst = kvh * group + h0;
+      // queries per chunk: state for QC·gn (query, head) pairs (256 running maxima and sums, ACC_FLOATS)
+      const QC = max(1, min(256 / gn, ACC_FLOATS / (gn * headDim)));
+      for (let i0 = 0; i0 < nQ; i0 += QC) {
+        const qn = min(QC, nQ - i0);
+        const pairs = qn * gn;
+        memory.fill(SCRATCH_ACC, 0, <usize>pairs * hdBytes);
+        for (let s = 0; s < pairs; s++) {
+          store<f32>(SCRATCH_M + (<usize>s << 2), -Infinity);
+          store<f32>(SCRATCH_L + (<usize>s << 2), 0);
+        }
+        const Tmax = pos0 + i0 + qn; // the chunk's last query sees positions 0..Tmax-1
+        for (let t0 = 0; t0 < Tmax; t0 += blockSize) {
+          const blk = <usize>load<i32>(blockTable + (<usize>(t0 / blockSize) << 2));
+          const headOff = blk * blockBytes + <usize>kvh * <usize>blockSize * kvBytes;
+          const cntMax = min(blockSize, Tmax - t0);
+          for (let j0 = 0; j0 < cntMax; j0 += 32) {
+            const n = min(32, cntMax - j0) * headDim;
+            tileToF32(SCRATCH_KT, kPool + headOff + <usize>j0 * kvBytes, n);
+            tileToF32(SCRATCH_VT, vPool + headOff + <usize>j0 * kvBytes, n);
+            for (let qi = 0; qi < qn; qi++) {
+              const i = i0 + qi;
+              const cnt = min(blockSize, pos0 + i + 1 - t0);
+              if (j0 >= cnt) continue;
+              const tn = min(32, cnt - j0);
+              for (let g = 0; g < gn; g++) {
+                const s = qi * gn + g;
+                const qp = q + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
+                tileStep<f32>(
+                  qp,
+                  SCRATCH_KT,
+                  SCRATCH_VT,
+                  tn,
+                  SCRATCH_M + (<usize>s << 2),
+                  SCRATCH_L + (<usize>s << 2),
+                  SCRATCH_ACC + <usize>s * hdBytes,
+                  hdBytes,
+                  headDim,
+                  sc,
+                  vsc,
+                );
+              }
+            }
+          }
+        }
+        for (let qi = 0; qi < qn; qi++) {
+          for (let g = 0; g < gn; g++) {
+            const s = qi * gn + g;
+            const op = out + (<usize>(i0 + qi) * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
+            finish(op, SCRATCH_ACC + <usize>s * hdBytes, load<f32>(SCRATCH_L + (<usize>s << 2)), headDim);
+          }
         }
       }
     }
