@@ -174,12 +174,61 @@ function kvF16(x: f32): u32 {
   return o | sign;
 }
 
+// f32 -> f16 constants of f2h4
+// prettier-ignore
+const KW: usize = memory.data<i32>([
+  0x8000, 0x8000, 0x8000, 0x8000, // 0: f16 sign
+  0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, // 1: |x|
+  0x38000000, 0x38000000, 0x38000000, 0x38000000, // 2: exponent rebias 127 -> 15
+  0xfff, 0xfff, 0xfff, 0xfff, // 3: rounding bias below the kept mantissa bit
+  1, 1, 1, 1, // 4
+  0x4b800000, 0x4b800000, 0x4b800000, 0x4b800000, // 5: 2^24 as f32
+  0x38800000, 0x38800000, 0x38800000, 0x38800000, // 6: 2^-14, the smallest normal f16
+  0x7bff, 0x7bff, 0x7bff, 0x7bff, // 7: 65504
+  0x477fe000, 0x477fe000, 0x477fe000, 0x477fe000, // 8: 65504 as f32
+  0x7e00, 0x7e00, 0x7e00, 0x7e00, // 9: quiet NaN
+  0x3ff, 0x3ff, 0x3ff, 0x3ff, // 10: f16 mantissa
+  0x7c00, 0x7c00, 0x7c00, 0x7c00, // 11: f16 infinity
+  0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000, // 12: f32 infinity
+  0x7f7fffff, 0x7f7fffff, 0x7f7fffff, 0x7f7fffff, // 13: the largest finite f32
+], 16);
+
+// @ts-ignore: decorator
+@inline
+function kw(i: i32): v128 {
+  return v128.load(KW + (<usize>i << 4));
+}
+
+// kvF16 on four lanes (i32 lanes of f16 bits): every case computed, the right one selected
+// @ts-ignore: decorator
+@inline
+function f2h4(x: v128): v128 {
+  const sign = v128.and(i32x4.shr_u(x, 16), kw(0));
+  const a = v128.and(x, kw(1));
+  // normal: rebias, round the 13 dropped bits to nearest even
+  const r = i32x4.sub(a, kw(2));
+  const nrm = i32x4.shr_u(i32x4.add(i32x4.add(r, kw(3)), v128.and(i32x4.shr_u(r, 13), kw(4))), 13);
+  // subnormal: |x|·2^24 rounded to an integer (exact scaling, nearest even)
+  const sub = i32x4.trunc_sat_f32x4_u(f32x4.nearest(f32x4.mul(a, kw(5))));
+  let o = v128.bitselect(sub, nrm, i32x4.lt_s(a, kw(6)));
+  o = v128.bitselect(kw(7), o, i32x4.gt_s(a, kw(8))); // finite beyond 65504: clamp
+  const nan = v128.or(kw(9), v128.and(i32x4.shr_u(a, 13), kw(10)));
+  const special = v128.bitselect(kw(11), nan, i32x4.eq(a, kw(12)));
+  o = v128.bitselect(special, o, i32x4.gt_s(a, kw(13))); // ±inf, NaN
+  return v128.or(o, sign);
+}
+
 // copy n f32 at src to n elements of K at dst
 // @ts-ignore: decorator
 @inline
 function putRow<K>(dst: usize, src: usize, n: i32): void {
   if (sizeof<K>() == 2) {
-    for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>kvF16(load<f32>(src + (<usize>i << 2))));
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const h = f2h4(v128.load(src + (<usize>i << 2)));
+      v128.store64_lane(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(h, h), 0);
+    }
+    for (; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>kvF16(load<f32>(src + (<usize>i << 2))));
   } else {
     memory.copy(dst, src, <usize>n << 2);
   }

@@ -112,75 +112,78 @@ for (const b of builds) {
     const k = load(b.file);
     const r = rng(11);
 
-    it('the write stores every f32 as the correctly rounded f16 (ties to even, clamp at ±65504, ±0, ±inf, NaN)', () => {
-      const mark = k.mark();
-      const vals = writeValues();
-      const hd = 1024; // one position of one head takes 1024 values; block size 1
-      const rows = Math.ceil(vals.length / hd);
-      const padded = new Uint32Array(rows * hd);
-      padded.set(vals);
-      const table = putI32(
-        k,
-        Array.from({ length: rows }, (_, i) => rows - 1 - i),
-      );
-      const kPool = k.alloc(rows * hd * 2);
-      const vPool = k.alloc(rows * hd * 2);
-      const src = k.alloc(padded.length * 4);
-      new Uint32Array(k.memory.buffer, src, padded.length).set(padded);
-      const asF32 = new Float32Array(vals.buffer);
-      // half the rows through kvWrite, the rest one by one through kvWriteRows
-      const half = rows >> 1;
-      k.kvWrite(kPool, vPool, table, 0, half, src, src, 1, hd, 1, F16);
-      const tables = putI32(k, new Array(rows - half).fill(table));
-      const positions = putI32(
-        k,
-        Array.from({ length: rows - half }, (_, i) => half + i),
-      );
-      if (rows > half) {
-        k.kvWriteRows(
-          kPool,
-          vPool,
-          tables,
-          positions,
-          rows - half,
-          src + half * hd * 4,
-          src + half * hd * 4,
-          1,
-          hd,
-          1,
-          F16,
+    // hd 1024: every value through the 4-lane write; hd 6: 4 through it and 2 through the scalar tail
+    it.each([1024, 6])(
+      'the write stores every f32 as the correctly rounded f16 (ties to even, clamp at ±65504, ±0, ±inf, NaN), head dim %i',
+      (hd) => {
+        const mark = k.mark();
+        const vals = writeValues(); // one position of one head takes hd values; block size 1
+        const rows = Math.ceil(vals.length / hd);
+        const padded = new Uint32Array(rows * hd);
+        padded.set(vals);
+        const table = putI32(
+          k,
+          Array.from({ length: rows }, (_, i) => rows - 1 - i),
         );
-      }
-      const kh = new Uint16Array(k.memory.buffer, kPool, rows * hd);
-      const vh = new Uint16Array(k.memory.buffer, vPool, rows * hd);
-      let bad = 0;
-      let first = '';
-      for (let i = 0; i < vals.length; i++) {
-        const pos = Math.floor(i / hd);
-        const at = (rows - 1 - pos) * hd + (i % hd); // the table maps position p to block rows-1-p
-        const x = asF32[i];
-        const want = f16Round(x);
-        for (const h of [kh[at], vh[at]]) {
-          const got = f16Value(h);
-          // a NaN stays a NaN with its sign; everything else the exact value (Object.is: ±0 apart)
-          const ok = Number.isNaN(want)
-            ? Number.isNaN(got) && (h & 0x8000) === ((vals[i] >>> 16) & 0x8000)
-            : Object.is(got, want);
-          if (!ok) {
-            bad++;
-            if (!first) first = `${x} → 0x${h.toString(16)} (${got}), want ${want}`;
+        const kPool = k.alloc(rows * hd * 2);
+        const vPool = k.alloc(rows * hd * 2);
+        const src = k.alloc(padded.length * 4);
+        new Uint32Array(k.memory.buffer, src, padded.length).set(padded);
+        const asF32 = new Float32Array(vals.buffer);
+        // half the rows through kvWrite, the rest one by one through kvWriteRows
+        const half = rows >> 1;
+        k.kvWrite(kPool, vPool, table, 0, half, src, src, 1, hd, 1, F16);
+        const tables = putI32(k, new Array(rows - half).fill(table));
+        const positions = putI32(
+          k,
+          Array.from({ length: rows - half }, (_, i) => half + i),
+        );
+        if (rows > half) {
+          k.kvWriteRows(
+            kPool,
+            vPool,
+            tables,
+            positions,
+            rows - half,
+            src + half * hd * 4,
+            src + half * hd * 4,
+            1,
+            hd,
+            1,
+            F16,
+          );
+        }
+        const kh = new Uint16Array(k.memory.buffer, kPool, rows * hd);
+        const vh = new Uint16Array(k.memory.buffer, vPool, rows * hd);
+        let bad = 0;
+        let first = '';
+        for (let i = 0; i < vals.length; i++) {
+          const pos = Math.floor(i / hd);
+          const at = (rows - 1 - pos) * hd + (i % hd); // the table maps position p to block rows-1-p
+          const x = asF32[i];
+          const want = f16Round(x);
+          for (const h of [kh[at], vh[at]]) {
+            const got = f16Value(h);
+            // a NaN stays a NaN with its sign; everything else the exact value (Object.is: ±0 apart)
+            const ok = Number.isNaN(want)
+              ? Number.isNaN(got) && (h & 0x8000) === ((vals[i] >>> 16) & 0x8000)
+              : Object.is(got, want);
+            if (!ok) {
+              bad++;
+              if (!first) first = `${x} → 0x${h.toString(16)} (${got}), want ${want}`;
+            }
           }
         }
-      }
-      // exact: every value, both pools
-      expect(bad, first).toBe(0);
-      // NaN keeps its sign: the negative signalling NaN written last
-      const last = vals.length - 1;
-      const lastAt = (rows - 1 - Math.floor(last / hd)) * hd + (last % hd);
-      expect(kh[lastAt] & 0xfc00).toBe(0xfc00);
-      expect(kh[lastAt] & 0x3ff).not.toBe(0);
-      k.release(mark);
-    });
+        // exact: every value, both pools
+        expect(bad, first).toBe(0);
+        // NaN keeps its sign: the negative signalling NaN written last
+        const last = vals.length - 1;
+        const lastAt = (rows - 1 - Math.floor(last / hd)) * hd + (last % hd);
+        expect(kh[lastAt] & 0xfc00).toBe(0xfc00);
+        expect(kh[lastAt] & 0x3ff).not.toBe(0);
+        k.release(mark);
+      },
+    );
 
     it('the read converts every f16 bit pattern exactly (normals, subnormals, ±inf, NaN)', () => {
       const mark = k.mark();
