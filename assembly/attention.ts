@@ -17,8 +17,9 @@
 // even); finite values beyond ±65504 are clamped to ±65504 (they would round to ±∞), ±∞ stays ±∞ and
 // NaN stays NaN. the read converts four f16 to f32 exactly (h2f4) and everything after that - f32
 // scores, online softmax, f32 accumulation - is the f32 kernel's arithmetic on the converted values.
-// a tile of 32 keys that several (row, head) pairs read (GQA groups, beams sharing a block) is
-// converted to f32 once into a scratch tile and read by the f32 code; one that a single head reads
+// a tile of 32 keys that several (row, head) pairs read (GQA groups, beams sharing a block, the
+// queries of a prefill chunk) is converted once into a scratch tile (by h2x4, or exactly when it
+// holds ±inf/NaN); one that a single head reads
 // takes, unless it holds ±inf/NaN (checked first: tileSpecial), a cheaper read (h2x4: the values ×
 // 2^-112, the factor folded into the queries and the softmax weights) that gives the same bits. so f16
 // attention equals f32 attention over the f16-rounded K/V.
@@ -76,11 +77,19 @@ function h2x4(hs: v128): v128 {
 }
 
 // K/V element types of the kernels below: f32; u16 = f16, converted exactly (h2f4); i16 = f16 of a
-// tile without ±inf/NaN, read by h2x4 (scaled by 2^-112)
+// tile without ±inf/NaN, read by h2x4 (scaled by 2^-112); u32 = such a tile already converted by
+// h2x4 into an f32 scratch tile (tileToScaled)
 // @ts-ignore: decorator
 @inline
 function fastF16<K>(): bool {
   return sizeof<K>() == 2 && isSigned<K>();
+}
+
+// the K/V values are scaled by 2^-112 (i16, u32): the queries and weights carry the factor
+// @ts-ignore: decorator
+@inline
+function scaledK<K>(): bool {
+  return fastF16<K>() || (sizeof<K>() == 4 && isInteger<K>());
 }
 
 // four K/V elements at p as f32x4 (fastF16: × 2^-112)
@@ -127,6 +136,41 @@ function tileToF32(dst: usize, src: usize, n: i32): void {
     v128.store(d, h2f4(i32x4.extend_high_i16x8_u(h)), 16);
   }
   for (; i < n; i++) store<f32>(dst + (<usize>i << 2), f16ToF32(<u32>load<u16>(src + (<usize>i << 1))));
+}
+
+// n f16 at src to f32 × 2^-112 at dst (h2x4); false when one of them is ±inf or NaN (then dst is
+// not usable: tileToF32 instead)
+// @ts-ignore: decorator
+@inline
+function tileToScaled(dst: usize, src: usize, n: i32): bool {
+  const e = kh(7);
+  let a = i16x8.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const h = v128.load(src + (<usize>i << 1));
+    a = i16x8.max_u(a, v128.and(h, e));
+    const d = dst + (<usize>i << 2);
+    v128.store(d, h2x4(i32x4.extend_low_i16x8_s(h)));
+    v128.store(d, h2x4(i32x4.extend_high_i16x8_s(h)), 16);
+  }
+  let ok = !v128.any_true(i16x8.eq(a, e));
+  for (; i < n; i++) {
+    const h = <i32>load<i16>(src + (<usize>i << 1));
+    if ((h & 0x7c00) == 0x7c00) ok = false;
+    store<f32>(dst + (<usize>i << 2), reinterpret<f32>((h << 13) & 0x8fffe000));
+  }
+  return ok;
+}
+
+// f16 tile shared by several (row, head) pairs into the scratch tiles: scaled (mode 3) unless it
+// holds ±inf or NaN, then exact (mode 2)
+// @ts-ignore: decorator
+@inline
+function tileToScratch(kp: usize, vp: usize, n: i32): i32 {
+  if (tileToScaled(SCRATCH_KT, kp, n) && tileToScaled(SCRATCH_VT, vp, n)) return 3;
+  tileToF32(SCRATCH_KT, kp, n);
+  tileToF32(SCRATCH_VT, vp, n);
+  return 2;
 }
 
 // true when the n f16 at kp or the n at vp hold an exponent of 31 (±inf, NaN): the tile then takes
@@ -359,7 +403,7 @@ function accumulate<K>(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize,
     let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
       let p = v128.load32_splat(sco + (<usize>j << 2));
-      if (fastF16<K>()) p = f32x4.mul(p, kh(2)); // the weight × 2^112, the value × 2^-112
+      if (scaledK<K>()) p = f32x4.mul(p, kh(2)); // the weight × 2^112, the value × 2^-112
       if (sizeof<K>() == 2) {
         // 16 f16 in two loads, widened half by half
         const lo = v128.load(vp);
@@ -387,7 +431,7 @@ function accumulate<K>(acc: usize, c: f32, sco: usize, v: usize, hdBytes: usize,
     let vp = v + <usize>i * sizeof<K>();
     for (let j = 0; j < tn; j++) {
       let p = load<f32>(sco + (<usize>j << 2));
-      if (fastF16<K>()) p *= F2P112;
+      if (scaledK<K>()) p *= F2P112;
       a += p * ld1<K>(vp);
       vp += hdBytes;
     }
@@ -473,7 +517,7 @@ function tileStep<K>(
   let q = qp;
   let s = sc;
   let vs = vsc;
-  if (fastF16<K>()) {
+  if (scaledK<K>()) {
     q = SCRATCH_Q;
     scaleQ(q, qp, headDim);
     s = sc * F2P56;
@@ -576,7 +620,7 @@ function accumulate2<K>(
     for (let j = 0; j < tn; j++) {
       let pa = v128.load32_splat(scoA + (<usize>j << 2));
       let pb = v128.load32_splat(scoB + (<usize>j << 2));
-      if (fastF16<K>()) {
+      if (scaledK<K>()) {
         pa = f32x4.mul(pa, kh(2));
         pb = f32x4.mul(pb, kh(2));
       }
@@ -622,7 +666,7 @@ function accumulate2<K>(
       const x = ld1<K>(vp);
       let pa = load<f32>(scoA + (<usize>j << 2));
       let pb = load<f32>(scoB + (<usize>j << 2));
-      if (fastF16<K>()) {
+      if (scaledK<K>()) {
         pa *= F2P112;
         pb *= F2P112;
       }
@@ -662,7 +706,7 @@ function tileStep2<K>(
   let qb = qb0;
   let sc = sc0;
   let vsc = vsc0;
-  if (fastF16<K>()) {
+  if (scaledK<K>()) {
     qa = SCRATCH_Q;
     qb = SCRATCH_Q + 4096;
     scaleQ(qa, qa0, headDim);
@@ -758,11 +802,8 @@ function attentionT<K>(
             // read (mode 1) unless the tile holds ±inf or NaN (mode 0, the exact read)
             let mode = 0;
             if (sizeof<K>() == 2) {
-              if (gn >= 2) {
-                tileToF32(SCRATCH_KT, kp, tn * headDim);
-                tileToF32(SCRATCH_VT, vp, tn * headDim);
-                mode = 2;
-              } else if (!tileSpecial(kp, vp, tn * headDim)) mode = 1;
+              if (gn >= 2) mode = tileToScratch(kp, vp, tn * headDim);
+              else if (!tileSpecial(kp, vp, tn * headDim)) mode = 1;
             }
             for (let g = 0; g < gn; g++) {
               const qp = q + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
@@ -770,6 +811,7 @@ function attentionT<K>(
               const lp = SCRATCH_L + (<usize>g << 2);
               const ap = SCRATCH_ACC + <usize>g * hdBytes;
               if (mode == 1) tileStep<i16>(qp, kp, vp, tn, mp, lp, ap, kvBytes, headDim, sc, vsc);
+              else if (mode == 3) tileStep<u32>(qp, SCRATCH_KT, SCRATCH_VT, tn, mp, lp, ap, hdBytes, headDim, sc, vsc);
               else if (mode == 2) tileStep<f32>(qp, SCRATCH_KT, SCRATCH_VT, tn, mp, lp, ap, hdBytes, headDim, sc, vsc);
               else tileStep<K>(qp, kp, vp, tn, mp, lp, ap, kvBytes, headDim, sc, vsc);
             }
@@ -785,7 +827,7 @@ function attentionT<K>(
 }
 
 // attentionF16 for several queries (a prefill chunk): tiles outermost, so each f16 tile is converted
-// to f32 once for a chunk of up to QC queries × gn heads (their running max, sum and accumulator kept
+// (tileToScratch) once for a chunk of up to QC queries × gn heads (their running max, sum and accumulator kept
 // side by side), then read by the f32 code for each. every (query, head) still sees the same tiles in
 // the same order with the same lengths as in attentionT, so the result is the same, bit for bit.
 function attentionPrefillF16(
@@ -829,8 +871,7 @@ function attentionPrefillF16(
           const cntMax = min(blockSize, Tmax - t0);
           for (let j0 = 0; j0 < cntMax; j0 += 32) {
             const n = min(32, cntMax - j0) * headDim;
-            tileToF32(SCRATCH_KT, kPool + headOff + <usize>j0 * kvBytes, n);
-            tileToF32(SCRATCH_VT, vPool + headOff + <usize>j0 * kvBytes, n);
+            const mode = tileToScratch(kPool + headOff + <usize>j0 * kvBytes, vPool + headOff + <usize>j0 * kvBytes, n);
             for (let qi = 0; qi < qn; qi++) {
               const i = i0 + qi;
               const cnt = min(blockSize, pos0 + i + 1 - t0);
@@ -839,19 +880,11 @@ function attentionPrefillF16(
               for (let g = 0; g < gn; g++) {
                 const s = qi * gn + g;
                 const qp = q + (<usize>i * <usize>nHeads + <usize>(hFirst + g)) * hdBytes;
-                tileStep<f32>(
-                  qp,
-                  SCRATCH_KT,
-                  SCRATCH_VT,
-                  tn,
-                  SCRATCH_M + (<usize>s << 2),
-                  SCRATCH_L + (<usize>s << 2),
-                  SCRATCH_ACC + <usize>s * hdBytes,
-                  hdBytes,
-                  headDim,
-                  sc,
-                  vsc,
-                );
+                const mp = SCRATCH_M + (<usize>s << 2);
+                const lp = SCRATCH_L + (<usize>s << 2);
+                const ap = SCRATCH_ACC + <usize>s * hdBytes;
+                if (mode == 3) tileStep<u32>(qp, SCRATCH_KT, SCRATCH_VT, tn, mp, lp, ap, hdBytes, headDim, sc, vsc);
+                else tileStep<f32>(qp, SCRATCH_KT, SCRATCH_VT, tn, mp, lp, ap, hdBytes, headDim, sc, vsc);
               }
             }
           }
@@ -1094,11 +1127,8 @@ function attentionRowsT<K>(
               if (load<i32>(positions + (<usize>b << 2)) + 1 - t0 > j0) rows++;
             }
             const n = min(32, cntMax - j0) * headDim;
-            if (rows * group >= 2) {
-              tileToF32(SCRATCH_KT, kp, n);
-              tileToF32(SCRATCH_VT, vp, n);
-              mode = 2;
-            } else if (!tileSpecial(kp, vp, n)) mode = 1;
+            if (rows * group >= 2) mode = tileToScratch(kp, vp, n);
+            else if (!tileSpecial(kp, vp, n)) mode = 1;
           }
           // the (row, head) pairs on this tile go two at a time through tileStep2 (K and V loaded
           // once for both) when their tiles have the same length; a pair's first waits in (pb, ph, ptn)
@@ -1133,6 +1163,8 @@ function attentionRowsT<K>(
                 const oA = out + pho;
                 const oB = out + ho;
                 if (mode == 1) tileStep2<i16>(qa, qb, kp, vp, tn, mA, lA, oA, mB, lB, oB, kvBytes, headDim, sc, vsc);
+                else if (mode == 3)
+                  tileStep2<u32>(qa, qb, SCRATCH_KT, SCRATCH_VT, tn, mA, lA, oA, mB, lB, oB, hdBytes, headDim, sc, vsc);
                 else if (mode == 2)
                   tileStep2<f32>(qa, qb, SCRATCH_KT, SCRATCH_VT, tn, mA, lA, oA, mB, lB, oB, hdBytes, headDim, sc, vsc);
                 else tileStep2<K>(qa, qb, kp, vp, tn, mA, lA, oA, mB, lB, oB, kvBytes, headDim, sc, vsc);
@@ -1142,6 +1174,7 @@ function attentionRowsT<K>(
                 const mA = ROWS_M + pst;
                 const lA = ROWS_L + pst;
                 if (mode == 1) tileStep<i16>(qa, kp, vp, ptn, mA, lA, out + pho, kvBytes, headDim, sc, vsc);
+                else if (mode == 3) tileStep<u32>(qa, SCRATCH_KT, SCRATCH_VT, ptn, mA, lA, out + pho, hdBytes, headDim, sc, vsc);
                 else if (mode == 2) tileStep<f32>(qa, SCRATCH_KT, SCRATCH_VT, ptn, mA, lA, out + pho, hdBytes, headDim, sc, vsc);
                 else tileStep<K>(qa, kp, vp, ptn, mA, lA, out + pho, kvBytes, headDim, sc, vsc);
                 pb = b;
@@ -1157,6 +1190,7 @@ function attentionRowsT<K>(
             const mA = ROWS_M + pst;
             const lA = ROWS_L + pst;
             if (mode == 1) tileStep<i16>(qa, kp, vp, ptn, mA, lA, out + pho, kvBytes, headDim, sc, vsc);
+            else if (mode == 3) tileStep<u32>(qa, SCRATCH_KT, SCRATCH_VT, ptn, mA, lA, out + pho, hdBytes, headDim, sc, vsc);
             else if (mode == 2) tileStep<f32>(qa, SCRATCH_KT, SCRATCH_VT, ptn, mA, lA, out + pho, hdBytes, headDim, sc, vsc);
             else tileStep<K>(qa, kp, vp, ptn, mA, lA, out + pho, kvBytes, headDim, sc, vsc);
           }
