@@ -3,26 +3,26 @@
 // per layer a K pool and a V pool of blocks; block b starts at pool + b·blockBytes with
 // blockBytes = nKvHeads·blockSize·headDim·e and is laid out [kvHead][blockSize][headDim] of the
 // KV element type: f32 (e = 4: kvWrite, attention, kvWriteRows, attentionRows) or f16 (e = 2: the
-// *F16 exports), so one head's keys (and values) inside a block are contiguous. a sequence owns an i32 block table:
-// position p lives in block table[p / blockSize], slot p % blockSize. sequences that share a
+// *F16 exports), so one head's keys (and values) inside a block are contiguous. a sequence owns an
+// i32 block table: position p lives in block table[p / blockSize], slot p % blockSize. sequences that share a
 // prefix (beams) share its blocks.
 //
 // scores use an online softmax (running max m, running sum l, rescaled accumulator) over tiles
 // of up to 32 keys: one pass over K and V, no buffer proportional to the context. within a tile:
 // scores four keys at a time, a SIMD exp, then V accumulated 16 floats of head_dim at a time.
 //
-// f16 K/V: every kernel is one generic body specialised at compile time on the element type K (f32
-// or u16 = f16 bits): sizeof<K>() is a constant, so the f16 branches cost nothing in the f32 kernels
-// and the f32 ones are the same code as before. the write rounds each f32 to the nearest f16 (ties to
-// even); finite values beyond ±65504 are clamped to ±65504 (they would round to ±∞), ±∞ stays ±∞ and
-// NaN stays NaN. the read converts four f16 to f32 exactly (h2f4) and everything after that - f32
-// scores, online softmax, f32 accumulation - is the f32 kernel's arithmetic on the converted values.
-// a tile of 32 keys that several (row, head) pairs read (GQA groups, beams sharing a block, the
-// queries of a prefill chunk) is converted once into a scratch tile (by h2x4, or exactly when it
-// holds ±inf/NaN); one that a single head reads
-// takes, unless it holds ±inf/NaN (checked first: tileSpecial), a cheaper read (h2x4: the values ×
-// 2^-112, the factor folded into the queries and the softmax weights) that gives the same bits. so f16
-// attention equals f32 attention over the f16-rounded K/V.
+// f16 K/V: every kernel is one generic body specialised at compile time on the element type K (f32,
+// or a 16-bit type for f16 bits; see fastF16/scaledK): sizeof<K>() is a constant, so the f16 branches
+// cost nothing in the f32 kernels and the f32 ones are the same code as before. the write rounds each
+// f32 to the nearest f16 (ties to even); finite values beyond ±65504 are clamped to ±65504 (they
+// would round to ±∞), ±∞ stays ±∞ and NaN stays NaN. the exact read (h2f4) converts four f16 to f32;
+// the cheap one (h2x4) gives the values × 2^-112, the factor folded into the queries and the softmax
+// weights, for the same bits. everything after the read - f32 scores, online softmax, f32
+// accumulation - is the f32 kernel's arithmetic, so f16 attention equals f32 attention over the
+// f16-rounded K/V. a tile of 32 keys that several (row, head) pairs read (GQA groups, beams sharing a
+// block, the queries of a prefill chunk) is converted once into a scratch tile (h2x4, or h2f4 when it
+// holds ±inf/NaN); one that a single head reads is read in place (h2x4 unless tileSpecial finds
+// ±inf/NaN in it).
 import { ACC_FLOATS, exp4, f16ToF32, fma, hmax, hsum, SCRATCH_ACC, SCRATCH_L, SCRATCH_M, SCRATCH_SCORES } from './simd';
 
 // f16 -> f32 constants, loaded from memory (V8 rebuilds a v128.const at each use inside a loop)
