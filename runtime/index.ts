@@ -65,6 +65,11 @@ export interface LoadedModel {
   readonly chatTemplate: string | undefined;
   /** true when the relaxed-SIMD kernels were chosen */
   readonly relaxedSimd: boolean;
+  /**
+   * true when the quantised products run on the engine's unsigned-byte dot (AVX-VNNI `vpdpbusd`
+   * through V8 13+: Node 24, recent workerd and Chrome on such CPUs); same results, faster
+   */
+  readonly usdot: boolean;
   /** prompt text (tokenized with BOS as the model wants, specials not parsed) or token ids */
   generate(prompt: string | number[], options?: Partial<GenerateOptions>): AsyncGenerator<GenerateEvent>;
   /**
@@ -127,6 +132,7 @@ export function createRuntime(modules: KernelModules): Runtime {
         file,
         chatTemplate,
         relaxedSimd: kernels.relaxed,
+        usdot: kernels.usdot,
         promptIds,
         chatPromptIds(messages) {
           live();

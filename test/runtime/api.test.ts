@@ -2,7 +2,7 @@
 // tokens refused, the relaxed build chosen when valid, dispose.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { createRuntime } from '../../runtime/index.ts';
+import { createKernels, createRuntime } from '../../runtime/index.ts';
 
 const simd = new WebAssembly.Module(readFileSync('build/kernels.wasm'));
 const relaxed = new WebAssembly.Module(readFileSync('build/kernels-relaxed.wasm'));
@@ -11,9 +11,12 @@ const bytes = readFileSync('weights/default.gguf');
 describe('createRuntime / loadModel on weights/default.gguf', () => {
   const m = createRuntime({ simd, relaxed }).loadModel(bytes, { maxSequences: 4 });
 
-  it('picks the relaxed build where the host validates it (Node 22 does)', () => {
+  it('picks the relaxed build where the host validates it (Node 22 and 24 do), and reports the usdot kernels as the kernels instance chose them', () => {
     expect(m.relaxedSimd).toBe(true);
-    expect(createRuntime(simd).loadModel(bytes, { maxSequences: 1 }).relaxedSimd).toBe(false);
+    expect(m.usdot).toBe(createKernels(relaxed).usdot);
+    const plain = createRuntime(simd).loadModel(bytes, { maxSequences: 1 });
+    expect(plain.relaxedSimd).toBe(false);
+    expect(plain.usdot).toBe(false);
   });
 
   it('renders chat with the model template: markers are special tokens, one each', () => {
