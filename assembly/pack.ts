@@ -5,6 +5,7 @@
 // for byte those of the JS packers in runtime/kernels.ts (kept as the fallback and the test reference).
 
 const M127: usize = memory.data<i8>([-127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127, -127], 16);
+const FLIP80: usize = memory.data<u8>([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80], 16);
 const PAD88: usize = memory.data<u8>([0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88], 16);
 
 // f16 bits to f32 bits as the JS packers store them: exact, NaN made the canonical quiet NaN
@@ -36,13 +37,16 @@ function transpose4x4Store(p: usize, stride: usize, a: v128, b: v128, c: v128, d
 /**
  * Q8_0: `rows` GGUF rows of `nb` blocks (34 bytes each) at src → groups of 4 rows at dst, per
  * (group, block) 144 bytes: 8 steps of [row0 k4s..4s+3 | row1 | row2 | row3], then 4 f32 scales.
- * Int8 -128 becomes -127 (the relaxed kernels flip weight signs). Rows missing from the last group:
+ * Int8 -128 becomes -127 (the relaxed kernels flip weight signs). flip ≠ 0 (the usdot kernels):
+ * every weight byte w stored as w ^ 0x80, missing rows' bytes too (0x80 = 0). Rows missing from the last group:
  * zero weights and scales.
  */
-export function packQ8(dst: usize, src: usize, rows: i32, nb: i32): void {
+export function packQ8(dst: usize, src: usize, rows: i32, nb: i32, flip: i32): void {
   const rowBytes = <usize>nb * 34;
   const lo = v128.load(M127); // loaded: V8 rebuilds a v128.const at every use in a loop
   const zero = i8x16.splat(0);
+  // flip: every weight byte stored as w ^ 0x80 (= w + 128, unsigned), as the usdot kernels read them
+  const fx = flip != 0 ? v128.load(FLIP80) : zero;
   const ng = (rows + 3) >> 2;
   let d = dst;
   for (let g = 0; g < ng; g++) {
@@ -75,8 +79,8 @@ export function packQ8(dst: usize, src: usize, rows: i32, nb: i32): void {
         b3 = i8x16.max_s(v128.load(s3, 18), lo);
         h3 = halfBits(load<u16>(s3));
       }
-      transpose4x4Store(d, 16, a0, a1, a2, a3);
-      transpose4x4Store(d + 64, 16, b0, b1, b2, b3);
+      transpose4x4Store(d, 16, v128.xor(a0, fx), v128.xor(a1, fx), v128.xor(a2, fx), v128.xor(a3, fx));
+      transpose4x4Store(d + 64, 16, v128.xor(b0, fx), v128.xor(b1, fx), v128.xor(b2, fx), v128.xor(b3, fx));
       store<u32>(d, h0, 128);
       store<u32>(d, h1, 132);
       store<u32>(d, h2, 136);

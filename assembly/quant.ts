@@ -236,8 +236,10 @@ function pairSum(a: v128, b: v128): v128 {
 // to x86's vpdpbusd (V8 13 on a CPU with AVX-VNNI: Node 24, recent workerd) multiply b as unsigned
 // bytes 0..255 without saturating, in one instruction that also adds c. usdotProbe checks exactly
 // that on the running engine; the runtime then turns USDOT on (setUsdot), and:
-//   Q8_0: the weights are fed as w + 128 = w ^ 0x80 (1..255; packed w is −127..127), x as signed
-//     int8, and each block's sums start at −128·Σx, so they end at Σ w·x;
+//   Q8_0: the weights are fed as w + 128 = w ^ 0x80 (1..255; packed w is −127..127) — stored so by
+//     prepareLinear for a usdot instance (assembly/pack.ts packQ8's flip; a xor per weight vector
+//     in the kernels cost the tiles 5–7 %) — x as signed int8, and each block's sums start at
+//     −128·Σx, so they end at Σ w·x;
 //   Q4_0: nibbles 0..15 as b (portable anyway), sums start at −8·Σx.
 // The integer block sums, and every f32 operation after them, are those of the portable relaxed path:
 // the results are bit-identical, only faster. Elsewhere (V8 12's pmaddubsw lowering saturates the
@@ -248,7 +250,6 @@ const PROBE_A: usize = memory.data<i8>([127, 127, 127, 127, -128, -128, -128, -1
 const PROBE_B: usize = memory.data<u8>([255, 255, 255, 255, 255, 255, 255, 255, 128, 200, 1, 0, 10, 20, 30, 40], 16);
 const PROBE_C: usize = memory.data<i32>([7, -7, 0, 1], 16);
 const PROBE_OUT: usize = memory.data(16, 16);
-const C80: usize = memory.data<u8>([128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128], 16);
 
 /** relaxed build: the four i32 lanes of relaxed_dot_i8x16_i7x16_add_s on fixed operands (address of
  * 16 bytes); an engine with unsigned, non-saturating bytes gives [129547, −130567, 9015, 301].
@@ -288,7 +289,6 @@ function udot(a: v128, b: v128, acc: v128): v128 {
 @inline
 function q8TileBlockU(R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void {
   const ws = v128.load(wb, 128); // first: touches the block's last cache line early (see q8TileBlock)
-  const c80 = v128.load(C80);
   let a0 = v128.load(xvp);
   let a1 = i32x4.splat(0);
   let a2 = i32x4.splat(0);
@@ -300,7 +300,7 @@ function q8TileBlockU(R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void
   let xp = xb;
   const we = wb + 128;
   while (wp < we) {
-    const w = v128.xor(v128.load(wp), c80);
+    const w = v128.load(wp);
     a0 = udot(v128.load32_splat(xp), w, a0);
     if (R > 1) a1 = udot(v128.load32_splat(xp, 32), w, a1);
     if (R > 2) a2 = udot(v128.load32_splat(xp, 64), w, a2);
@@ -353,7 +353,6 @@ function q4TileBlockU(R: i32, wb: usize, xb: usize, xvp: usize, fp: usize): void
 // @ts-ignore: decorator
 @inline
 function q8TileBlockU2(R: i32, wb: usize, wc: usize, xb: usize, xvp: usize, fp: usize, fq: usize): void {
-  const c80 = v128.load(C80);
   let a0 = v128.load(xvp);
   let a1 = i32x4.splat(0);
   let a2 = i32x4.splat(0);
@@ -370,8 +369,8 @@ function q8TileBlockU2(R: i32, wb: usize, wc: usize, xb: usize, xvp: usize, fp: 
   let xp = xb;
   const we = wb + 128;
   while (wp < we) {
-    const w = v128.xor(v128.load(wp), c80);
-    const v = v128.xor(v128.load(wq), c80);
+    const w = v128.load(wp);
+    const v = v128.load(wq);
     let xv = v128.load32_splat(xp);
     a0 = udot(xv, w, a0);
     c0 = udot(xv, v, c0);
@@ -471,7 +470,6 @@ function tileStore(R: i32, a0: v128, a1: v128, a2: v128, a3: v128, ws: v128, xvp
 // @ts-ignore: decorator
 @inline
 function q8RowU(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
-  const c80 = v128.load(C80);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
@@ -487,10 +485,10 @@ function q8RowU(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize
     for (let st: usize = 0; st < 32; st += 4) {
       const xv = v128.load32_splat(xq + st);
       const wo = st << 2;
-      a0 = udot(xv, v128.xor(v128.load(w0 + wo), c80), a0);
-      if (G > 1) a1 = udot(xv, v128.xor(v128.load(w0 + gBytes + wo), c80), a1);
-      if (G > 2) a2 = udot(xv, v128.xor(v128.load(w0 + 2 * gBytes + wo), c80), a2);
-      if (G > 3) a3 = udot(xv, v128.xor(v128.load(w0 + 3 * gBytes + wo), c80), a3);
+      a0 = udot(xv, v128.load(w0 + wo), a0);
+      if (G > 1) a1 = udot(xv, v128.load(w0 + gBytes + wo), a1);
+      if (G > 2) a2 = udot(xv, v128.load(w0 + 2 * gBytes + wo), a2);
+      if (G > 3) a3 = udot(xv, v128.load(w0 + 3 * gBytes + wo), a3);
     }
     const xdv = v128.load32_splat(xd + (<usize>b << 2));
     f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(w0, 128), xdv), f0);
@@ -510,7 +508,6 @@ function q8RowU(G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize
 // @ts-ignore: decorator
 @inline
 function q8RowU8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
-  const c80 = v128.load(C80);
   let f0 = f32x4.splat(0);
   let f1 = f32x4.splat(0);
   let f2 = f32x4.splat(0);
@@ -534,10 +531,10 @@ function q8RowU8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: u
       for (let st: usize = 0; st < 32; st += 4) {
         const xv = v128.load32_splat(xq + st);
         const wo = st << 2;
-        a0 = udot(xv, v128.xor(v128.load(wh + wo), c80), a0);
-        a1 = udot(xv, v128.xor(v128.load(wh + gBytes + wo), c80), a1);
-        a2 = udot(xv, v128.xor(v128.load(wh + 2 * gBytes + wo), c80), a2);
-        a3 = udot(xv, v128.xor(v128.load(wh + 3 * gBytes + wo), c80), a3);
+        a0 = udot(xv, v128.load(wh + wo), a0);
+        a1 = udot(xv, v128.load(wh + gBytes + wo), a1);
+        a2 = udot(xv, v128.load(wh + 2 * gBytes + wo), a2);
+        a3 = udot(xv, v128.load(wh + 3 * gBytes + wo), a3);
       }
       f0 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(wh, 128), xdv), f0);
       f1 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(wh + gBytes, 128), xdv), f1);
@@ -553,10 +550,10 @@ function q8RowU8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: u
       for (let st: usize = 0; st < 32; st += 4) {
         const xv = v128.load32_splat(xq + st);
         const wo = st << 2;
-        a0 = udot(xv, v128.xor(v128.load(wh + wo), c80), a0);
-        a1 = udot(xv, v128.xor(v128.load(wh + gBytes + wo), c80), a1);
-        a2 = udot(xv, v128.xor(v128.load(wh + 2 * gBytes + wo), c80), a2);
-        a3 = udot(xv, v128.xor(v128.load(wh + 3 * gBytes + wo), c80), a3);
+        a0 = udot(xv, v128.load(wh + wo), a0);
+        a1 = udot(xv, v128.load(wh + gBytes + wo), a1);
+        a2 = udot(xv, v128.load(wh + 2 * gBytes + wo), a2);
+        a3 = udot(xv, v128.load(wh + 3 * gBytes + wo), a3);
       }
       f4 = fma(f32x4.convert_i32x4_s(a0), f32x4.mul(v128.load(wh, 128), xdv), f4);
       f5 = fma(f32x4.convert_i32x4_s(a1), f32x4.mul(v128.load(wh + gBytes, 128), xdv), f5);

@@ -1147,8 +1147,9 @@ function unpackRow(F: Float32Array, out: number, w: LinearWeight, row: number): 
     const scale = F[(d + (q8 ? 128 : 64) + i * 4) >> 2];
     const dst = o + b * 32;
     if (q8) {
+      const fx = w.flipped ? 0x80 : 0; // stored w ^ 0x80 for the usdot kernels
       for (let j = 0; j < 32; j++)
-        F[dst + j] = scale * ((u8[d + (j >> 2) * 16 + i * 4 + (j & 3)] << 24) >> 24);
+        F[dst + j] = scale * (((u8[d + (j >> 2) * 16 + i * 4 + (j & 3)] ^ fx) << 24) >> 24);
     } else {
       for (let t = 0; t < 16; t++) {
         const byte = u8[d + (t >> 2) * 16 + i * 4 + (t & 3)];

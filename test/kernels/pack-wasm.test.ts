@@ -48,12 +48,20 @@ function randomRaw(type: WeightType, n: number, k: number, seed: number): Uint8A
   return raw;
 }
 
-// JS-packed bytes of the weight (reference)
-function jsPacked(k: Kernels, type: WeightType, raw: Uint8Array, n: number, kk: number): Uint8Array {
+// JS-packed bytes of the weight (reference); q8_0 flipped (w ^ 0x80) where the kernels run usdot,
+// as prepareLinear packs it for them
+function jsPacked(
+  k: Kernels,
+  type: WeightType,
+  raw: Uint8Array,
+  n: number,
+  kk: number,
+  flip = k.usdot && type === 'q8_0',
+): Uint8Array {
   const m = k.mark();
   const bytes = k.linearBytes(type, n, kk);
   const ptr = k.alloc(bytes);
-  packLinearJs(k.memory, type, ptr, raw, n, kk);
+  packLinearJs(k.memory, type, ptr, raw, n, kk, flip);
   const out = k.u8(ptr, bytes).slice();
   k.release(m);
   return out;
@@ -80,6 +88,26 @@ const CASES: Array<[WeightType, number, number]> = [
   ['f16', 17, 40],
   ['f16', 70, 2030], // ~284 KB: two chunks
 ];
+
+describe('q8_0 flipped layout (usdot kernels)', () => {
+  it.each([
+    [1, 32],
+    [7, 96],
+    [45, 256],
+  ])('%i×%i: every weight byte of the plain layout ^ 0x80, missing rows 0x80, scales unchanged', (n, kk) => {
+    const k = load(builds[0].file, 4 << 20);
+    const raw = randomRaw('q8_0', n, kk, n * 7 + kk);
+    const plain = jsPacked(k, 'q8_0', raw, n, kk, false);
+    const flipped = jsPacked(k, 'q8_0', raw, n, kk, true);
+    const nb = kk / 32;
+    for (let g = 0; g < Math.ceil(n / 4); g++)
+      for (let b = 0; b < nb; b++) {
+        const d = (g * nb + b) * 144;
+        for (let j = 0; j < 128; j++) expect(flipped[d + j], `byte ${d + j}`).toBe(plain[d + j] ^ 0x80);
+        for (let j = 128; j < 144; j++) expect(flipped[d + j], `scale byte ${d + j}`).toBe(plain[d + j]);
+      }
+  });
+});
 
 describe.each(builds)('WASM packing ($name build)', ({ file }) => {
   it.each(CASES)('%s %i×%i equals the JS packer', (type, n, kk) => {
