@@ -70,15 +70,11 @@ export function kinf(): v128 {
   return v128.load(KINF);
 }
 
-// e^x on four lanes (Cephes expf: x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, then
-// 2^n through the exponent bits); relative error ~2e-7.
+// e^x = 2^n · e^r on four lanes, r = x − n·ln2 (|r| ≤ ln2/2 for n = round(x·log2e), given as f32):
+// ln2 in two parts, degree-6 polynomial for e^r (Cephes expf), 2^n through the exponent bits
 // @ts-ignore: decorator
 @inline
-export function exp4(x0: v128): v128 {
-  // pmin/pmax are single instructions on x86 (min/max carry NaN and -0 rules that cost seven)
-  const lo = kf(K_EXP_LO);
-  const x = f32x4.pmax(lo, f32x4.pmin(kf(K_EXP_HI), x0));
-  const n = f32x4.floor(fma(x, kf(K_LOG2E), kf(K_HALF)));
+function exp2n(x: v128, n: v128): v128 {
   let r = fma(n, kf(K_LN2_HI), x);
   r = fma(n, kf(K_LN2_LO), r);
   let p = kf(K_P0);
@@ -90,9 +86,19 @@ export function exp4(x0: v128): v128 {
   p = fma(p, f32x4.mul(r, r), f32x4.add(r, kf(K_ONE)));
   // n is in -126..128 here: the relaxed truncation (one instruction) is exact
   const ni = ASC_FEATURE_RELAXED_SIMD ? i32x4.relaxed_trunc_f32x4_s(n) : i32x4.trunc_sat_f32x4_s(n);
-  const pow2n = i32x4.shl(i32x4.add(ni, v128.load(KI127)), 23);
+  return f32x4.mul(p, i32x4.shl(i32x4.add(ni, v128.load(KI127)), 23));
+}
+
+// e^x on four lanes (Cephes expf); relative error ~2e-7.
+// @ts-ignore: decorator
+@inline
+export function exp4(x0: v128): v128 {
+  // pmin/pmax are single instructions on x86 (min/max carry NaN and -0 rules that cost seven)
+  const lo = kf(K_EXP_LO);
+  const x = f32x4.pmax(lo, f32x4.pmin(kf(K_EXP_HI), x0));
+  const n = f32x4.floor(fma(x, kf(K_LOG2E), kf(K_HALF)));
   // below the clamp the true value is < 1.2e-38: return exactly 0 (so e^-inf = 0; NaN also gives 0)
-  return v128.and(f32x4.mul(p, pow2n), f32x4.ge(x0, lo));
+  return v128.and(exp2n(x, n), f32x4.ge(x0, lo));
 }
 
 // e^x for x ≤ 0 known finite (rowStats' Σ exp(x − max)): exp4 without the upper clamp and the final
@@ -102,18 +108,7 @@ export function exp4(x0: v128): v128 {
 @inline
 export function expNeg4(x0: v128): v128 {
   const x = f32x4.pmax(kf(K_EXP_LO), x0);
-  const n = f32x4.nearest(f32x4.mul(x, kf(K_LOG2E)));
-  let r = fma(n, kf(K_LN2_HI), x);
-  r = fma(n, kf(K_LN2_LO), r);
-  let p = kf(K_P0);
-  p = fma(p, r, kf(K_P1));
-  p = fma(p, r, kf(K_P2));
-  p = fma(p, r, kf(K_P3));
-  p = fma(p, r, kf(K_P4));
-  p = fma(p, r, kf(K_P5));
-  p = fma(p, f32x4.mul(r, r), f32x4.add(r, kf(K_ONE)));
-  const ni = ASC_FEATURE_RELAXED_SIMD ? i32x4.relaxed_trunc_f32x4_s(n) : i32x4.trunc_sat_f32x4_s(n);
-  return f32x4.mul(p, i32x4.shl(i32x4.add(ni, v128.load(KI127)), 23));
+  return exp2n(x, f32x4.nearest(f32x4.mul(x, kf(K_LOG2E))));
 }
 
 /** sum of the four f32 lanes. */
