@@ -1104,16 +1104,51 @@ function q8Row6(o: usize, oStride: usize, s: usize, xd: usize, wg: usize, gBytes
   store4(o + 5 * oStride, f5, validLast);
 }
 
-// the last `left` (0..3) groups from g0 on, consecutive
+// the one-row kernels of the relaxed build, by kind (a constant): 0 q8_0, 1 q8_0 usdot, 2 q4_0,
+// 3 q4_0 usdot; mk (q8_0 portable: |x| and sign planes) and xs (Σx per block) as each needs
 // @ts-ignore: decorator
 @inline
-function q8Left(left: i32, g0: i32, out: usize, s: usize, xd: usize, mk: usize, w: usize, gBytes: usize, nb: i32, n: i32): void {
-  const o = out + (<usize>g0 << 4);
-  const wg = w + <usize>g0 * gBytes;
-  const vl = n - (g0 + left - 1) * 4;
-  if (left == 3) q8Row(3, o, 16, s, xd, mk, wg, gBytes, nb, vl);
-  else if (left == 2) q8Row(2, o, 16, s, xd, mk, wg, gBytes, nb, vl);
-  else if (left == 1) q8Row(1, o, 16, s, xd, mk, wg, gBytes, nb, vl);
+function row8(kind: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize, mk: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
+  if (kind == 0) q8Row8(o, oStride, s, xd, mk, wg, gBytes, nb, validLast);
+  else if (kind == 1) q8RowU8(o, oStride, s, xd, xs, wg, gBytes, nb, validLast);
+  else if (kind == 2) q4Row8(o, oStride, s, xd, xs, wg, gBytes, nb, validLast);
+  else q4RowU8(o, oStride, s, xd, xs, wg, gBytes, nb, validLast);
+}
+
+// @ts-ignore: decorator
+@inline
+function rowG(kind: i32, G: i32, o: usize, oStride: usize, s: usize, xd: usize, xs: usize, mk: usize, wg: usize, gBytes: usize, nb: i32, validLast: i32): void {
+  if (kind == 0) q8Row(G, o, oStride, s, xd, mk, wg, gBytes, nb, validLast);
+  else if (kind == 1) q8RowU(G, o, oStride, s, xd, xs, wg, gBytes, nb, validLast);
+  else if (kind == 2) q4Row(G, o, oStride, s, xd, xs, wg, gBytes, nb, validLast);
+  else q4RowU(G, o, oStride, s, xd, xs, wg, gBytes, nb, validLast);
+}
+
+// one x row, relaxed build: G streams — call i reads groups g, g + Q, …, g + (G−1)·Q (Q = ng / G), so
+// each of the G weight streams runs on through the next call (contiguous groups) instead of ending
+// after one group: 8 streams, then 4 over what is left, then the last 0..3 groups consecutively
+// @ts-ignore: decorator
+@inline
+function rowWalk(kind: i32, out: usize, s: usize, xd: usize, xs: usize, mk: usize, w: usize, gBytes: usize, nb: i32, n: i32): void {
+  const ng = (n + 3) >> 2;
+  const Q8 = ng >> 3;
+  for (let g = 0; g < Q8; g++) row8(kind, out + (<usize>g << 4), <usize>Q8 << 4, s, xd, xs, mk, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
+  const g0 = Q8 << 3;
+  const ng2 = ng - g0;
+  const Q = ng2 >> 2;
+  const qo = <usize>Q << 4;
+  const qw = <usize>Q * gBytes;
+  const w2 = w + <usize>g0 * gBytes;
+  const o2 = out + (<usize>g0 << 4);
+  for (let g = 0; g < Q; g++) rowG(kind, 4, o2 + (<usize>g << 4), qo, s, xd, xs, mk, w2 + <usize>g * gBytes, qw, nb, n - (g0 + g + 3 * Q) * 4);
+  const left = ng2 - 4 * Q;
+  const gl = g0 + 4 * Q;
+  const ol = out + (<usize>gl << 4);
+  const wl = w + <usize>gl * gBytes;
+  const vl = n - (gl + left - 1) * 4;
+  if (left == 3) rowG(kind, 3, ol, 16, s, xd, xs, mk, wl, gBytes, nb, vl);
+  else if (left == 2) rowG(kind, 2, ol, 16, s, xd, xs, mk, wl, gBytes, nb, vl);
+  else if (left == 1) rowG(kind, 1, ol, 16, s, xd, xs, mk, wl, gBytes, nb, vl);
 }
 
 /** out[m×n] = x[m×k] · Wᵀ, W packed as above (q8_0), x quantised to Q8_0 into scratch s. */
@@ -1126,42 +1161,10 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
   const ldo = <usize>n << 2;
   const gBytes = <usize>nb * Q8_GB;
   if (m == 1) {
-    // G streams: call i reads groups g, g + Q, …, g + (G−1)·Q (Q = ng / G), so each of the G weight
-    // streams runs on through the next call (contiguous groups) instead of ending after one group;
-    // the ng − G·Q groups left over go consecutively at the end
-    if (ASC_FEATURE_RELAXED_SIMD && USDOT) {
-      const xs = xd + 16 * <usize>nb;
-      const Q8 = ng >> 3;
-      for (let g = 0; g < Q8; g++) q8RowU8(out + (<usize>g << 4), <usize>Q8 << 4, s, xd, xs, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
-      const g0 = Q8 << 3;
-      const ng2 = ng - g0;
-      const Q = ng2 >> 2;
-      const qo = <usize>Q << 4;
-      const qw = <usize>Q * gBytes;
-      const w2 = w + <usize>g0 * gBytes;
-      const o2 = out + (<usize>g0 << 4);
-      for (let g = 0; g < Q; g++) q8RowU(4, o2 + (<usize>g << 4), qo, s, xd, xs, w2 + <usize>g * gBytes, qw, nb, n - (g0 + g + 3 * Q) * 4);
-      const left = ng2 - 4 * Q;
-      const gl = g0 + 4 * Q;
-      const ol = out + (<usize>gl << 4);
-      const wl = w + <usize>gl * gBytes;
-      const vl = n - (gl + left - 1) * 4;
-      if (left == 3) q8RowU(3, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
-      else if (left == 2) q8RowU(2, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
-      else if (left == 1) q8RowU(1, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
-    } else if (ASC_FEATURE_RELAXED_SIMD) {
-      const Q8 = ng >> 3;
-      for (let g = 0; g < Q8; g++) q8Row8(out + (<usize>g << 4), <usize>Q8 << 4, s, xd, mk, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
-      const g0 = Q8 << 3;
-      const ng2 = ng - g0;
-      const Q = ng2 >> 2;
-      const qo = <usize>Q << 4;
-      const qw = <usize>Q * gBytes;
-      const w2 = w + <usize>g0 * gBytes;
-      const o2 = out + (<usize>g0 << 4);
-      for (let g = 0; g < Q; g++) q8Row(4, o2 + (<usize>g << 4), qo, s, xd, mk, w2 + <usize>g * gBytes, qw, nb, n - (g0 + g + 3 * Q) * 4);
-      q8Left(ng2 - 4 * Q, g0 + 4 * Q, out, s, xd, mk, w, gBytes, nb, n);
-    } else {
+    const xs = xd + 16 * <usize>nb;
+    if (ASC_FEATURE_RELAXED_SIMD && USDOT) rowWalk(1, out, s, xd, xs, mk, w, gBytes, nb, n);
+    else if (ASC_FEATURE_RELAXED_SIMD) rowWalk(0, out, s, xd, xs, mk, w, gBytes, nb, n);
+    else {
       // int16 path: two accumulators per group, so three groups (four spill in V8); the tiles with
       // one row read 6 % faster from memory but run 20 % slower from cache
       const Q6 = ng / 6;
@@ -1174,7 +1177,13 @@ export function linearQ8(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32,
       const w2 = w + <usize>g0 * gBytes;
       const o2 = out + (<usize>g0 << 4);
       for (let g = 0; g < Q; g++) q8Row(3, o2 + (<usize>g << 4), qo, s, xd, mk, w2 + <usize>g * gBytes, qw, nb, n - (g0 + g + 2 * Q) * 4);
-      q8Left(ng2 - 3 * Q, g0 + 3 * Q, out, s, xd, mk, w, gBytes, nb, n);
+      const left = ng2 - 3 * Q;
+      const gl = g0 + 3 * Q;
+      const ol = out + (<usize>gl << 4);
+      const wl = w + <usize>gl * gBytes;
+      const vl = n - (gl + left - 1) * 4;
+      if (left == 2) q8Row(2, ol, 16, s, xd, mk, wl, gBytes, nb, vl);
+      else if (left == 1) q8Row(1, ol, 16, s, xd, mk, wl, gBytes, nb, vl);
     }
     return;
   }
@@ -1455,59 +1464,16 @@ function q4Row8(o: usize, oStride: usize, s: usize, xd: usize, xs: usize, wg: us
   store4(o + 7 * oStride, f7, validLast);
 }
 
-// the last `left` (0..3) groups from g0 on, consecutive
-// @ts-ignore: decorator
-@inline
-function q4Left(left: i32, g0: i32, out: usize, s: usize, xd: usize, xs: usize, w: usize, gBytes: usize, nb: i32, n: i32): void {
-  const o = out + (<usize>g0 << 4);
-  const wg = w + <usize>g0 * gBytes;
-  const vl = n - (g0 + left - 1) * 4;
-  if (left == 3) q4Row(3, o, 16, s, xd, xs, wg, gBytes, nb, vl);
-  else if (left == 2) q4Row(2, o, 16, s, xd, xs, wg, gBytes, nb, vl);
-  else if (left == 1) q4Row(1, o, 16, s, xd, xs, wg, gBytes, nb, vl);
-}
-
 /** out[m×n] = x[m×k] · Wᵀ, W packed as above (q4_0), x quantised to Q8_0 into scratch s. */
 export function linearQ4(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32, s: usize): void {
   const nb = k >> 5;
   const gBytes = <usize>nb * Q4_GB;
   if (ASC_FEATURE_RELAXED_SIMD && m == 1) {
     quantizeActs(s, x, m, k, false, 3);
-    // G = 4 far-apart streams, as linearQ8
-    const ng = (n + 3) >> 2;
     const xd = s + 20 * <usize>k;
     const xs = xd + 16 * <usize>nb;
-    const Q8 = ng >> 3;
-    if (USDOT) {
-      for (let g = 0; g < Q8; g++) q4RowU8(out + (<usize>g << 4), <usize>Q8 << 4, s, xd, xs, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
-      const g0 = Q8 << 3;
-      const ng2 = ng - g0;
-      const Q = ng2 >> 2;
-      const qo = <usize>Q << 4;
-      const qw = <usize>Q * gBytes;
-      const w2 = w + <usize>g0 * gBytes;
-      const o2 = out + (<usize>g0 << 4);
-      for (let g = 0; g < Q; g++) q4RowU(4, o2 + (<usize>g << 4), qo, s, xd, xs, w2 + <usize>g * gBytes, qw, nb, n - (g0 + g + 3 * Q) * 4);
-      const left = ng2 - 4 * Q;
-      const gl = g0 + 4 * Q;
-      const ol = out + (<usize>gl << 4);
-      const wl = w + <usize>gl * gBytes;
-      const vl = n - (gl + left - 1) * 4;
-      if (left == 3) q4RowU(3, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
-      else if (left == 2) q4RowU(2, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
-      else if (left == 1) q4RowU(1, ol, 16, s, xd, xs, wl, gBytes, nb, vl);
-      return;
-    }
-    for (let g = 0; g < Q8; g++) q4Row8(out + (<usize>g << 4), <usize>Q8 << 4, s, xd, xs, w + <usize>g * gBytes, <usize>Q8 * gBytes, nb, n - (g + 7 * Q8) * 4);
-    const g0 = Q8 << 3;
-    const ng2 = ng - g0;
-    const Q = ng2 >> 2;
-    const qo = <usize>Q << 4;
-    const qw = <usize>Q * gBytes;
-    const w2 = w + <usize>g0 * gBytes;
-    const o2 = out + (<usize>g0 << 4);
-    for (let g = 0; g < Q; g++) q4Row(4, o2 + (<usize>g << 4), qo, s, xd, xs, w2 + <usize>g * gBytes, qw, nb, n - (g0 + g + 3 * Q) * 4);
-    q4Left(ng2 - 4 * Q, g0 + 4 * Q, out, s, xd, xs, w, gBytes, nb, n);
+    if (USDOT) rowWalk(3, out, s, xd, xs, 0, w, gBytes, nb, n);
+    else rowWalk(2, out, s, xd, xs, 0, w, gBytes, nb, n);
     return;
   }
   // several rows, and in the plain build one row too (its unpacking needs more registers than a
