@@ -20,7 +20,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createKernels, type Kernels, type LinearWeight } from '../runtime/kernels.ts';
-import { cli, kernelBuilds, seeded, timeRounds } from './lib/stream-bench.ts';
+import { cli, kernelBuilds, seeded, timeRounds, warmAndCheck } from './lib/stream-bench.ts';
 
 const args = process.argv.slice(2);
 const { opt } = cli(args);
@@ -101,24 +101,7 @@ for (const shape of shapes) {
   });
   const bytes = setups[0].ws[0].bytes;
   const copies = setups[0].ws.length;
-  // warm-up (JIT tier-up) and a check that every implementation computes the same thing
-  const ref = new Float32Array(maxM * N);
-  setups.forEach((s, i) => {
-    for (let j = 0; j < 3; j++) for (const m of ms) s.k.linear(s.op, s.xp, s.ws[j % copies], m);
-    s.k.linear(s.op, s.xp, s.ws[0], maxM);
-    const got = s.k.f32(s.op, maxM * N);
-    if (i === 0) ref.set(got);
-    else {
-      let worst = 0;
-      let scale = 0;
-      for (let j = 0; j < got.length; j++) {
-        worst = Math.max(worst, Math.abs(got[j] - ref[j]));
-        scale = Math.max(scale, Math.abs(ref[j]));
-      }
-      if (!(worst <= 1e-4 * scale))
-        log(`WARNING ${s.impl} differs from ${setups[0].impl} on ${shape}: ${worst} (scale ${scale})`);
-    }
-  });
+  warmAndCheck(setups, ms, maxM, N, shape, log);
   const { dram, cache } = timeRounds(setups, ms, rounds, copies, hot);
   setups.forEach((s, si) => {
     const froms: Array<['dram' | 'cache', number[]]> = hot

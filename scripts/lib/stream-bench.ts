@@ -66,6 +66,39 @@ export interface StreamSetup {
 }
 
 /**
+ * Warm-up (JIT tier-up: three passes over every row count) and a check that every setup computes
+ * what the first one does (max |Δ| ≤ 1e-4 of the largest output on maxM rows of n); a warning
+ * through `log` naming `what` otherwise.
+ */
+export function warmAndCheck(
+  setups: Array<StreamSetup & { impl: string; k: Pick<Kernels, 'linear' | 'f32'> }>,
+  ms: number[],
+  maxM: number,
+  n: number,
+  what: string,
+  log: (line: string) => void,
+): void {
+  const copies = setups[0].ws.length;
+  const ref = new Float32Array(maxM * n);
+  setups.forEach((s, i) => {
+    for (let j = 0; j < 3; j++) for (const m of ms) s.k.linear(s.op, s.xp, s.ws[j % copies], m);
+    s.k.linear(s.op, s.xp, s.ws[0], maxM);
+    const got = s.k.f32(s.op, maxM * n);
+    if (i === 0) ref.set(got);
+    else {
+      let worst = 0;
+      let scale = 0;
+      for (let j = 0; j < got.length; j++) {
+        worst = Math.max(worst, Math.abs(got[j] - ref[j]));
+        scale = Math.max(scale, Math.abs(ref[j]));
+      }
+      if (!(worst <= 1e-4 * scale))
+        log(`WARNING ${s.impl} differs from ${setups[0].impl} on ${what}: ${worst} (scale ${scale})`);
+    }
+  });
+}
+
+/**
  * Seconds per `linear` call for every setup and row count: from DRAM (each call the next of the
  * `copies` weight copies) and, with `hot`, from cache (the first copy again and again); best of
  * `rounds` in CPU time. Within a round every setup runs in turn, the first one rotating (the one
